@@ -1,0 +1,170 @@
+//! The reference service: one axum app that passes every proctor challenge, plus named defects.
+//!
+//! Each defect is a plausible real bug, switched on by name (`REFERENCE_DEFECTS=etag-unquoted,...`). The
+//! proctor test-suite turns them on one at a time to prove that every probe fails the bug it targets and
+//! passes everything else.
+
+mod caching;
+mod resource;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+/// Every defect the reference can carry: name and the bug it simulates.
+pub const DEFECTS: &[(&str, &str)] = &[
+    // rest-resource
+    ("create-200", "POST /items answers 200 instead of 201 Created"),
+    (
+        "location-wrong",
+        "POST /items sends a Location that does not resolve (/item/{id})",
+    ),
+    (
+        "unknown-200",
+        "GET of an unknown item answers 200 with null instead of 404",
+    ),
+    ("put-merges", "PUT merges into the stored item instead of replacing it"),
+    ("delete-200", "DELETE answers 200 with a body instead of 204"),
+    ("delete-noop", "DELETE answers 204 but does not remove the item"),
+    ("head-405", "HEAD is not routed and answers 405"),
+    ("405-no-allow", "a wrong method gets 405 without an Allow header"),
+    ("options-405", "OPTIONS is not supported"),
+    ("text-plain-json", "JSON bodies are labelled text/plain"),
+    // http-caching
+    ("etag-unquoted", "ETag is sent without the quotes of an entity-tag"),
+    ("no-cache-control", "GET /documents responses carry no Cache-Control"),
+    (
+        "ignore-if-none-match",
+        "If-None-Match is ignored: always 200 with the body",
+    ),
+    ("304-bare", "304 responses omit ETag and Cache-Control"),
+    (
+        "strong-compare",
+        "If-None-Match is compared as a raw string (no weak comparison, no lists)",
+    ),
+    (
+        "star-ignored",
+        "If-None-Match: * is not treated as matching any current representation",
+    ),
+    ("etag-stale", "the ETag does not change when the document is replaced"),
+    ("ignore-if-match", "If-Match is ignored on PUT (lost updates)"),
+    (
+        "last-modified-ms",
+        "If-Modified-Since is compared with sub-second modification times",
+    ),
+    (
+        "ims-over-inm",
+        "If-Modified-Since is evaluated even when If-None-Match is present",
+    ),
+];
+
+/// How one instance of the reference service behaves.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// Environment the challenge passes to the service (RATE_LIMIT, ...); unused keys are ignored.
+    pub env: BTreeMap<String, String>,
+    /// Defects switched on.
+    pub defects: BTreeSet<String>,
+}
+
+/// A defect name that the reference does not know.
+#[derive(Debug)]
+pub struct UnknownDefect(pub String);
+
+impl std::fmt::Display for UnknownDefect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown defect `{}`; known defects: ", self.0)?;
+        let names: Vec<&str> = DEFECTS.iter().map(|(name, _)| *name).collect();
+        f.write_str(&names.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownDefect {}
+
+impl Config {
+    /// A configuration with the given env and a comma-separated defect list, checked against [`DEFECTS`].
+    pub fn new(env: BTreeMap<String, String>, defects: &str) -> Result<Self, UnknownDefect> {
+        let mut set = BTreeSet::new();
+        for name in defects.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if !DEFECTS.iter().any(|(known, _)| *known == name) {
+                return Err(UnknownDefect(name.to_string()));
+            }
+            set.insert(name.to_string());
+        }
+        Ok(Self { env, defects: set })
+    }
+
+    /// Whether a defect is switched on.
+    pub fn has(&self, defect: &str) -> bool {
+        self.defects.contains(defect)
+    }
+}
+
+/// Shared state of one service instance.
+pub(crate) struct App {
+    pub(crate) config: Config,
+    pub(crate) items: resource::Store,
+    pub(crate) documents: caching::Store,
+}
+
+pub(crate) type Shared = Arc<App>;
+
+/// The whole reference service as an axum router.
+pub fn router(config: Config) -> Router {
+    let app = Arc::new(App {
+        config,
+        items: Default::default(),
+        documents: Default::default(),
+    });
+    Router::new()
+        .route(
+            "/health",
+            get(|| async { json_response(StatusCode::OK, &serde_json::json!({"status": "pass"}), false) }),
+        )
+        .merge(resource::routes())
+        .merge(caching::routes())
+        .with_state(app)
+}
+
+/// Serves the reference on an already bound listener until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> std::io::Result<()> {
+    axum::serve(listener, router(config)).await
+}
+
+/// A JSON response; `text_plain` simulates the `text-plain-json` defect.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value, text_plain: bool) -> Response {
+    let content_type = if text_plain {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// An RFC 9457 problem details response.
+pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        )],
+        body.to_string(),
+    )
+        .into_response()
+}

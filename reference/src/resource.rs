@@ -1,0 +1,194 @@
+//! `rest-resource`: the `/items` collection with the full method semantics of RFC 9110.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use serde::{Deserialize, Serialize};
+
+use crate::{Shared, json_response, problem};
+
+/// Items by id, plus the id counter.
+#[derive(Default)]
+pub(crate) struct Store {
+    items: Mutex<BTreeMap<String, Item>>,
+    next: AtomicU64,
+}
+
+#[derive(Clone, Serialize)]
+struct Item {
+    id: String,
+    name: String,
+    price: f64,
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ItemInput {
+    name: String,
+    price: f64,
+    tags: Option<Vec<String>>,
+}
+
+const COLLECTION_ALLOW: &str = "GET, HEAD, POST, OPTIONS";
+const ITEM_ALLOW: &str = "GET, HEAD, PUT, DELETE, OPTIONS";
+
+pub(crate) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/items", any(collection))
+        .route("/items/{id}", any(member))
+}
+
+async fn collection(State(app): State<Shared>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let plain = app.config.has("text-plain-json");
+    match method {
+        Method::GET | Method::HEAD if method == Method::GET || !app.config.has("head-405") => {
+            let items: Vec<Item> = app
+                .items
+                .items
+                .lock()
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default();
+            json_response(StatusCode::OK, &serde_json::json!({ "items": items }), plain)
+        }
+        Method::POST => {
+            let input = match parse_input(&headers, &body) {
+                Ok(input) => input,
+                Err(response) => return response,
+            };
+            let id = format!("{}", app.items.next.fetch_add(1, Ordering::Relaxed) + 1);
+            let item = Item {
+                id: id.clone(),
+                name: input.name,
+                price: input.price,
+                tags: input.tags.unwrap_or_default(),
+            };
+            if let Ok(mut items) = app.items.items.lock() {
+                items.insert(id.clone(), item.clone());
+            }
+            let status = if app.config.has("create-200") {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            let location = if app.config.has("location-wrong") {
+                format!("/item/{id}")
+            } else {
+                format!("/items/{id}")
+            };
+            let mut response = json_response(status, &serde_json::to_value(&item).unwrap_or_default(), plain);
+            if let Ok(value) = HeaderValue::from_str(&location) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            response
+        }
+        Method::OPTIONS if !app.config.has("options-405") => allow_only(StatusCode::NO_CONTENT, COLLECTION_ALLOW),
+        _ => method_not_allowed(&app, COLLECTION_ALLOW),
+    }
+}
+
+async fn member(
+    State(app): State<Shared>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let plain = app.config.has("text-plain-json");
+    let current = app.items.items.lock().ok().and_then(|items| items.get(&id).cloned());
+    match method {
+        Method::GET | Method::HEAD if method == Method::GET || !app.config.has("head-405") => match current {
+            Some(item) => json_response(StatusCode::OK, &serde_json::to_value(&item).unwrap_or_default(), plain),
+            None if app.config.has("unknown-200") => json_response(StatusCode::OK, &serde_json::Value::Null, plain),
+            None => problem(StatusCode::NOT_FOUND, &format!("no item with id {id}")),
+        },
+        Method::PUT => {
+            let Some(old) = current else {
+                return problem(StatusCode::NOT_FOUND, &format!("no item with id {id}"));
+            };
+            let input = match parse_input(&headers, &body) {
+                Ok(input) => input,
+                Err(response) => return response,
+            };
+            let tags = match input.tags {
+                Some(tags) => tags,
+                None if app.config.has("put-merges") => old.tags,
+                None => Vec::new(),
+            };
+            let item = Item {
+                id: id.clone(),
+                name: input.name,
+                price: input.price,
+                tags,
+            };
+            if let Ok(mut items) = app.items.items.lock() {
+                items.insert(id, item.clone());
+            }
+            json_response(StatusCode::OK, &serde_json::to_value(&item).unwrap_or_default(), plain)
+        }
+        Method::DELETE => {
+            if current.is_none() {
+                return problem(StatusCode::NOT_FOUND, &format!("no item with id {id}"));
+            }
+            if !app.config.has("delete-noop")
+                && let Ok(mut items) = app.items.items.lock()
+            {
+                items.remove(&id);
+            }
+            if app.config.has("delete-200") {
+                json_response(StatusCode::OK, &serde_json::json!({ "deleted": id }), plain)
+            } else {
+                StatusCode::NO_CONTENT.into_response()
+            }
+        }
+        Method::OPTIONS if !app.config.has("options-405") => allow_only(StatusCode::NO_CONTENT, ITEM_ALLOW),
+        _ => method_not_allowed(&app, ITEM_ALLOW),
+    }
+}
+
+/// Parses a JSON item, answering 415 for other media types, 400 for broken JSON and 422 for a wrong shape.
+fn parse_input(headers: &HeaderMap, body: &[u8]) -> Result<ItemInput, Response> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the item as application/json",
+        ));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| problem(StatusCode::BAD_REQUEST, &format!("the body is not valid JSON: {e}")))?;
+    let input: ItemInput = serde_json::from_value(value)
+        .map_err(|e| problem(StatusCode::UNPROCESSABLE_ENTITY, &format!("the item is not valid: {e}")))?;
+    if input.name.trim().is_empty() || input.price < 0.0 {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name must not be empty and price must be >= 0",
+        ));
+    }
+    Ok(input)
+}
+
+fn allow_only(status: StatusCode, allow: &'static str) -> Response {
+    (status, [(header::ALLOW, HeaderValue::from_static(allow))]).into_response()
+}
+
+fn method_not_allowed(app: &Shared, allow: &'static str) -> Response {
+    let mut response = problem(StatusCode::METHOD_NOT_ALLOWED, "this method is not supported here");
+    if !app.config.has("405-no-allow") {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    response
+}

@@ -1,0 +1,190 @@
+//! Turning YAML text into a checked [`Challenge`], or into every problem found in it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::error::SpecError;
+use super::locate::{Locations, Position};
+use super::model::ChallengeSpec;
+use super::validate::validate;
+
+/// A loaded, checked challenge.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// The challenge id: the file stem, kebab-case.
+    pub id: String,
+    /// Where it came from: a path, or `catalog:<id>`.
+    pub origin: String,
+    /// The spec.
+    pub spec: ChallengeSpec,
+}
+
+impl Challenge {
+    /// Total points of all probes.
+    pub fn points(&self) -> u32 {
+        self.spec.probes.iter().map(|p| p.points).sum()
+    }
+}
+
+/// A spec source: its display name, the id it will have, and its text.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Display name (path or `catalog:<id>`).
+    pub name: String,
+    /// The challenge id (file stem).
+    pub id: String,
+    /// The YAML text.
+    pub text: String,
+}
+
+/// Parses and checks one spec; every problem found is returned at once.
+pub fn load(source: &Source) -> Result<Challenge, Vec<SpecError>> {
+    let text = Arc::new(source.text.clone());
+    let error = |position: Option<Position>, field: Option<String>, message: String| SpecError {
+        file: source.name.clone(),
+        text: Arc::clone(&text),
+        position,
+        field,
+        message,
+    };
+    if !is_kebab(&source.id) {
+        return Err(vec![error(
+            None,
+            None,
+            format!(
+                "the file name `{}` is not a valid challenge id: use lowercase letters, digits and dashes",
+                source.id
+            ),
+        )]);
+    }
+    let deserializer = serde_yaml::Deserializer::from_str(&source.text);
+    let spec: ChallengeSpec = match serde_path_to_error::deserialize(deserializer) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let position = inner
+                .location()
+                .map(|l| Position::at(&source.text, l.line(), l.column()));
+            let field = (path != ".").then_some(path);
+            return Err(vec![error(
+                position,
+                field.clone(),
+                clean_message(&inner.to_string(), field.as_deref()),
+            )]);
+        }
+    };
+    let problems = validate(&spec);
+    if problems.is_empty() {
+        return Ok(Challenge {
+            id: source.id.clone(),
+            origin: source.name.clone(),
+            spec,
+        });
+    }
+    let locations = Locations::index(&source.text);
+    Err(problems
+        .into_iter()
+        .map(|(field, message)| error(locations.find(&field), Some(field), message))
+        .collect())
+}
+
+/// serde_norway's messages repeat the path and the position; keep only what is wrong.
+fn clean_message(message: &str, field: Option<&str>) -> String {
+    let mut message = message;
+    if let Some(cut) = message.rfind(" at line ") {
+        message = &message[..cut];
+    }
+    if let Some(field) = field
+        && let Some(rest) = message.strip_prefix(field).and_then(|m| m.strip_prefix(": "))
+    {
+        message = rest;
+    }
+    message.to_string()
+}
+
+/// Whether `s` is a kebab-case identifier.
+pub fn is_kebab(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Problems finding spec files (distinct from problems inside them).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Neither a path nor a catalog id.
+    #[error("unknown challenge `{0}`: not a file, not a folder, not in the catalog (`proctor list` shows it)")]
+    Unknown(String),
+    /// A file or folder could not be read.
+    #[error("failed to read {path}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A folder holds no spec files.
+    #[error("no challenge files (*.yaml, *.yml) in {0}")]
+    EmptyFolder(PathBuf),
+}
+
+/// Resolves arguments (catalog ids, files, folders) to sources, in order, without duplicates.
+pub fn resolve(args: &[String], catalog: &[Source]) -> Result<Vec<Source>, SourceError> {
+    let mut out: Vec<Source> = Vec::new();
+    for arg in args {
+        let path = Path::new(arg);
+        let found = if path.is_dir() {
+            read_folder(path)?
+        } else if path.is_file() {
+            vec![read_file(path)?]
+        } else if let Some(source) = catalog.iter().find(|s| s.id == *arg) {
+            vec![source.clone()]
+        } else {
+            return Err(SourceError::Unknown(arg.clone()));
+        };
+        for source in found {
+            if !out.iter().any(|s| s.name == source.name) {
+                out.push(source);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_folder(dir: &Path) -> Result<Vec<Source>, SourceError> {
+    let read = |source| SourceError::Read {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(SourceError::EmptyFolder(dir.to_path_buf()));
+    }
+    files.iter().map(|p| read_file(p)).collect()
+}
+
+fn read_file(path: &Path) -> Result<Source, SourceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SourceError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let id = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_string();
+    Ok(Source {
+        name: path.display().to_string(),
+        id,
+        text,
+    })
+}

@@ -1,0 +1,346 @@
+//! The challenge spec format as Rust types: what a YAML file may say, and the source of the JSON Schema.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::types::{Dur, Pattern, Percent, StatusSpec, Text};
+
+/// One challenge: an interview question turned into a brief and a set of probes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChallengeSpec {
+    /// The challenge's title, as the catalog lists it.
+    pub title: String,
+    /// The interview question this challenge turns into practice.
+    pub question: Question,
+    /// Topics, for filtering the catalog.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The candidate-facing brief (Markdown): endpoints, payloads, env vars, the conventions chosen.
+    pub brief: String,
+    /// How the service under test is started and reached.
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// The score needed to pass, such as `80%`.
+    #[serde(default = "default_pass")]
+    pub pass: Percent,
+    /// The probes, run in order.
+    pub probes: Vec<ProbeSpec>,
+}
+
+fn default_pass() -> Percent {
+    Percent(100.0)
+}
+
+/// The interview question a challenge is tied to.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Question {
+    /// The question's number in the interview-question list.
+    pub number: u32,
+    /// The question's text.
+    pub text: String,
+}
+
+/// How to start and reach the service under test.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// The port the service listens on inside a container (a local process gets `PORT` instead).
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Environment variables passed to the service; probes read them as `{{env.NAME}}`.
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
+    /// How proctor knows the service is ready.
+    #[serde(default)]
+    pub ready: Ready,
+    /// How long the service may take to become ready.
+    #[serde(default = "default_start_timeout")]
+    pub start_timeout: Dur,
+    /// How long one request may take before the probe fails.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Dur,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            port: default_port(),
+            env: IndexMap::new(),
+            ready: Ready::default(),
+            start_timeout: default_start_timeout(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+fn default_port() -> u16 {
+    8080
+}
+
+fn default_start_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+
+fn default_request_timeout() -> Dur {
+    Dur(std::time::Duration::from_secs(10))
+}
+
+/// A readiness check.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Ready {
+    /// Ready when `GET <path>` answers with any status below 500.
+    Http(String),
+    /// Ready when the port accepts a TCP connection.
+    Tcp,
+}
+
+impl Default for Ready {
+    fn default() -> Self {
+        Ready::Http("/health".to_string())
+    }
+}
+
+/// Whether a probe's details are shown in candidate-facing reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    /// Shown with every detail.
+    #[default]
+    Public,
+    /// Scored, but reported only as "hidden probe" when reports are redacted (`--redact-hidden`).
+    Hidden,
+}
+
+/// One probe: a behaviour the service must show, with the rule behind it.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeSpec {
+    /// Unique within the challenge, kebab-case.
+    pub id: String,
+    /// What the probe checks, in one line.
+    pub title: String,
+    /// The area scored (status-codes, caching, auth, rate-limiting, ...), kebab-case.
+    pub category: String,
+    /// Points earned when the probe passes.
+    #[serde(default = "default_points")]
+    pub points: u32,
+    /// The rule the probe checks and its source (RFC section, draft, the brief).
+    pub why: String,
+    /// A nudge towards the fix that does not give the code away.
+    pub hint: String,
+    /// Whether candidate-facing reports show the probe's details.
+    #[serde(default)]
+    pub visibility: Visibility,
+    /// Variables set before the first step, in order; values may use `{{...}}`.
+    #[serde(default)]
+    pub vars: IndexMap<String, String>,
+    /// The steps, run in order; the probe stops at the first step that fails.
+    pub steps: Vec<StepSpec>,
+}
+
+fn default_points() -> u32 {
+    1
+}
+
+/// One step: a request (optionally repeated or sent as a burst) or a wait.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// A short name for the step in reports.
+    pub name: Option<String>,
+    /// The request to send.
+    pub request: Option<RequestSpec>,
+    /// What the response must look like (every expectation is checked and reported).
+    pub expect: Option<ExpectSpec>,
+    /// Values to take from the response for later steps.
+    #[serde(default)]
+    pub capture: IndexMap<String, CaptureSpec>,
+    /// Send the request this many times in sequence; each response must meet `expect`.
+    pub repeat: Option<u32>,
+    /// Send the request many times at once.
+    pub burst: Option<BurstSpec>,
+    /// Pause instead of sending a request.
+    pub wait: Option<WaitSpec>,
+}
+
+/// An HTTP request. Strings may use `{{...}}` placeholders.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// The method (any token; GET by default).
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// The path, relative to the service's base URL (an absolute URL must point at the same service).
+    pub path: String,
+    /// Query parameters, appended in order.
+    #[serde(default)]
+    pub query: IndexMap<String, Text>,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: IndexMap<String, Text>,
+    /// A JSON body (sets `Content-Type: application/json` unless a header says otherwise).
+    pub json: Option<serde_json::Value>,
+    /// A raw body, sent as is.
+    pub body: Option<String>,
+    /// A form body (`application/x-www-form-urlencoded`).
+    pub form: Option<IndexMap<String, Text>>,
+}
+
+fn default_method() -> String {
+    "GET".to_string()
+}
+
+/// Expectations on one response. Every one is checked; each records what was expected and what came back.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectSpec {
+    /// The status: `201`, `[200, 204]` or `"2xx"`.
+    pub status: Option<StatusSpec>,
+    /// Burst only: how many responses must have each status, e.g. `{200: 5, 429: 10}`.
+    pub statuses: Option<IndexMap<u16, u32>>,
+    /// Checks on response headers, by name (case-insensitive).
+    #[serde(default)]
+    pub headers: IndexMap<String, HeaderCheck>,
+    /// Checks on the JSON body, each selecting nodes with an RFC 9535 JSONPath.
+    #[serde(default)]
+    pub json: Vec<JsonCheck>,
+    /// A JSON Schema the body must validate against.
+    pub schema: Option<serde_json::Value>,
+    /// Checks on the raw body.
+    pub body: Option<BodyCheck>,
+    /// The media type of `Content-Type`, compared without parameters and case-insensitively.
+    pub content_type: Option<String>,
+    /// The longest the response may take.
+    pub max_time: Option<Dur>,
+}
+
+/// Checks on one response header. All field lines with the name are considered.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderCheck {
+    /// `true`: the header must be present; `false`: it must be absent.
+    pub exists: Option<bool>,
+    /// The (combined) value must equal this text exactly.
+    pub equals: Option<String>,
+    /// The (combined) value must match this regular expression.
+    pub matches: Option<Pattern>,
+    /// The comma-separated list must contain this member (case-insensitive, e.g. `Allow` contains `GET`).
+    pub contains: Option<String>,
+    /// The comma-separated list must not contain this member.
+    pub excludes: Option<String>,
+    /// The value, as a number, must be greater than this.
+    pub gt: Option<f64>,
+    /// ... at least this.
+    pub gte: Option<f64>,
+    /// ... less than this.
+    pub lt: Option<f64>,
+    /// ... at most this.
+    pub lte: Option<f64>,
+    /// How many field lines with this name the response must carry.
+    pub count: Option<u32>,
+}
+
+/// Checks on the nodes a JSONPath selects from the body.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JsonCheck {
+    /// An RFC 9535 JSONPath query such as `$.items[0].id`; may use `{{...}}`.
+    pub path: String,
+    /// `true`: the query selects at least one node; `false`: it selects none.
+    pub exists: Option<bool>,
+    /// The number of nodes selected.
+    pub count: Option<u32>,
+    /// The single selected node equals this value (strings may use `{{...}}`).
+    pub equals: Option<serde_json::Value>,
+    /// The single selected node has this type.
+    #[serde(rename = "type")]
+    pub kind: Option<JsonType>,
+    /// The single selected string, array or object has this length.
+    pub length: Option<u32>,
+    /// The single selected number is greater than this.
+    pub gt: Option<f64>,
+    /// ... at least this.
+    pub gte: Option<f64>,
+    /// ... less than this.
+    pub lt: Option<f64>,
+    /// ... at most this.
+    pub lte: Option<f64>,
+    /// The single selected string matches this regular expression.
+    pub matches: Option<Pattern>,
+}
+
+/// A JSON type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JsonType {
+    /// A string.
+    String,
+    /// Any number.
+    Number,
+    /// A number without a fractional part.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// `null`.
+    Null,
+    /// An array.
+    Array,
+    /// An object.
+    Object,
+}
+
+/// Checks on the raw body.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BodyCheck {
+    /// `true`: the body must be empty; `false`: it must not be.
+    pub empty: Option<bool>,
+    /// The body must contain this text (may use `{{...}}`).
+    pub contains: Option<String>,
+    /// The body must match this regular expression.
+    pub matches: Option<Pattern>,
+    /// The body must not match this regular expression (stack traces, SQL errors, ...).
+    pub not_matches: Option<Pattern>,
+}
+
+/// Where a captured value comes from: `json`, `header` or the body; `regex` then takes its first group.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSpec {
+    /// A JSONPath selecting one node of the JSON body (strings are taken as is, others as JSON).
+    pub json: Option<String>,
+    /// A response header's value.
+    pub header: Option<String>,
+    /// A regular expression applied to the header (with `header`) or to the body; its first group (or the
+    /// whole match) is captured.
+    pub regex: Option<Pattern>,
+}
+
+/// A burst: `count` requests sent by `concurrency` connections opened beforehand and released together.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BurstSpec {
+    /// How many requests in all.
+    pub count: u32,
+    /// How many at once (connections opened before the release).
+    pub concurrency: u32,
+}
+
+/// A pause: `duration`, or `seconds` from a variable (a Retry-After value, integer seconds or an HTTP date),
+/// plus an optional margin.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WaitSpec {
+    /// A fixed pause.
+    pub duration: Option<Dur>,
+    /// Seconds or an HTTP date, usually `{{retry_after}}`.
+    pub seconds: Option<Text>,
+    /// A margin added to the pause.
+    pub plus: Option<Dur>,
+    /// The longest pause the service may ask for before the probe fails (default 60s).
+    pub max: Option<Dur>,
+}

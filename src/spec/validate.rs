@@ -1,0 +1,468 @@
+//! Checks a parsed spec can never be run wrongly: unique ids, defined variables, expectations that can pass.
+
+use std::collections::HashSet;
+
+use super::load::is_kebab;
+use super::model::{
+    BodyCheck, CaptureSpec, ChallengeSpec, ExpectSpec, HeaderCheck, JsonCheck, JsonType, ProbeSpec, Ready, RequestSpec,
+    StepSpec,
+};
+use super::template::{BUILTINS, json_strings, placeholders};
+
+/// The most requests one burst may send, and the most connections it may open.
+pub const MAX_BURST: u32 = 10_000;
+/// The most connections one burst may open at once.
+pub const MAX_CONCURRENCY: u32 = 1_000;
+
+/// Every problem found, as (field path, message).
+pub fn validate(spec: &ChallengeSpec) -> Vec<(String, String)> {
+    let mut v = Validator {
+        problems: Vec::new(),
+        spec,
+    };
+    v.challenge();
+    v.problems
+}
+
+struct Validator<'a> {
+    problems: Vec<(String, String)>,
+    spec: &'a ChallengeSpec,
+}
+
+/// Variables in scope at a point of a probe.
+struct Scope {
+    names: HashSet<String>,
+    in_loop: bool,
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.problems.push((field.into(), message.into()));
+    }
+
+    fn challenge(&mut self) {
+        let spec = self.spec;
+        if spec.title.trim().is_empty() {
+            self.problem("title", "the title is empty");
+        }
+        if spec.brief.trim().is_empty() {
+            self.problem(
+                "brief",
+                "the brief is empty: it is the whole contract the candidate gets",
+            );
+        }
+        if let Ready::Http(path) = &spec.service.ready
+            && !path.starts_with('/')
+        {
+            self.problem(
+                "service.ready.http",
+                format!("the readiness path `{path}` must start with `/`"),
+            );
+        }
+        for name in spec.service.env.keys() {
+            if !is_identifier(name) {
+                self.problem(
+                    format!("service.env.{name}"),
+                    format!("`{name}` is not a valid environment variable name"),
+                );
+            }
+        }
+        if spec.probes.is_empty() {
+            self.problem("probes", "a challenge needs at least one probe");
+        }
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (i, probe) in spec.probes.iter().enumerate() {
+            let at = format!("probes[{i}]");
+            if !is_kebab(&probe.id) {
+                self.problem(
+                    format!("{at}.id"),
+                    format!("probe id `{}` must be kebab-case", probe.id),
+                );
+            } else if !seen.insert(&probe.id) {
+                self.problem(format!("{at}.id"), format!("duplicate probe id `{}`", probe.id));
+            }
+            self.probe(&at, probe);
+        }
+    }
+
+    fn probe(&mut self, at: &str, probe: &ProbeSpec) {
+        if !is_kebab(&probe.category) {
+            self.problem(
+                format!("{at}.category"),
+                format!("category `{}` must be kebab-case", probe.category),
+            );
+        }
+        if probe.points == 0 {
+            self.problem(format!("{at}.points"), "a probe must be worth at least 1 point");
+        }
+        for (field, text) in [("title", &probe.title), ("why", &probe.why), ("hint", &probe.hint)] {
+            if text.trim().is_empty() {
+                self.problem(format!("{at}.{field}"), format!("the {field} is empty"));
+            }
+        }
+        if probe.steps.is_empty() {
+            self.problem(format!("{at}.steps"), "a probe needs at least one step");
+        }
+        let mut scope = Scope {
+            names: HashSet::new(),
+            in_loop: false,
+        };
+        for (name, value) in &probe.vars {
+            let field = format!("{at}.vars.{name}");
+            if !is_identifier(name) || BUILTINS.iter().any(|(b, _)| b == name) || name == "env" {
+                self.problem(
+                    &field,
+                    format!("`{name}` cannot be a variable name (a builtin, or not an identifier)"),
+                );
+            }
+            self.uses(&field, value, &scope);
+            scope.names.insert(name.clone());
+        }
+        for (i, step) in probe.steps.iter().enumerate() {
+            self.step(&format!("{at}.steps[{i}]"), step, &mut scope);
+        }
+    }
+
+    fn step(&mut self, at: &str, step: &StepSpec, scope: &mut Scope) {
+        match (&step.request, &step.wait) {
+            (Some(_), Some(_)) => self.problem(at, "a step is either a request or a wait, not both"),
+            (None, None) => self.problem(at, "a step needs a `request` or a `wait`"),
+            (None, Some(wait)) => {
+                for (field, present) in [
+                    ("expect", step.expect.is_some()),
+                    ("capture", !step.capture.is_empty()),
+                    ("repeat", step.repeat.is_some()),
+                    ("burst", step.burst.is_some()),
+                ] {
+                    if present {
+                        self.problem(
+                            format!("{at}.{field}"),
+                            format!("`{field}` needs a request; this step is a wait"),
+                        );
+                    }
+                }
+                match (&wait.duration, &wait.seconds) {
+                    (Some(_), Some(_)) | (None, None) => self.problem(
+                        format!("{at}.wait"),
+                        "a wait needs exactly one of `duration` or `seconds`",
+                    ),
+                    (None, Some(seconds)) => self.uses(&format!("{at}.wait.seconds"), &seconds.0, scope),
+                    (Some(_), None) => {}
+                }
+            }
+            (Some(request), None) => {
+                if step.repeat == Some(0) {
+                    self.problem(format!("{at}.repeat"), "repeat must be at least 1");
+                }
+                if step.repeat.is_some() && step.burst.is_some() {
+                    self.problem(at, "a step cannot both `repeat` and `burst`; use two steps");
+                }
+                let looped = step.repeat.is_some() || step.burst.is_some();
+                if let Some(burst) = &step.burst {
+                    if burst.count == 0 || burst.count > MAX_BURST {
+                        self.problem(
+                            format!("{at}.burst.count"),
+                            format!("a burst sends 1 to {MAX_BURST} requests"),
+                        );
+                    }
+                    if burst.concurrency == 0 || burst.concurrency > burst.count.min(MAX_CONCURRENCY) {
+                        self.problem(
+                            format!("{at}.burst.concurrency"),
+                            format!("concurrency must be between 1 and the count (at most {MAX_CONCURRENCY})"),
+                        );
+                    }
+                    if !step.capture.is_empty() {
+                        self.problem(
+                            format!("{at}.capture"),
+                            "a burst has many responses; capture from a single request",
+                        );
+                    }
+                }
+                scope.in_loop = looped;
+                self.request(&format!("{at}.request"), request, scope);
+                if let Some(expect) = &step.expect {
+                    self.expect(&format!("{at}.expect"), expect, step, scope);
+                }
+                scope.in_loop = false;
+                for (name, capture) in &step.capture {
+                    let field = format!("{at}.capture.{name}");
+                    if !is_identifier(name) || BUILTINS.iter().any(|(b, _)| b == name) || name == "env" {
+                        self.problem(
+                            &field,
+                            format!("`{name}` cannot be a variable name (a builtin, or not an identifier)"),
+                        );
+                    }
+                    self.capture(&field, capture);
+                }
+                // Captures become visible to the following steps only.
+                scope.names.extend(step.capture.keys().cloned());
+            }
+        }
+    }
+
+    fn request(&mut self, at: &str, request: &RequestSpec, scope: &Scope) {
+        if !is_token(&request.method) {
+            self.problem(
+                format!("{at}.method"),
+                format!("`{}` is not a valid HTTP method", request.method),
+            );
+        }
+        if request.path.trim().is_empty() {
+            self.problem(format!("{at}.path"), "the path is empty");
+        }
+        self.uses(&format!("{at}.path"), &request.path, scope);
+        for (name, value) in &request.query {
+            self.uses(&format!("{at}.query.{name}"), &value.0, scope);
+        }
+        for (name, value) in &request.headers {
+            if !is_token(name) {
+                self.problem(
+                    format!("{at}.headers.{name}"),
+                    format!("`{name}` is not a valid header name"),
+                );
+            }
+            self.uses(&format!("{at}.headers.{name}"), &value.0, scope);
+        }
+        let bodies = [request.json.is_some(), request.body.is_some(), request.form.is_some()];
+        if bodies.iter().filter(|b| **b).count() > 1 {
+            self.problem(at, "a request has at most one of `json`, `body` and `form`");
+        }
+        if let Some(json) = &request.json {
+            for s in json_strings(json) {
+                self.uses(&format!("{at}.json"), s, scope);
+            }
+        }
+        if let Some(body) = &request.body {
+            self.uses(&format!("{at}.body"), body, scope);
+        }
+        for (name, value) in request.form.iter().flatten() {
+            self.uses(&format!("{at}.form.{name}"), &value.0, scope);
+        }
+    }
+
+    fn expect(&mut self, at: &str, expect: &ExpectSpec, step: &StepSpec, scope: &Scope) {
+        match (&expect.statuses, &step.burst) {
+            (Some(_), None) => self.problem(
+                format!("{at}.statuses"),
+                "`statuses` counts the responses of a burst; use `status` here",
+            ),
+            (Some(statuses), Some(burst)) => {
+                let total: u32 = statuses.values().sum();
+                if total != burst.count {
+                    self.problem(
+                        format!("{at}.statuses"),
+                        format!(
+                            "the counts add up to {total} but the burst sends {}: they can never all match",
+                            burst.count
+                        ),
+                    );
+                }
+                if let Some(code) = statuses.keys().find(|c| !(100..=599).contains(*c)) {
+                    self.problem(format!("{at}.statuses"), format!("{code} is not an HTTP status code"));
+                }
+            }
+            _ => {}
+        }
+        let no_content = expect.status.as_ref().is_some_and(|s| s.forbids_content());
+        let wants_content = !expect.json.is_empty()
+            || expect.schema.is_some()
+            || expect
+                .body
+                .as_ref()
+                .is_some_and(|b| b.empty == Some(false) || b.contains.is_some() || b.matches.is_some());
+        if no_content && wants_content {
+            let status = expect.status.as_ref().map(ToString::to_string).unwrap_or_default();
+            self.problem(
+                format!("{at}.status"),
+                format!("a {status} response has no content, so the body expectations can never pass"),
+            );
+        }
+        for (name, check) in &expect.headers {
+            if !is_token(name) {
+                self.problem(
+                    format!("{at}.headers.{name}"),
+                    format!("`{name}` is not a valid header name"),
+                );
+            }
+            self.header_check(&format!("{at}.headers.{name}"), check, scope);
+        }
+        for (i, check) in expect.json.iter().enumerate() {
+            self.json_check(&format!("{at}.json[{i}]"), check, scope);
+        }
+        if let Some(schema) = &expect.schema
+            && let Err(e) = jsonschema::validator_for(schema)
+        {
+            self.problem(format!("{at}.schema"), format!("invalid JSON Schema: {e}"));
+        }
+        if let Some(body) = &expect.body {
+            self.body_check(&format!("{at}.body"), body, scope);
+        }
+        if let Some(media) = &expect.content_type
+            && (!media.contains('/') || media.contains(';'))
+        {
+            self.problem(
+                format!("{at}.content_type"),
+                format!("`{media}` is not a media type such as application/json (no parameters)"),
+            );
+        }
+    }
+
+    fn range(&mut self, at: &str, gt: Option<f64>, gte: Option<f64>, lt: Option<f64>, lte: Option<f64>) {
+        let low = gt.into_iter().chain(gte).fold(f64::NEG_INFINITY, f64::max);
+        let high = lt.into_iter().chain(lte).fold(f64::INFINITY, f64::min);
+        let strict = gt == Some(low) || lt == Some(high);
+        if low > high || (strict && low == high) {
+            self.problem(
+                at,
+                format!("no number is above {low} and below {high}: the range is empty"),
+            );
+        }
+    }
+
+    fn header_check(&mut self, at: &str, check: &HeaderCheck, scope: &Scope) {
+        let value_checks = check.equals.is_some()
+            || check.matches.is_some()
+            || check.contains.is_some()
+            || check.excludes.is_some()
+            || check.gt.is_some()
+            || check.gte.is_some()
+            || check.lt.is_some()
+            || check.lte.is_some();
+        if check.exists.is_none() && check.count.is_none() && !value_checks {
+            self.problem(at, "the header check says nothing to check");
+        }
+        if check.exists == Some(false) && (value_checks || check.count.is_some_and(|c| c > 0)) {
+            self.problem(at, "an absent header has no value to check");
+        }
+        if check.count == Some(0) && (value_checks || check.exists == Some(true)) {
+            self.problem(
+                at,
+                "`count: 0` means the header is absent, so it cannot also have a value",
+            );
+        }
+        self.range(at, check.gt, check.gte, check.lt, check.lte);
+        for text in [&check.equals, &check.contains, &check.excludes].into_iter().flatten() {
+            self.uses(at, text, scope);
+        }
+    }
+
+    fn json_check(&mut self, at: &str, check: &JsonCheck, scope: &Scope) {
+        self.json_path(&format!("{at}.path"), &check.path, scope);
+        let numeric = check.gt.is_some() || check.gte.is_some() || check.lt.is_some() || check.lte.is_some();
+        let value_checks = check.equals.is_some()
+            || check.kind.is_some()
+            || check.length.is_some()
+            || numeric
+            || check.matches.is_some();
+        if check.exists.is_none() && check.count.is_none() && !value_checks {
+            self.problem(at, "the JSON check says nothing to check");
+        }
+        if (check.exists == Some(false) || check.count == Some(0)) && value_checks {
+            self.problem(at, "a path that selects nothing has no value to check");
+        }
+        if check.count.is_some_and(|c| c != 1) && value_checks {
+            self.problem(
+                at,
+                "value checks need the path to select exactly one node, but `count` says otherwise",
+            );
+        }
+        if let Some(kind) = check.kind {
+            let clash = match kind {
+                JsonType::String => numeric,
+                JsonType::Number | JsonType::Integer => check.length.is_some() || check.matches.is_some(),
+                JsonType::Array | JsonType::Object => numeric || check.matches.is_some(),
+                JsonType::Boolean | JsonType::Null => numeric || check.matches.is_some() || check.length.is_some(),
+            };
+            if clash {
+                self.problem(
+                    at,
+                    format!("a value of type {kind:?} can never meet the other checks").to_lowercase(),
+                );
+            }
+        }
+        if numeric && (check.length.is_some() || check.matches.is_some()) {
+            self.problem(at, "a value cannot be a number and have a length or match a pattern");
+        }
+        self.range(at, check.gt, check.gte, check.lt, check.lte);
+        if let Some(equals) = &check.equals {
+            for s in json_strings(equals) {
+                self.uses(&format!("{at}.equals"), s, scope);
+            }
+        }
+    }
+
+    fn json_path(&mut self, at: &str, path: &str, scope: &Scope) {
+        self.uses(at, path, scope);
+        // Placeholders are filled at run time; check the syntax with a neutral value in their place.
+        let filled = super::template::render(path, |_| Some("x".to_string())).unwrap_or_default();
+        if let Err(e) = serde_json_path::JsonPath::parse(&filled) {
+            self.problem(at, format!("invalid JSONPath `{path}`: {e}"));
+        }
+    }
+
+    fn body_check(&mut self, at: &str, body: &BodyCheck, scope: &Scope) {
+        if body.empty.is_none() && body.contains.is_none() && body.matches.is_none() && body.not_matches.is_none() {
+            self.problem(at, "the body check says nothing to check");
+        }
+        if body.empty == Some(true) && (body.contains.is_some() || body.matches.is_some()) {
+            self.problem(at, "an empty body cannot contain or match anything");
+        }
+        if let Some(text) = &body.contains {
+            self.uses(&format!("{at}.contains"), text, scope);
+        }
+    }
+
+    fn capture(&mut self, at: &str, capture: &CaptureSpec) {
+        match (&capture.json, &capture.header) {
+            (Some(_), Some(_)) => self.problem(at, "capture from `json` or from `header`, not both"),
+            (None, None) if capture.regex.is_none() => {
+                self.problem(at, "a capture needs `json`, `header` or `regex` (on the body)")
+            }
+            (Some(path), None) => {
+                if capture.regex.is_some() {
+                    self.problem(at, "`regex` applies to a header or the body, not to a JSONPath");
+                }
+                let filled = super::template::render(path, |_| Some("x".to_string())).unwrap_or_default();
+                if let Err(e) = serde_json_path::JsonPath::parse(&filled) {
+                    self.problem(format!("{at}.json"), format!("invalid JSONPath `{path}`: {e}"));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every placeholder in `text` must name a variable in scope.
+    fn uses(&mut self, at: &str, text: &str, scope: &Scope) {
+        for name in placeholders(text) {
+            let known = if let Some(var) = name.strip_prefix("env.") {
+                self.spec.service.env.contains_key(var)
+            } else if name == "index" {
+                scope.in_loop
+            } else {
+                BUILTINS.iter().any(|(b, _)| *b == name) || scope.names.contains(name)
+            };
+            if !known {
+                let message = if name.starts_with("env.") {
+                    format!("undefined variable `{name}`: add it to service.env")
+                } else if name == "index" {
+                    "`{{index}}` is only defined inside `repeat` or `burst`".to_string()
+                } else {
+                    format!("undefined variable `{name}`: define it in `vars` or capture it in an earlier step")
+                };
+                self.problem(at, message);
+            }
+        }
+    }
+}
