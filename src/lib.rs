@@ -5,4 +5,13 @@
 //! outcomes, as [`event`]s) → [`score`] → [`report`]. `spec`, `expect`, `score` and `report` are pure.
 
 pub mod catalog;
+pub mod engine;
+pub mod event;
+pub mod exit;
+pub mod expect;
+pub mod outcome;
+pub mod progress;
+pub mod report;
+pub mod score;
 pub mod spec;
+pub mod target;

@@ -1,1 +1,276 @@
-fn main() {}
+//! The `proctor` binary: parses the command line, runs the library, maps the result to an exit code.
+
+mod cli;
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use cli::{Cli, ColorChoice, Command, GradeArgs};
+use proctor::engine::{self, RunConfig};
+use proctor::exit;
+use proctor::spec::{self, Challenge, SpecError};
+use proctor::target::Target;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    console::set_colors_enabled(color);
+    console::set_colors_enabled_stderr(color && std::io::stderr().is_terminal());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli.command, color));
+    // Anything still running (a service that ignored SIGTERM) must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    ExitCode::from(code)
+}
+
+async fn dispatch(command: Command, color: bool) -> u8 {
+    match command {
+        Command::List => list(),
+        Command::Show { challenge } => show(&challenge, color),
+        Command::Schema => {
+            print!("{}", spec::json_schema());
+            exit::OK
+        }
+        Command::Validate { paths } => validate(&paths, color),
+        Command::Run(args) => {
+            let target = match (args.url, args.cmd) {
+                (Some(url), _) => Target::Url(url),
+                (None, Some(cmd)) => Target::Command(cmd),
+                (None, None) => return usage("give --url or --cmd"),
+            };
+            grade(&args.challenges, target, args.grade, color).await
+        }
+        Command::Demo(args) => {
+            if args.list_defects {
+                for (name, what) in proctor_reference::DEFECTS {
+                    println!("{name:22} {what}");
+                }
+                return exit::OK;
+            }
+            let challenges = if args.challenges.is_empty() {
+                proctor::catalog::sources().into_iter().map(|s| s.id).collect()
+            } else {
+                args.challenges
+            };
+            if let Err(e) = proctor_reference::Config::new(Default::default(), &args.defects) {
+                return usage(&e.to_string());
+            }
+            grade(&challenges, Target::Reference(args.defects), args.grade, color).await
+        }
+    }
+}
+
+fn usage(message: &str) -> u8 {
+    eprintln!("error: {message}");
+    exit::USAGE
+}
+
+/// Loads challenges named by ids, files or folders; prints every spec error.
+fn load(args: &[String], color: bool) -> Result<Vec<Challenge>, u8> {
+    let sources = spec::resolve(args, &proctor::catalog::sources()).map_err(|e| usage(&engine::error_chain(&e)))?;
+    let mut challenges = Vec::new();
+    let mut errors: Vec<SpecError> = Vec::new();
+    for source in &sources {
+        match spec::load(source) {
+            Ok(challenge) => challenges.push(challenge),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    if errors.is_empty() {
+        return Ok(challenges);
+    }
+    let mut stderr = std::io::stderr().lock();
+    for error in &errors {
+        let _ = write!(stderr, "{}", error.render(color && std::io::stderr().is_terminal()));
+    }
+    let _ = writeln!(
+        stderr,
+        "error: {} problem{} in the spec files",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    Err(exit::USAGE)
+}
+
+fn list() -> u8 {
+    let challenges = match proctor::catalog::challenges() {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return exit::USAGE;
+        }
+    };
+    let width = challenges.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
+    println!(
+        "{:width$}  {:>3}  {:6}  {:6}  {}",
+        "id", "Q", "probes", "points", "title [tags]"
+    );
+    for c in &challenges {
+        println!(
+            "{:width$}  {:>3}  {:>6}  {:>6}  {} [{}]",
+            c.id,
+            c.spec.question.number,
+            c.spec.probes.len(),
+            c.points(),
+            c.spec.title,
+            c.spec.tags.join(", ")
+        );
+    }
+    exit::OK
+}
+
+fn show(name: &str, color: bool) -> u8 {
+    let challenge = match load(&[name.to_string()], color) {
+        Ok(mut c) if c.len() == 1 => c.remove(0),
+        Ok(_) => return usage("show takes one challenge"),
+        Err(code) => return code,
+    };
+    let s = &challenge.spec;
+    let mut text = format!("# {} — {}\n\n", challenge.id, s.title);
+    text.push_str(&format!(
+        "*Interview question {}:* {}\n\n",
+        s.question.number,
+        s.question.text.trim()
+    ));
+    text.push_str(s.brief.trim_end());
+    text.push_str("\n\n## How it is graded\n\n");
+    if !s.service.env.is_empty() {
+        let env: Vec<String> = s.service.env.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
+        text.push_str(&format!("Started with `PORT` and {}.\n\n", env.join(", ")));
+    }
+    let ready = match &s.service.ready.http {
+        Some(path) => format!("`GET {path}` answers"),
+        None => "the port accepts connections".to_string(),
+    };
+    text.push_str(&format!("Grading starts once {ready}. Pass mark: {}%.\n\n", s.pass.0));
+    for probe in &s.probes {
+        if probe.visibility == spec::model::Visibility::Public {
+            text.push_str(&format!("- **{}** ({} pt): {}\n", probe.id, probe.points, probe.title));
+        }
+    }
+    let hidden = s
+        .probes
+        .iter()
+        .filter(|p| p.visibility == spec::model::Visibility::Hidden)
+        .count();
+    if hidden > 0 {
+        text.push_str(&format!("- and {hidden} hidden probe(s)\n"));
+    }
+    if color && std::io::stdout().is_terminal() {
+        termimad::print_text(&text);
+    } else {
+        print!("{text}");
+    }
+    exit::OK
+}
+
+fn validate(paths: &[String], color: bool) -> u8 {
+    let args: Vec<String> = if paths.is_empty() {
+        proctor::catalog::sources().into_iter().map(|s| s.id).collect()
+    } else {
+        paths.to_vec()
+    };
+    match load(&args, color) {
+        Ok(challenges) => {
+            let probes: usize = challenges.iter().map(|c| c.spec.probes.len()).sum();
+            println!("ok: {} challenge(s), {probes} probe(s)", challenges.len());
+            exit::OK
+        }
+        Err(code) => code,
+    }
+}
+
+async fn grade(args: &[String], target: Target, options: GradeArgs, color: bool) -> u8 {
+    let challenges = match load(args, color) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let reports = match cli::report_targets(&options.report) {
+        Ok(r) => r,
+        Err(e) => return usage(&e),
+    };
+    let jobs = options
+        .jobs
+        .unwrap_or(if target.isolated() { challenges.len() } else { 1 });
+    let config = RunConfig {
+        target,
+        jobs,
+        seed: options.seed.unwrap_or_else(rand::random),
+        min_score: options.min_score,
+        start_timeout: options.start_timeout,
+        request_timeout: options.request_timeout,
+        max_body: options.max_body,
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn(watch_signals(cancel.clone()));
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let total: usize = challenges.iter().map(|c| c.spec.probes.len()).sum();
+    let display = tokio::spawn(proctor::progress::display(
+        receiver,
+        total as u64,
+        std::io::stderr().is_terminal(),
+    ));
+    let report = engine::run(&challenges, &config, &sender, &cancel).await;
+    drop(sender);
+    let _ = display.await;
+    let report = if options.redact_hidden {
+        proctor::report::redact_hidden(&report)
+    } else {
+        report
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = proctor::report::terminal::write(&report, &mut stdout, color) {
+        eprintln!("error: failed to print the report: {e}");
+    }
+    let mut code = exit::for_run(&report);
+    for target in reports {
+        let written = std::fs::File::create(&target.path).and_then(|file| {
+            let mut file = std::io::BufWriter::new(file);
+            target.format.write(&report, &mut file)?;
+            file.flush()
+        });
+        if let Err(e) = written {
+            eprintln!("error: failed to write the report {}: {e}", target.path.display());
+            code = code.max(exit::USAGE);
+        }
+    }
+    code
+}
+
+/// First Ctrl-C or SIGTERM: cancel and tear down. Second: kill what proctor started and exit at once.
+async fn watch_signals(cancel: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return;
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        if round == 0 {
+            eprintln!("\ninterrupted: stopping the service and writing reports (Ctrl-C again to force)");
+            cancel.cancel();
+        }
+    }
+    proctor::target::process::kill_all_now();
+    std::process::exit(i32::from(exit::INTERRUPTED));
+}

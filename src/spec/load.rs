@@ -66,7 +66,9 @@ pub fn load(source: &Source) -> Result<Challenge, Vec<SpecError>> {
             let position = inner
                 .location()
                 .map(|l| Position::at(&source.text, l.line(), l.column()));
-            let field = (path != ".").then_some(path);
+            // A syntax error leaves an unknown segment (`?`) at the end of the path; keep what is known.
+            let known = path.split(".?").next().unwrap_or_default().to_string();
+            let field = (known != "." && !known.is_empty()).then_some(known);
             return Err(vec![error(
                 position,
                 field.clone(),
@@ -91,10 +93,10 @@ pub fn load(source: &Source) -> Result<Challenge, Vec<SpecError>> {
 
 /// serde_norway's messages repeat the path and the position; keep only what is wrong.
 fn clean_message(message: &str, field: Option<&str>) -> String {
-    let mut message = message;
-    if let Some(cut) = message.rfind(" at line ") {
-        message = &message[..cut];
-    }
+    static POSITION: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r" at line \d+ column \d+").unwrap_or_else(|e| panic!("{e}")));
+    let stripped = POSITION.replace_all(message, "");
+    let mut message = stripped.as_ref();
     if let Some(field) = field
         && let Some(rest) = message.strip_prefix(field).and_then(|m| m.strip_prefix(": "))
     {

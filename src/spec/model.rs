@@ -88,19 +88,24 @@ fn default_request_timeout() -> Dur {
     Dur(std::time::Duration::from_secs(10))
 }
 
-/// A readiness check.
+/// A readiness check: `{ http: /health }` (any status below 500) or `{ tcp: true }` (the port accepts a
+/// connection).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum Ready {
+#[serde(deny_unknown_fields)]
+pub struct Ready {
     /// Ready when `GET <path>` answers with any status below 500.
-    Http(String),
+    pub http: Option<String>,
     /// Ready when the port accepts a TCP connection.
-    Tcp,
+    #[serde(default)]
+    pub tcp: bool,
 }
 
 impl Default for Ready {
     fn default() -> Self {
-        Ready::Http("/health".to_string())
+        Ready {
+            http: Some("/health".to_string()),
+            tcp: false,
+        }
     }
 }
 

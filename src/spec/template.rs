@@ -66,7 +66,7 @@ pub fn render(text: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> Res
 /// Replaces placeholders in every string of a JSON value (keys included).
 pub fn render_json(
     value: &serde_json::Value,
-    lookup: &mut impl FnMut(&str) -> Option<String>,
+    lookup: &mut dyn FnMut(&str) -> Option<String>,
 ) -> Result<serde_json::Value, Undefined> {
     use serde_json::Value;
     Ok(match value {

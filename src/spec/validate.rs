@@ -63,13 +63,20 @@ impl Validator<'_> {
                 "the brief is empty: it is the whole contract the candidate gets",
             );
         }
-        if let Ready::Http(path) = &spec.service.ready
-            && !path.starts_with('/')
-        {
-            self.problem(
+        match &spec.service.ready {
+            Ready {
+                http: Some(_),
+                tcp: true,
+            }
+            | Ready { http: None, tcp: false } => self.problem(
+                "service.ready",
+                "readiness needs exactly one of `http: <path>` or `tcp: true`",
+            ),
+            Ready { http: Some(path), .. } if !path.starts_with('/') => self.problem(
                 "service.ready.http",
                 format!("the readiness path `{path}` must start with `/`"),
-            );
+            ),
+            _ => {}
         }
         for name in spec.service.env.keys() {
             if !is_identifier(name) {

@@ -1,0 +1,185 @@
+//! The command line: clap definitions, turned into validated library configuration before anything runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    every challenge reached its pass mark
+  1    a challenge scored below its pass mark
+  2    usage error or invalid challenge spec
+  3    the service could not be started or reached
+  130  interrupted (Ctrl-C / SIGTERM)";
+
+/// Grades hands-on backend challenges with HTTP conformance probes.
+#[derive(Debug, Parser)]
+#[command(name = "proctor", version, about, long_about = None, after_help = EXIT_CODES)]
+#[command(after_long_help = concat!(
+    "Quick start:\n",
+    "  proctor list                                   the challenges and their interview questions\n",
+    "  proctor show rate-limiter                      the brief: what to build and how it is graded\n",
+    "  proctor run rate-limiter --url http://127.0.0.1:3000\n",
+    "  proctor run rate-limiter --cmd './server'      start it for me (PORT and env set), grade, stop\n",
+    "  proctor demo                                   grade the bundled reference service\n\n",
+    "Exit codes:\n",
+    "  0    every challenge reached its pass mark\n",
+    "  1    a challenge scored below its pass mark\n",
+    "  2    usage error or invalid challenge spec\n",
+    "  3    the service could not be started or reached\n",
+    "  130  interrupted (Ctrl-C / SIGTERM)"
+))]
+pub struct Cli {
+    /// When to colour output: auto (a terminal without NO_COLOR), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour on a terminal unless NO_COLOR is set.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the catalog: id, interview question, title, tags, probes and points.
+    List,
+    /// Show a challenge's brief: what to build, the API contract, the env vars, how it is graded.
+    Show {
+        /// A catalog id or a spec file.
+        challenge: String,
+    },
+    /// Grade a service against challenges.
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Grade the bundled reference service against the catalog (no Docker, nothing to install).
+    #[command(after_help = EXIT_CODES)]
+    Demo(DemoArgs),
+    /// Check spec files and report every problem with file, line, column and field.
+    Validate {
+        /// Spec files or folders (default: the embedded catalog).
+        paths: Vec<String>,
+    },
+    /// Print the JSON Schema of the spec format (for editor completion).
+    Schema,
+}
+
+/// Options shared by `run` and `demo`.
+#[derive(Debug, Args)]
+pub struct GradeArgs {
+    /// Seed for every generated value (unique keys, UUIDs); printed in the report so a run can be repeated.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Pass mark in percent for every challenge, overriding the specs'.
+    #[arg(long, value_name = "PERCENT", value_parser = percent)]
+    pub min_score: Option<f64>,
+    /// How many challenges to grade at once (default: all for --cmd/demo, 1 for --url).
+    #[arg(long, short = 'j')]
+    pub jobs: Option<usize>,
+    /// Write a report: json=PATH, junit=PATH or markdown=PATH (repeatable).
+    #[arg(long, value_name = "FORMAT=PATH")]
+    pub report: Vec<String>,
+    /// Per-request timeout, overriding the specs' (e.g. 5s).
+    #[arg(long, value_parser = duration)]
+    pub request_timeout: Option<Duration>,
+    /// How long the service may take to become ready, overriding the specs' (e.g. 60s).
+    #[arg(long, value_parser = duration)]
+    pub start_timeout: Option<Duration>,
+    /// Largest response body read before the response counts as too big, in bytes.
+    #[arg(long, default_value_t = proctor::engine::DEFAULT_MAX_BODY)]
+    pub max_body: usize,
+    /// Replace hidden probes' details with "hidden probe" in every report (for candidate-facing output).
+    #[arg(long)]
+    pub redact_hidden: bool,
+}
+
+/// `proctor run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Catalog ids, spec files or folders of spec files.
+    #[arg(required = true)]
+    pub challenges: Vec<String>,
+    /// Base URL of a service that is already running.
+    #[arg(long, conflicts_with = "cmd", required_unless_present = "cmd")]
+    pub url: Option<url::Url>,
+    /// Shell command that starts the service; it gets PORT and the challenge's env, and its whole process
+    /// group is stopped afterwards.
+    #[arg(long)]
+    pub cmd: Option<String>,
+    /// Options shared with demo.
+    #[command(flatten)]
+    pub grade: GradeArgs,
+}
+
+/// `proctor demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Challenges to grade (default: the whole catalog).
+    pub challenges: Vec<String>,
+    /// Switch on named defects of the reference service, e.g. etag-unquoted,create-200 (see --list-defects).
+    #[arg(long, default_value = "")]
+    pub defects: String,
+    /// List the reference service's defects and exit.
+    #[arg(long)]
+    pub list_defects: bool,
+    /// Options shared with run.
+    #[command(flatten)]
+    pub grade: GradeArgs,
+}
+
+fn percent(text: &str) -> Result<f64, String> {
+    let n: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if (0.0..=100.0).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{n} is outside 0..=100"))
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    proctor::spec::types::parse_duration(text).ok_or_else(|| format!("`{text}` is not a duration like 500ms, 5s or 1m"))
+}
+
+/// A `--report FORMAT=PATH` value.
+#[derive(Debug, Clone)]
+pub struct ReportTarget {
+    /// The format.
+    pub format: proctor::report::Format,
+    /// Where to write it.
+    pub path: PathBuf,
+}
+
+/// Parses every `--report` value.
+pub fn report_targets(values: &[String]) -> Result<Vec<ReportTarget>, String> {
+    values
+        .iter()
+        .map(|value| {
+            let (format, path) = value
+                .split_once('=')
+                .ok_or_else(|| format!("--report `{value}`: write it as FORMAT=PATH, e.g. junit=report.xml"))?;
+            let format = proctor::report::Format::parse(format)
+                .ok_or_else(|| format!("--report `{value}`: unknown format `{format}` (json, junit or markdown)"))?;
+            if path.is_empty() {
+                return Err(format!("--report `{value}`: the path is empty"));
+            }
+            Ok(ReportTarget {
+                format,
+                path: PathBuf::from(path),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,247 @@
+//! Building requests from the spec and sending them with reqwest: no redirects, no retries, no proxies,
+//! bounded bodies.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use url::Url;
+
+use super::vars::Vars;
+use crate::expect::Response;
+use crate::outcome::RequestRecord;
+use crate::spec::model::RequestSpec;
+use crate::spec::template;
+
+/// A request ready to send: every placeholder filled.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Method.
+    pub method: String,
+    /// Absolute URL on the service under test.
+    pub url: Url,
+    /// Headers, in spec order.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Option<Vec<u8>>,
+}
+
+impl Prepared {
+    /// The record kept for reports.
+    pub fn record(&self) -> RequestRecord {
+        RequestRecord {
+            method: self.method.clone(),
+            url: self.url.to_string(),
+            headers: self.headers.clone(),
+            body: self.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
+        }
+    }
+
+    /// `path?query` for the request line.
+    pub fn target(&self) -> String {
+        match self.url.query() {
+            Some(q) => format!("{}?{q}", self.url.path()),
+            None => self.url.path().to_string(),
+        }
+    }
+}
+
+/// Fills the placeholders of a request and resolves it against the base URL. The error says what is wrong.
+pub fn prepare(spec: &RequestSpec, vars: &mut Vars, base: &Url) -> Result<Prepared, String> {
+    let mut lookup = |name: &str| vars.lookup(name);
+    let path = template::render(&spec.path, &mut lookup).map_err(|e| e.to_string())?;
+    let mut url = base
+        .join(&path)
+        .map_err(|e| format!("`{path}` is not a valid path or URL: {e}"))?;
+    // Captured Location headers may be absolute: they must still point at the service under test.
+    if url.origin() != base.origin() {
+        return Err(format!(
+            "refusing to send a request outside the service under test: {url}"
+        ));
+    }
+    if !spec.query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (name, value) in &spec.query {
+            pairs.append_pair(
+                name,
+                &template::render(&value.0, &mut lookup).map_err(|e| e.to_string())?,
+            );
+        }
+    }
+    let mut headers = Vec::with_capacity(spec.headers.len() + 1);
+    for (name, value) in &spec.headers {
+        headers.push((
+            name.clone(),
+            template::render(&value.0, &mut lookup).map_err(|e| e.to_string())?,
+        ));
+    }
+    let has = |headers: &[(String, String)], name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    let body = if let Some(json) = &spec.json {
+        if !has(&headers, "content-type") {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
+        Some(
+            template::render_json(json, &mut lookup)
+                .map_err(|e| e.to_string())?
+                .to_string()
+                .into_bytes(),
+        )
+    } else if let Some(form) = &spec.form {
+        if !has(&headers, "content-type") {
+            headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
+        }
+        let mut encoder = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in form {
+            encoder.append_pair(
+                name,
+                &template::render(&value.0, &mut lookup).map_err(|e| e.to_string())?,
+            );
+        }
+        Some(encoder.finish().into_bytes())
+    } else if let Some(body) = &spec.body {
+        Some(
+            template::render(body, &mut lookup)
+                .map_err(|e| e.to_string())?
+                .into_bytes(),
+        )
+    } else {
+        None
+    };
+    Ok(Prepared {
+        method: spec.method.clone(),
+        url,
+        headers,
+        body,
+    })
+}
+
+/// The HTTP client every probe uses.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    /// The largest body read before the response counts as too big.
+    pub max_body: usize,
+}
+
+/// A request that got no usable response.
+#[derive(Debug)]
+pub struct NoResponse {
+    /// What happened, for the report.
+    pub message: String,
+    /// Whether proctor itself could not build or send the request (an error, not the service's failure).
+    pub ours: bool,
+}
+
+impl Http {
+    /// A client with redirects, retries and proxies off and the given per-request timeout.
+    pub fn new(timeout: Duration, max_body: usize) -> Result<Self, reqwest::Error> {
+        let client = build_client(timeout)?;
+        Ok(Self { client, max_body })
+    }
+
+    /// The underlying client (readiness checks share it).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends a request and reads at most `max_body` bytes of the body.
+    pub async fn send(&self, prepared: &Prepared) -> Result<Response, NoResponse> {
+        let ours = |message: String| NoResponse { message, ours: true };
+        let method = reqwest::Method::from_bytes(prepared.method.as_bytes()).map_err(|e| ours(e.to_string()))?;
+        let mut request = self.client.request(method, prepared.url.clone());
+        for (name, value) in &prepared.headers {
+            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| NoResponse {
+                message: format!("the value for header {name} is not valid: {value:?}"),
+                ours: false,
+            })?;
+            request = request.header(name.as_str(), value);
+        }
+        if let Some(body) = &prepared.body {
+            request = request.body(body.clone());
+        }
+        let started = Instant::now();
+        let failed = |e: reqwest::Error| NoResponse {
+            message: describe_error(&e),
+            ours: false,
+        };
+        let mut response = request.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    header_name(n.as_str()),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = response.chunk().await.map_err(failed)? {
+            let room = self.max_body - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+            truncated,
+            body_limit: self.max_body,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+/// A reqwest client configured for probing: nothing automatic between proctor and the service.
+pub fn build_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .retry(reqwest::retry::never())
+        .no_proxy()
+        .timeout(timeout)
+        .user_agent(concat!("proctor/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// `content-type` → `Content-Type`, for reports that read like HTTP.
+pub fn header_name(lower: &str) -> String {
+    let mut out = String::with_capacity(lower.len());
+    let mut upper = true;
+    for c in lower.chars() {
+        out.push(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == '-';
+    }
+    out
+}
+
+/// A reqwest error as one sentence, with its causes.
+pub fn describe_error(error: &reqwest::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !causes.contains(&text) {
+            causes.push(text);
+        }
+        source = cause.source();
+    }
+    let detail = if causes.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", causes.join(": "))
+    };
+    if error.is_timeout() {
+        "no complete response before the request timeout".to_string()
+    } else if error.is_connect() {
+        format!("could not connect{detail}")
+    } else if error.is_body() || error.is_decode() {
+        format!("the response body broke off{detail}")
+    } else {
+        format!("the service did not send a valid HTTP response{detail}")
+    }
+}

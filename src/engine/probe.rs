@@ -1,0 +1,352 @@
+//! Running one probe: its steps in order, stopping at the first that fails.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use super::burst;
+use super::http::{Http, prepare};
+use super::vars::Vars;
+use crate::expect::{self, Check, Response, clip};
+use crate::outcome::{ProbeReport, ResponseRecord, StepReport, Verdict};
+use crate::spec::model::{ProbeSpec, RequestSpec, StepSpec, WaitSpec};
+use crate::spec::template;
+use crate::spec::types::parse_duration;
+
+/// What a probe runs against.
+pub struct Context<'a> {
+    /// The HTTP client.
+    pub http: &'a Http,
+    /// The service's base URL.
+    pub base: &'a Url,
+    /// The per-request timeout.
+    pub timeout: Duration,
+    /// Cancelled on Ctrl-C.
+    pub cancel: &'a CancellationToken,
+}
+
+/// How a step ended.
+enum Ending {
+    Passed,
+    Failed,
+    Errored,
+}
+
+/// Runs a probe; never panics on anything the service sends.
+pub async fn run(probe: &ProbeSpec, vars: &mut Vars, ctx: &Context<'_>) -> ProbeReport {
+    let started = Instant::now();
+    let mut steps = Vec::new();
+    let mut verdict = Verdict::Passed;
+    let mut message = None;
+    for (name, value) in &probe.vars {
+        let filled = template::render(value, |n| vars.lookup(n)).unwrap_or_default();
+        vars.set(name, filled);
+    }
+    for (i, step) in probe.steps.iter().enumerate() {
+        let outcome = tokio::select! {
+            () = ctx.cancel.cancelled() => None,
+            outcome = run_step(i + 1, step, vars, ctx) => Some(outcome),
+        };
+        let Some((report, ending)) = outcome else {
+            verdict = Verdict::Skipped;
+            message = Some("interrupted".to_string());
+            break;
+        };
+        let summary = summarize(&report);
+        steps.push(report);
+        match ending {
+            Ending::Passed => {}
+            Ending::Failed | Ending::Errored => {
+                verdict = if matches!(ending, Ending::Failed) {
+                    Verdict::Failed
+                } else {
+                    Verdict::Errored
+                };
+                message = Some(summary);
+                break;
+            }
+        }
+    }
+    ProbeReport {
+        id: probe.id.clone(),
+        title: probe.title.clone(),
+        category: probe.category.clone(),
+        points: probe.points,
+        why: probe.why.clone(),
+        hint: probe.hint.clone(),
+        hidden: probe.visibility == crate::spec::model::Visibility::Hidden,
+        verdict,
+        message,
+        duration_ms: started.elapsed().as_millis() as u64,
+        steps,
+    }
+}
+
+/// One line for a failed step: its first failed check or its error.
+fn summarize(step: &StepReport) -> String {
+    if let Some(error) = &step.error {
+        return format!("step {} ({}): {error}", step.number, step.label);
+    }
+    match step.checks.iter().find(|c| !c.passed) {
+        Some(c) => format!(
+            "step {} ({}): {}: expected {}, got {}",
+            step.number, step.label, c.what, c.expected, c.actual
+        ),
+        None => format!("step {} ({})", step.number, step.label),
+    }
+}
+
+fn step_report(number: usize, label: String) -> StepReport {
+    StepReport {
+        number,
+        label,
+        request: None,
+        response: None,
+        checks: Vec::new(),
+        error: None,
+        passed: false,
+    }
+}
+
+fn record(response: &Response) -> ResponseRecord {
+    ResponseRecord {
+        status: response.status,
+        headers: response.headers.clone(),
+        body: clip(&response.text(), 2000),
+        elapsed_ms: response.elapsed.as_millis() as u64,
+    }
+}
+
+async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context<'_>) -> (StepReport, Ending) {
+    if let Some(wait) = &step.wait {
+        return wait_step(number, wait, vars).await;
+    }
+    let Some(request) = &step.request else {
+        let mut report = step_report(number, "empty step".into());
+        report.error = Some("the step has neither a request nor a wait".into());
+        return (report, Ending::Errored);
+    };
+    let label = |suffix: String| {
+        step.name
+            .clone()
+            .unwrap_or_else(|| format!("{} {}{suffix}", request.method, request.path))
+    };
+    if let Some(burst) = &step.burst {
+        let report = step_report(
+            number,
+            label(format!(" (burst of {} × {} at once)", burst.count, burst.concurrency)),
+        );
+        return burst_step(
+            report,
+            step,
+            request,
+            burst.count as usize,
+            burst.concurrency as usize,
+            vars,
+            ctx,
+        )
+        .await;
+    }
+    let times = step.repeat.unwrap_or(1) as usize;
+    let suffix = if times > 1 {
+        format!(" (× {times})")
+    } else {
+        String::new()
+    };
+    let mut report = step_report(number, label(suffix));
+    for i in 0..times {
+        vars.index = step.repeat.map(|_| i);
+        let prepared = prepare(request, vars, ctx.base);
+        vars.index = None;
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                report.error = Some(e);
+                return (report, Ending::Failed);
+            }
+        };
+        report.request = Some(prepared.record());
+        let response = match ctx.http.send(&prepared).await {
+            Ok(r) => r,
+            Err(no) => {
+                report.error = Some(if times > 1 {
+                    format!("request {} of {times}: {}", i + 1, no.message)
+                } else {
+                    no.message
+                });
+                return (report, if no.ours { Ending::Errored } else { Ending::Failed });
+            }
+        };
+        report.response = Some(record(&response));
+        report.checks = match &step.expect {
+            Some(expect) => expect::evaluate(expect, &response, &mut |n| vars.lookup(n)),
+            None => expect::evaluate(&Default::default(), &response, &mut |n| vars.lookup(n)),
+        };
+        if report.checks.iter().any(|c| !c.passed) {
+            if times > 1 {
+                report.error = Some(format!("request {} of {times} did not meet the expectations", i + 1));
+            }
+            return (report, Ending::Failed);
+        }
+        if i + 1 == times {
+            for (name, spec) in &step.capture {
+                match expect::capture(spec, &response, &mut |n| vars.lookup(n)) {
+                    Ok(value) => vars.set(name, value),
+                    Err(e) => {
+                        report.error = Some(format!("could not capture `{name}`: {e}"));
+                        return (report, Ending::Failed);
+                    }
+                }
+            }
+        }
+    }
+    report.passed = true;
+    (report, Ending::Passed)
+}
+
+async fn burst_step(
+    mut report: StepReport,
+    step: &StepSpec,
+    request: &RequestSpec,
+    count: usize,
+    concurrency: usize,
+    vars: &mut Vars,
+    ctx: &Context<'_>,
+) -> (StepReport, Ending) {
+    let mut prepared = Vec::with_capacity(count);
+    for i in 0..count {
+        vars.index = Some(i);
+        let one = prepare(request, vars, ctx.base);
+        vars.index = None;
+        match one {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                report.error = Some(e);
+                return (report, Ending::Failed);
+            }
+        }
+    }
+    report.request = prepared.first().map(|p| p.record());
+    let answers = match burst::run(prepared, concurrency, ctx.timeout, ctx.http.max_body).await {
+        Ok(answers) => answers,
+        Err(e) => {
+            report.error = Some(e);
+            return (report, Ending::Errored);
+        }
+    };
+    let default_expect = Default::default();
+    let expect = step.expect.as_ref().unwrap_or(&default_expect);
+    let mut per_response: Vec<Vec<Check>> = Vec::new();
+    let mut statuses = Vec::with_capacity(answers.len());
+    let mut errors = Vec::new();
+    for answer in &answers {
+        match answer {
+            Ok(response) => {
+                statuses.push(response.status);
+                per_response.push(expect::evaluate(expect, response, &mut |n| vars.lookup(n)));
+            }
+            Err(e) => {
+                statuses.push(0);
+                errors.push(e.clone());
+            }
+        }
+    }
+    if let Some(statuses_expected) = &expect.statuses {
+        report.checks.push(expect::status_counts(statuses_expected, &statuses));
+    }
+    report.checks.extend(expect::aggregate(&per_response));
+    // Show a response that failed a check, or else the first one.
+    let responses: Vec<&Response> = answers.iter().filter_map(|a| a.as_ref().ok()).collect();
+    let shown = responses
+        .iter()
+        .zip(&per_response)
+        .find(|(_, checks)| checks.iter().any(|c| !c.passed))
+        .map(|(r, _)| *r)
+        .or_else(|| responses.first().copied());
+    if let Some(response) = shown {
+        report.response = Some(record(response));
+    }
+    if !errors.is_empty() {
+        report.error = Some(format!(
+            "{} of {count} requests got no response: {}",
+            errors.len(),
+            errors[0]
+        ));
+        return (report, Ending::Failed);
+    }
+    report.passed = report.checks.iter().all(|c| c.passed);
+    let ending = if report.passed { Ending::Passed } else { Ending::Failed };
+    (report, ending)
+}
+
+async fn wait_step(number: usize, wait: &WaitSpec, vars: &mut Vars) -> (StepReport, Ending) {
+    let max = wait.max.map_or(Duration::from_secs(60), |m| m.0);
+    let plus = wait.plus.map_or(Duration::ZERO, |p| p.0);
+    let base = match (&wait.duration, &wait.seconds) {
+        (Some(d), _) => Ok(d.0),
+        (None, Some(seconds)) => {
+            let text = template::render(&seconds.0, |n| vars.lookup(n)).unwrap_or_default();
+            parse_wait(&text)
+        }
+        (None, None) => Err("the wait has neither `duration` nor `seconds`".to_string()),
+    };
+    let mut report = step_report(number, "wait".into());
+    let base = match base {
+        Ok(base) => base,
+        Err(e) => {
+            report.error = Some(e);
+            return (report, Ending::Failed);
+        }
+    };
+    report.label = format!("wait {:.1}s", (base + plus).as_secs_f64());
+    if base > max {
+        report.error = Some(format!(
+            "the service asked to wait {:.1}s, more than the {:.0}s this probe allows",
+            base.as_secs_f64(),
+            max.as_secs_f64()
+        ));
+        return (report, Ending::Failed);
+    }
+    tokio::time::sleep(base + plus).await;
+    report.passed = true;
+    (report, Ending::Passed)
+}
+
+/// A wait value: integer or decimal seconds, a duration such as `500ms`, or an HTTP date (Retry-After).
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        if seconds.is_finite() && seconds >= 0.0 && seconds < 1e9 {
+            return Ok(Duration::from_secs_f64(seconds));
+        }
+        return Err(format!("`{text}` is not a usable number of seconds"));
+    }
+    if let Some(duration) = parse_duration(text) {
+        return Ok(duration);
+    }
+    match httpdate::parse_http_date(text) {
+        Ok(date) => Ok(date
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO)),
+        Err(_) => Err(format!("`{}` is neither seconds nor an HTTP date", clip(text, 80))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_accept_seconds_durations_and_dates() {
+        assert_eq!(parse_wait("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_wait(" 1.5 "), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_wait("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_wait("Wed, 21 Oct 2015 07:28:00 GMT"), Ok(Duration::ZERO));
+        let soon = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(30));
+        assert!(parse_wait(&soon).is_ok_and(|d| d > Duration::from_secs(25)));
+        assert!(parse_wait("-1").is_err());
+        assert!(parse_wait("soon").is_err());
+    }
+}

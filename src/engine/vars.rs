@@ -1,0 +1,117 @@
+//! Variables at run time: builtins, probe vars and captures, with seeded randomness.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The variables of one probe.
+pub struct Vars {
+    values: HashMap<String, String>,
+    env: IndexMap<String, String>,
+    unique: String,
+    seed: u64,
+    rng: StdRng,
+    /// Inside `repeat` or `burst`: the number of the current request.
+    pub index: Option<usize>,
+}
+
+/// A 64-bit FNV-1a hash, stable across runs and platforms (std's hasher is not).
+pub fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Vars {
+    /// Variables for one probe: randomness derives from the run's seed, the challenge and the probe, so
+    /// `--seed` reproduces every value.
+    pub fn new(seed: u64, challenge: &str, probe: &str, env: IndexMap<String, String>) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ stable_hash(&format!("{challenge}/{probe}")));
+        let unique = format!("u{:012x}", rng.random::<u64>() >> 16);
+        Self {
+            values: HashMap::new(),
+            env,
+            unique,
+            seed,
+            rng,
+            index: None,
+        }
+    }
+
+    /// Sets a variable (probe vars, captures).
+    pub fn set(&mut self, name: &str, value: String) {
+        self.values.insert(name.to_string(), value);
+    }
+
+    /// The value of a placeholder name; random builtins draw a fresh value each time.
+    pub fn lookup(&mut self, name: &str) -> Option<String> {
+        if let Some(value) = self.values.get(name) {
+            return Some(value.clone());
+        }
+        match name {
+            "unique" => Some(self.unique.clone()),
+            "seed" => Some(self.seed.to_string()),
+            "now" => Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs()
+                    .to_string(),
+            ),
+            "index" => self.index.map(|i| i.to_string()),
+            "random" => Some(format!("{:016x}", self.rng.random::<u64>())),
+            "uuid" => {
+                let bytes: [u8; 16] = self.rng.random();
+                let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+                Some(format!(
+                    "{}-{}-4{}-{:x}{}-{}",
+                    &hex[..8],
+                    &hex[8..12],
+                    &hex[13..16],
+                    8 | (bytes[8] & 3),
+                    &hex[17..20],
+                    &hex[20..32]
+                ))
+            }
+            _ => name.strip_prefix("env.").and_then(|key| self.env.get(key).cloned()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_values_and_probes_differ() {
+        let mut a = Vars::new(7, "c", "p", IndexMap::new());
+        let mut b = Vars::new(7, "c", "p", IndexMap::new());
+        let mut other = Vars::new(7, "c", "q", IndexMap::new());
+        assert_eq!(a.lookup("unique"), b.lookup("unique"));
+        assert_eq!(a.lookup("uuid"), b.lookup("uuid"));
+        assert_ne!(a.lookup("unique"), other.lookup("unique"));
+        assert_eq!(
+            a.lookup("unique"),
+            a.lookup("unique"),
+            "unique is stable within a probe"
+        );
+        assert_ne!(a.lookup("random"), a.lookup("random"), "random is fresh at each use");
+    }
+
+    #[test]
+    fn uuids_have_the_v4_shape_and_env_and_sets_resolve() {
+        let env: IndexMap<String, String> = [("KEY".to_string(), "v".to_string())].into_iter().collect();
+        let mut vars = Vars::new(1, "c", "p", env);
+        let uuid = vars.lookup("uuid").expect("uuid");
+        let re =
+            regex::Regex::new("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$").expect("regex");
+        assert!(re.is_match(&uuid), "{uuid}");
+        assert_eq!(vars.lookup("env.KEY").as_deref(), Some("v"));
+        assert_eq!(vars.lookup("env.NOPE"), None);
+        vars.set("id", "42".into());
+        assert_eq!(vars.lookup("id").as_deref(), Some("42"));
+        assert_eq!(vars.lookup("index"), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! The results of a run as plain data: what every report format reads and the JSON report serializes.
+
+use serde::Serialize;
+
+use crate::expect::Check;
+use crate::spec::model::Question;
+
+/// Version of the JSON report format; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A whole run: every challenge graded.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The proctor version that produced the report.
+    pub proctor_version: String,
+    /// The seed of every random value; `--seed` reproduces them.
+    pub seed: u64,
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
+    /// Wall time of the run.
+    pub duration_ms: u64,
+    /// Whether the run was interrupted (Ctrl-C); unfinished probes are `skipped`.
+    pub interrupted: bool,
+    /// One entry per challenge, in the order given.
+    pub challenges: Vec<ChallengeReport>,
+}
+
+/// One challenge graded against one target.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChallengeReport {
+    /// Challenge id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// The interview question.
+    pub question: Question,
+    /// Where the spec came from.
+    pub origin: String,
+    /// What was graded (a URL, a command, the reference service).
+    pub target: String,
+    /// The pass threshold in percent.
+    pub threshold: f64,
+    /// Why the target could not be started or reached; no probe ran.
+    pub target_error: Option<String>,
+    /// The score.
+    pub score: Score,
+    /// Every probe, in spec order.
+    pub probes: Vec<ProbeReport>,
+    /// The tail of the service's output, when proctor started it.
+    pub logs: Option<String>,
+    /// Wall time, including start and stop of the target.
+    pub duration_ms: u64,
+}
+
+/// The verdict on one probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every step met its expectations.
+    Passed,
+    /// The service did not behave as required (its fault).
+    Failed,
+    /// The probe could not run (proctor's or the environment's fault).
+    Errored,
+    /// The probe did not run (interrupted, or the target never started).
+    Skipped,
+}
+
+/// One probe's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    /// Probe id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Category.
+    pub category: String,
+    /// Points the probe is worth.
+    pub points: u32,
+    /// The rule and its source.
+    pub why: String,
+    /// The hint.
+    pub hint: String,
+    /// Whether the spec marks the probe hidden.
+    pub hidden: bool,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// One line saying what went wrong (failed, errored or skipped probes).
+    pub message: Option<String>,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// The steps that ran, up to and including the first that failed.
+    pub steps: Vec<StepReport>,
+}
+
+/// One step that ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// 1-based step number.
+    pub number: usize,
+    /// What the step did, e.g. `POST /items` or `burst 15 × GET /quote` or `wait 2.5s`.
+    pub label: String,
+    /// The (last, or first failing) request sent.
+    pub request: Option<RequestRecord>,
+    /// Its response.
+    pub response: Option<ResponseRecord>,
+    /// Every expectation, evaluated.
+    pub checks: Vec<Check>,
+    /// A failure that is not an expectation (no response, capture failed, ...).
+    pub error: Option<String>,
+    /// Whether the step passed.
+    pub passed: bool,
+}
+
+/// A request as sent.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    /// Method.
+    pub method: String,
+    /// Full URL.
+    pub url: String,
+    /// Headers set by the spec.
+    pub headers: Vec<(String, String)>,
+    /// Body text, if any.
+    pub body: Option<String>,
+}
+
+/// A response as received (body clipped).
+#[derive(Debug, Clone, Serialize)]
+pub struct ResponseRecord {
+    /// Status code.
+    pub status: u16,
+    /// Header field lines.
+    pub headers: Vec<(String, String)>,
+    /// The body, clipped for the report.
+    pub body: String,
+    /// Time to the end of the body.
+    pub elapsed_ms: u64,
+}
+
+/// Points earned, in all and per category.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Score {
+    /// Points earned.
+    pub earned: u32,
+    /// Points available.
+    pub total: u32,
+    /// earned / total in percent (0 when there is nothing to earn).
+    pub percent: f64,
+    /// Whether the percentage reaches the threshold and the target could be graded.
+    pub passed: bool,
+    /// Per category, in order of first appearance.
+    pub categories: Vec<CategoryScore>,
+    /// Probe counts by verdict.
+    pub counts: Counts,
+}
+
+/// Points of one category.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CategoryScore {
+    /// Category name.
+    pub name: String,
+    /// Points earned.
+    pub earned: u32,
+    /// Points available.
+    pub total: u32,
+}
+
+/// How many probes had each verdict.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Passed.
+    pub passed: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Errored.
+    pub errored: usize,
+    /// Skipped.
+    pub skipped: usize,
+}

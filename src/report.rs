@@ -1,0 +1,100 @@
+//! Reports: the final [`RunReport`] rendered for a terminal, as JSON, JUnit XML or Markdown. Pure: every
+//! writer takes any `io::Write`.
+
+pub mod curl;
+pub mod junit;
+pub mod markdown;
+pub mod terminal;
+
+use std::io;
+
+use crate::outcome::{ProbeReport, RunReport, Verdict};
+
+/// The report formats `--report` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The JSON report (format version [`crate::outcome::FORMAT_VERSION`]).
+    Json,
+    /// JUnit XML: one testsuite per challenge, one testcase per probe.
+    Junit,
+    /// Markdown, fit for a GitHub step summary.
+    Markdown,
+}
+
+impl Format {
+    /// Parses `json`, `junit` or `markdown` (also `md`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "json" => Some(Format::Json),
+            "junit" | "xml" => Some(Format::Junit),
+            "markdown" | "md" => Some(Format::Markdown),
+            _ => None,
+        }
+    }
+
+    /// Writes the report in this format.
+    pub fn write(self, report: &RunReport, out: &mut dyn io::Write) -> io::Result<()> {
+        match self {
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut *out, report)?;
+                writeln!(out)
+            }
+            Format::Junit => junit::write(report, out),
+            Format::Markdown => markdown::write(report, out),
+        }
+    }
+}
+
+/// A copy of the report where hidden probes show only their verdict and points (candidate-facing reports).
+pub fn redact_hidden(report: &RunReport) -> RunReport {
+    let mut redacted = report.clone();
+    for challenge in &mut redacted.challenges {
+        for (n, probe) in challenge.probes.iter_mut().filter(|p| p.hidden).enumerate() {
+            probe.id = format!("hidden-{}", n + 1);
+            probe.title = "hidden probe".to_string();
+            probe.why = String::new();
+            probe.hint = String::new();
+            probe.message = probe.message.as_ref().map(|_| "details are hidden".to_string());
+            probe.steps.clear();
+        }
+    }
+    redacted
+}
+
+/// The symbol of a verdict.
+pub fn mark(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Passed => "✓",
+        Verdict::Failed => "✗",
+        Verdict::Errored => "!",
+        Verdict::Skipped => "-",
+    }
+}
+
+/// What went wrong in a probe, line by line: the failing step, its failed checks (expected vs actual) or its
+/// error. Empty for a passed probe.
+pub fn failure_lines(probe: &ProbeReport) -> Vec<String> {
+    if probe.verdict == Verdict::Passed {
+        return Vec::new();
+    }
+    let Some(step) = probe.steps.iter().find(|s| !s.passed) else {
+        return probe.message.iter().cloned().collect();
+    };
+    let mut lines = vec![format!("step {}: {}", step.number, step.label)];
+    for check in step.checks.iter().filter(|c| !c.passed) {
+        lines.push(format!(
+            "{}: expected {}, got {}",
+            check.what, check.expected, check.actual
+        ));
+    }
+    if let Some(error) = &step.error {
+        lines.push(error.clone());
+    }
+    lines
+}
+
+/// The curl command that reproduces the failing request of a probe, if it sent one.
+pub fn reproduce(probe: &ProbeReport) -> Option<String> {
+    let step = probe.steps.iter().find(|s| !s.passed)?;
+    step.request.as_ref().map(curl::command)
+}

@@ -1,0 +1,95 @@
+//! The Markdown report: a summary table, then per challenge its probes and every failure in detail. Fits a
+//! GitHub step summary (`--report markdown=$GITHUB_STEP_SUMMARY`).
+
+use std::io::{self, Write};
+
+use super::{failure_lines, mark, reproduce};
+use crate::outcome::{RunReport, Verdict};
+
+/// Escapes text for a Markdown table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// Writes the Markdown report.
+pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "# proctor report\n")?;
+    writeln!(out, "| challenge | score | pass mark | result |")?;
+    writeln!(out, "|---|---|---|---|")?;
+    for c in &report.challenges {
+        let result = match (&c.target_error, c.score.passed) {
+            (Some(_), _) => "⚠️ not graded",
+            (None, true) => "✅ passed",
+            (None, false) => "❌ not passed",
+        };
+        writeln!(
+            out,
+            "| {} | {}/{} ({}%) | {}% | {result} |",
+            c.id, c.score.earned, c.score.total, c.score.percent, c.threshold
+        )?;
+    }
+    writeln!(
+        out,
+        "\nSeed `{}` (rerun with `--seed {}` to reproduce every generated value).",
+        report.seed, report.seed
+    )?;
+    if report.interrupted {
+        writeln!(out, "\n> **Interrupted**: unfinished probes were skipped.")?;
+    }
+    for c in &report.challenges {
+        writeln!(out, "\n## {} — {}\n", c.id, c.title)?;
+        writeln!(out, "Question {}: {}\n", c.question.number, c.question.text.trim())?;
+        if let Some(error) = &c.target_error {
+            writeln!(out, "**Could not grade:** {}\n", cell(error))?;
+            if let Some(logs) = c.logs.as_deref().filter(|l| !l.trim().is_empty()) {
+                writeln!(
+                    out,
+                    "<details><summary>last output of the service</summary>\n\n```\n{}\n```\n</details>",
+                    logs.trim_end()
+                )?;
+            }
+            continue;
+        }
+        writeln!(out, "| | probe | category | points |")?;
+        writeln!(out, "|---|---|---|---|")?;
+        for probe in &c.probes {
+            let earned = if probe.verdict == Verdict::Passed {
+                probe.points
+            } else {
+                0
+            };
+            writeln!(
+                out,
+                "| {} | {} — {} | {} | {earned}/{} |",
+                mark(probe.verdict),
+                probe.id,
+                cell(&probe.title),
+                probe.category,
+                probe.points
+            )?;
+        }
+        for probe in c
+            .probes
+            .iter()
+            .filter(|p| matches!(p.verdict, Verdict::Failed | Verdict::Errored))
+        {
+            writeln!(out, "\n### {} {}\n", mark(probe.verdict), probe.id)?;
+            writeln!(out, "{}\n", probe.title)?;
+            writeln!(out, "```")?;
+            for line in failure_lines(probe) {
+                writeln!(out, "{line}")?;
+            }
+            writeln!(out, "```\n")?;
+            if !probe.why.is_empty() {
+                writeln!(out, "- **why:** {}", probe.why.trim())?;
+            }
+            if !probe.hint.is_empty() {
+                writeln!(out, "- **hint:** {}", probe.hint.trim())?;
+            }
+            if let Some(curl) = reproduce(probe) {
+                writeln!(out, "- **try:** `{}`", curl.replace('`', "\\`"))?;
+            }
+        }
+    }
+    Ok(())
+}

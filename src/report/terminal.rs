@@ -1,0 +1,160 @@
+//! The report printed at the end of a run: per challenge a table of probes, then every failure explained.
+
+use std::io::{self, Write};
+
+use console::Style;
+
+use super::{failure_lines, mark, reproduce};
+use crate::outcome::{ChallengeReport, RunReport, Verdict};
+
+/// Colours, or none.
+struct Palette {
+    good: Style,
+    bad: Style,
+    warn: Style,
+    dim: Style,
+    bold: Style,
+}
+
+impl Palette {
+    fn new(color: bool) -> Self {
+        let style = |s: Style| s.force_styling(color);
+        Self {
+            good: style(Style::new().green()),
+            bad: style(Style::new().red()),
+            warn: style(Style::new().yellow()),
+            dim: style(Style::new().dim()),
+            bold: style(Style::new().bold()),
+        }
+    }
+
+    fn verdict(&self, verdict: Verdict) -> &Style {
+        match verdict {
+            Verdict::Passed => &self.good,
+            Verdict::Failed => &self.bad,
+            Verdict::Errored | Verdict::Skipped => &self.warn,
+        }
+    }
+}
+
+/// Writes the whole report. `color` is decided by the caller (terminal, NO_COLOR).
+pub fn write(report: &RunReport, out: &mut dyn Write, color: bool) -> io::Result<()> {
+    let p = Palette::new(color);
+    for challenge in &report.challenges {
+        write_challenge(challenge, out, &p)?;
+    }
+    let passed = report.challenges.iter().filter(|c| c.score.passed).count();
+    let total = report.challenges.len();
+    let line = format!(
+        "{total} challenge{} graded: {passed} passed, {} not passed · seed {} · {:.1}s",
+        if total == 1 { "" } else { "s" },
+        total - passed,
+        report.seed,
+        report.duration_ms as f64 / 1000.0
+    );
+    let style = if passed == total { &p.good } else { &p.bad };
+    writeln!(out, "{}", style.apply_to(line))?;
+    if report.interrupted {
+        writeln!(
+            out,
+            "{}",
+            p.warn.apply_to("interrupted: unfinished probes were skipped")
+        )?;
+    }
+    Ok(())
+}
+
+fn write_challenge(c: &ChallengeReport, out: &mut dyn Write, p: &Palette) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} {}",
+        p.bold.apply_to(&c.id),
+        p.dim
+            .apply_to(format!("— {} (question {})", c.title, c.question.number))
+    )?;
+    writeln!(out, "{}", p.dim.apply_to(format!("  target: {}", c.target)))?;
+    if let Some(error) = &c.target_error {
+        writeln!(out, "  {} {}", p.bad.apply_to("could not grade:"), error)?;
+        if let Some(logs) = c.logs.as_deref().filter(|l| !l.trim().is_empty()) {
+            writeln!(out, "  last output of the service:")?;
+            for line in logs.lines() {
+                writeln!(out, "    {}", p.dim.apply_to(line))?;
+            }
+        }
+        writeln!(out)?;
+        return Ok(());
+    }
+    let id_width = c.probes.iter().map(|pr| pr.id.len()).max().unwrap_or(0);
+    let category_width = c.probes.iter().map(|pr| pr.category.len()).max().unwrap_or(0);
+    for probe in &c.probes {
+        let earned = if probe.verdict == Verdict::Passed {
+            probe.points
+        } else {
+            0
+        };
+        writeln!(
+            out,
+            "  {} {:id_width$}  {:category_width$}  {:>2}/{:<2}  {}",
+            p.verdict(probe.verdict).apply_to(mark(probe.verdict)),
+            probe.id,
+            p.dim.apply_to(&probe.category),
+            earned,
+            probe.points,
+            probe.title,
+        )?;
+    }
+    let s = &c.score;
+    let verdict = if s.passed {
+        p.good.apply_to("PASSED")
+    } else {
+        p.bad.apply_to("NOT PASSED")
+    };
+    writeln!(
+        out,
+        "  score {}/{} ({}%), pass mark {}% — {verdict}",
+        s.earned, s.total, s.percent, c.threshold
+    )?;
+    let categories: Vec<String> = s
+        .categories
+        .iter()
+        .map(|k| format!("{} {}/{}", k.name, k.earned, k.total))
+        .collect();
+    writeln!(
+        out,
+        "  {}",
+        p.dim.apply_to(format!("by category: {}", categories.join(" · ")))
+    )?;
+    for probe in c
+        .probes
+        .iter()
+        .filter(|pr| matches!(pr.verdict, Verdict::Failed | Verdict::Errored))
+    {
+        writeln!(out)?;
+        let kind = if probe.verdict == Verdict::Errored {
+            "could not run"
+        } else {
+            "failed"
+        };
+        writeln!(
+            out,
+            "  {} {} {}",
+            p.verdict(probe.verdict)
+                .apply_to(format!("{} {}", mark(probe.verdict), probe.id)),
+            p.dim.apply_to(kind),
+            probe.title
+        )?;
+        for line in failure_lines(probe) {
+            writeln!(out, "      {line}")?;
+        }
+        if !probe.why.is_empty() {
+            writeln!(out, "    {} {}", p.bold.apply_to("why: "), probe.why.trim())?;
+        }
+        if !probe.hint.is_empty() {
+            writeln!(out, "    {} {}", p.bold.apply_to("hint:"), probe.hint.trim())?;
+        }
+        if let Some(curl) = reproduce(probe) {
+            writeln!(out, "    {} {}", p.bold.apply_to("try: "), curl)?;
+        }
+    }
+    writeln!(out)
+}

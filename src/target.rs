@@ -1,0 +1,214 @@
+//! Targets: where the service under test runs (a URL, a local process, the bundled reference) and its lifecycle.
+//!
+//! A [`Target`] describes how to get a service; [`start`] turns it into an [`Endpoint`] that owns the running
+//! service until [`Endpoint::stop`] (or its `Drop`, as a fallback) ends it.
+
+pub mod logs;
+pub mod process;
+pub mod ready;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use url::Url;
+
+use crate::spec::Challenge;
+use process::ServiceProcess;
+
+/// How to reach or start the service under test.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A service that is already running.
+    Url(Url),
+    /// A shell command that starts the service; it gets `PORT` and the challenge's env.
+    Command(String),
+    /// The bundled reference service, in-process, with these defects switched on (comma-separated).
+    Reference(String),
+}
+
+impl Target {
+    /// Whether several challenges may run against this target at once (each gets its own service).
+    pub fn isolated(&self) -> bool {
+        !matches!(self, Target::Url(_))
+    }
+
+    /// A one-line description for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Url(url) => url.to_string(),
+            Target::Command(cmd) => format!("command: {cmd}"),
+            Target::Reference(defects) if defects.is_empty() => "reference service".to_string(),
+            Target::Reference(defects) => format!("reference service with defects: {defects}"),
+        }
+    }
+}
+
+/// Why a target could not be started or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// The command could not be spawned.
+    #[error("failed to start `{command}`")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The process exited before it was ready.
+    #[error("the service {reason} before it was ready")]
+    Exited {
+        /// How it ended.
+        reason: String,
+    },
+    /// Never ready within the timeout.
+    #[error("the service at {url} was not ready within {} s: {reason}", timeout.as_secs_f64())]
+    NotReady {
+        /// Base URL.
+        url: Url,
+        /// The timeout.
+        timeout: Duration,
+        /// The last error.
+        reason: String,
+    },
+    /// A local port could not be found.
+    #[error("failed to find a free local port")]
+    Port(#[source] std::io::Error),
+    /// The reference service refused its configuration.
+    #[error("failed to configure the reference service: {0}")]
+    Reference(String),
+}
+
+/// A running (or reachable) service.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Where probes send requests.
+    pub base_url: Url,
+    running: Running,
+}
+
+#[derive(Debug)]
+enum Running {
+    External,
+    Process(ServiceProcess),
+    Reference(tokio::task::JoinHandle<()>),
+}
+
+impl Endpoint {
+    /// The tail of the service's output, when proctor started it.
+    pub fn logs(&self) -> Option<String> {
+        match &self.running {
+            Running::Process(p) => Some(p.logs.tail(200)),
+            _ => None,
+        }
+    }
+
+    /// Stops whatever proctor started.
+    pub async fn stop(self) {
+        match self.running {
+            Running::External => {}
+            Running::Process(process) => process.stop(Duration::from_secs(5)).await,
+            Running::Reference(task) => {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+/// Starts (or reaches) the target for one challenge and waits until it is ready.
+///
+/// On failure, the second value is the tail of the service's output, when there is one.
+pub async fn start(
+    target: &Target,
+    challenge: &Challenge,
+    client: &reqwest::Client,
+    start_timeout: Option<Duration>,
+) -> Result<Endpoint, (TargetError, Option<String>)> {
+    let service = &challenge.spec.service;
+    let timeout = start_timeout.unwrap_or(service.start_timeout.0);
+    let deadline = Instant::now() + timeout;
+    match target {
+        Target::Url(url) => {
+            let ready = ready::wait_until_ready(&service.ready, url, client, deadline, || None).await;
+            ready.map_err(|reason| {
+                (
+                    TargetError::NotReady {
+                        url: url.clone(),
+                        timeout,
+                        reason,
+                    },
+                    None,
+                )
+            })?;
+            Ok(Endpoint {
+                base_url: url.clone(),
+                running: Running::External,
+            })
+        }
+        Target::Command(command) => {
+            let port = free_port().map_err(|e| (TargetError::Port(e), None))?;
+            let mut env: Vec<(String, String)> = service.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            env.push(("PORT".to_string(), port.to_string()));
+            let mut process = ServiceProcess::spawn(command, &env).map_err(|source| {
+                (
+                    TargetError::Spawn {
+                        command: command.clone(),
+                        source,
+                    },
+                    None,
+                )
+            })?;
+            let base_url = local_url(port);
+            let result =
+                ready::wait_until_ready(&service.ready, &base_url, client, deadline, || process.exited()).await;
+            match result {
+                Ok(()) => Ok(Endpoint {
+                    base_url,
+                    running: Running::Process(process),
+                }),
+                Err(reason) => {
+                    let exited = process.exited();
+                    // Give the reader tasks a moment to collect the last output.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let logs = Some(process.logs.tail(30));
+                    process.stop(Duration::from_secs(2)).await;
+                    let error = match exited {
+                        Some(reason) => TargetError::Exited { reason },
+                        None => TargetError::NotReady {
+                            url: base_url,
+                            timeout,
+                            reason,
+                        },
+                    };
+                    Err((error, logs))
+                }
+            }
+        }
+        Target::Reference(defects) => {
+            let env: BTreeMap<String, String> = service.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let config = proctor_reference::Config::new(env, defects)
+                .map_err(|e| (TargetError::Reference(e.to_string()), None))?;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                .await
+                .map_err(|e| (TargetError::Port(e), None))?;
+            let port = listener.local_addr().map_err(|e| (TargetError::Port(e), None))?.port();
+            let task = tokio::spawn(async move {
+                let _ = proctor_reference::serve(listener, config).await;
+            });
+            Ok(Endpoint {
+                base_url: local_url(port),
+                running: Running::Reference(task),
+            })
+        }
+    }
+}
+
+fn local_url(port: u16) -> Url {
+    Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap_or_else(|_| unreachable!("a loopback URL always parses"))
+}

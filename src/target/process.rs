@@ -1,0 +1,136 @@
+//! A service started as a local process: its own process group, output captured, the whole group stopped.
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+use super::logs::LogBuffer;
+
+/// Process groups started and not yet reaped, so a forced exit (second Ctrl-C) can still kill them.
+static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+fn register(pgid: i32, live: bool) {
+    if let Ok(mut groups) = LIVE_GROUPS.lock() {
+        let set = groups.get_or_insert_with(HashSet::new);
+        if live {
+            set.insert(pgid);
+        } else {
+            set.remove(&pgid);
+        }
+    }
+}
+
+/// Sends SIGKILL to every process group still running; for a forced exit where no destructor will run.
+pub fn kill_all_now() {
+    if let Ok(groups) = LIVE_GROUPS.lock() {
+        for pgid in groups.iter().flatten() {
+            let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// A running local service. Dropping it kills the whole process group.
+#[derive(Debug)]
+pub struct ServiceProcess {
+    child: Child,
+    pgid: Option<i32>,
+    /// The service's output.
+    pub logs: LogBuffer,
+}
+
+impl ServiceProcess {
+    /// Starts `sh -c <command>` in a new process group with `env` added to proctor's environment.
+    pub fn spawn(command: &str, env: &[(String, String)]) -> std::io::Result<Self> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        let mut child = cmd.spawn()?;
+        let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        if let Some(pgid) = pgid {
+            register(pgid, true);
+        }
+        let logs = LogBuffer::new(1 << 20);
+        for stream in [
+            child.stdout.take().map(Reader::Out),
+            child.stderr.take().map(Reader::Err),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = logs.clone();
+            tokio::spawn(async move { stream.pump(logs).await });
+        }
+        Ok(Self { child, pgid, logs })
+    }
+
+    /// `Some(description)` once the process has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(describe(status)),
+            _ => None,
+        }
+    }
+
+    /// SIGTERM to the group, up to `grace` for the shell to exit, then SIGKILL to whatever is left.
+    pub async fn stop(mut self, grace: Duration) {
+        if let Some(pgid) = self.pgid {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+            let _ = tokio::time::timeout(grace, self.child.wait()).await;
+            // Children of the shell may outlive it; the group kill reaches them too.
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            let _ = self.child.wait().await;
+            register(pgid, false);
+            self.pgid = None;
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            register(pgid, false);
+        }
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => "exited".to_string(),
+    }
+}
+
+enum Reader {
+    Out(tokio::process::ChildStdout),
+    Err(tokio::process::ChildStderr),
+}
+
+impl Reader {
+    async fn pump(mut self, logs: LogBuffer) {
+        let mut buffer = vec![0u8; 8192];
+        loop {
+            let read = match &mut self {
+                Reader::Out(r) => r.read(&mut buffer).await,
+                Reader::Err(r) => r.read(&mut buffer).await,
+            };
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => logs.push(&buffer[..n]),
+            }
+        }
+    }
+}
