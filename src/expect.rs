@@ -186,12 +186,7 @@ fn header_checks(name: &str, check: &HeaderCheck, response: &Response, lookup: &
     if let Some(equals) = &check.equals {
         let expected = fill(equals, lookup);
         let passed = value.as_deref() == Some(expected.as_str());
-        out.push(Check::new(
-            format!("header {name} equals"),
-            format!("{expected:?}"),
-            shown(),
-            passed,
-        ));
+        out.push(Check::new(format!("header {name} equals"), expected, shown(), passed));
     }
     if let Some(pattern) = &check.matches {
         let passed = value.as_deref().is_some_and(|v| pattern.0.is_match(v));

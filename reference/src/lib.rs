@@ -27,6 +27,10 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "unknown-200",
         "GET of an unknown item answers 200 with null instead of 404",
     ),
+    (
+        "bad-id-500",
+        "an item id that is not a number crashes the handler: 500 with a stack trace",
+    ),
     ("put-merges", "PUT merges into the stored item instead of replacing it"),
     ("delete-200", "DELETE answers 200 with a body instead of 204"),
     ("delete-noop", "DELETE answers 204 but does not remove the item"),

@@ -102,6 +102,10 @@ async fn member(
     body: Bytes,
 ) -> Response {
     let plain = app.config.has("text-plain-json");
+    if app.config.has("bad-id-500") && id.parse::<u64>().is_err() {
+        let trace = format!("thread 'main' panicked at src/items.rs:42: invalid digit found in string: {id:?}");
+        return (StatusCode::INTERNAL_SERVER_ERROR, trace).into_response();
+    }
     let current = app.items.items.lock().ok().and_then(|items| items.get(&id).cloned());
     match method {
         Method::GET | Method::HEAD if method == Method::GET || !app.config.has("head-405") => match current {
