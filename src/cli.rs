@@ -71,8 +71,24 @@ pub enum Command {
         /// Spec files or folders (default: the embedded catalog).
         paths: Vec<String>,
     },
-    /// Print the JSON Schema of the spec format (for editor completion).
-    Schema,
+    /// Print the JSON Schema of the spec format (for editor completion), or of the JSON report.
+    Schema {
+        /// Print the schema of the JSON report (`--report json=...`) instead.
+        #[arg(long)]
+        report: bool,
+    },
+    /// Serve the bundled reference service, to try a challenge's endpoints by hand or as a `--cmd` target.
+    Reference {
+        /// Port to listen on (default: $PORT, else 8080).
+        #[arg(long, env = "PORT", default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Defects to switch on, comma-separated (see `proctor demo --list-defects`).
+        #[arg(long, env = "REFERENCE_DEFECTS", default_value = "")]
+        defects: String,
+    },
 }
 
 /// Options shared by `run` and `demo`.

@@ -55,7 +55,7 @@ impl Response {
 }
 
 /// The outcome of one expectation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Check {
     /// What was checked, e.g. `status`, `header ETag matches`, `json $.id equals`.
     pub what: String,

@@ -42,10 +42,18 @@ async fn dispatch(command: Command, color: bool) -> u8 {
     match command {
         Command::List => list(),
         Command::Show { challenge } => show(&challenge, color),
-        Command::Schema => {
-            print!("{}", spec::json_schema());
+        Command::Schema { report } => {
+            print!(
+                "{}",
+                if report {
+                    proctor::outcome::json_schema()
+                } else {
+                    spec::json_schema()
+                }
+            );
             exit::OK
         }
+        Command::Reference { port, host, defects } => serve_reference(host, port, &defects).await,
         Command::Validate { paths } => validate(&paths, color),
         Command::Run(args) => {
             let target = match (args.url, args.cmd) {
@@ -72,6 +80,38 @@ async fn dispatch(command: Command, color: bool) -> u8 {
             }
             grade(&challenges, Target::Reference(args.defects), args.grade, color).await
         }
+    }
+}
+
+/// Serves the reference service until Ctrl-C or SIGTERM; its env is proctor's own environment.
+async fn serve_reference(host: std::net::IpAddr, port: u16, defects: &str) -> u8 {
+    let config = match proctor_reference::Config::new(std::env::vars().collect(), defects) {
+        Ok(config) => config,
+        Err(e) => return usage(&e.to_string()),
+    };
+    let listener = match tokio::net::TcpListener::bind((host, port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("error: failed to listen on {host}:{port}: {e}");
+            return exit::TARGET;
+        }
+    };
+    println!("reference service listening on http://{host}:{port}");
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return exit::TARGET;
+    };
+    tokio::select! {
+        result = proctor_reference::serve(listener, config) => {
+            if let Err(e) = result {
+                eprintln!("error: the reference service stopped: {e}");
+                return exit::TARGET;
+            }
+            exit::OK
+        }
+        _ = interrupt.recv() => exit::OK,
+        _ = terminate.recv() => exit::OK,
     }
 }
 
@@ -118,10 +158,7 @@ fn list() -> u8 {
         }
     };
     let width = challenges.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
-    println!(
-        "{:width$}  {:>3}  {:6}  {:6}  {}",
-        "id", "Q", "probes", "points", "title [tags]"
-    );
+    println!("{:width$}  {:>3}  {:6}  {:6}  title [tags]", "id", "Q", "probes", "points");
     for c in &challenges {
         println!(
             "{:width$}  {:>3}  {:>6}  {:>6}  {} [{}]",

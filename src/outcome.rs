@@ -1,5 +1,6 @@
 //! The results of a run as plain data: what every report format reads and the JSON report serializes.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::expect::Check;
@@ -9,7 +10,7 @@ use crate::spec::model::Question;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// A whole run: every challenge graded.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RunReport {
     /// [`FORMAT_VERSION`].
     pub format_version: u32,
@@ -28,7 +29,7 @@ pub struct RunReport {
 }
 
 /// One challenge graded against one target.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ChallengeReport {
     /// Challenge id.
     pub id: String,
@@ -55,7 +56,7 @@ pub struct ChallengeReport {
 }
 
 /// The verdict on one probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Every step met its expectations.
@@ -69,7 +70,7 @@ pub enum Verdict {
 }
 
 /// One probe's result.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ProbeReport {
     /// Probe id.
     pub id: String,
@@ -96,7 +97,7 @@ pub struct ProbeReport {
 }
 
 /// One step that ran.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StepReport {
     /// 1-based step number.
     pub number: usize,
@@ -115,7 +116,7 @@ pub struct StepReport {
 }
 
 /// A request as sent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RequestRecord {
     /// Method.
     pub method: String,
@@ -128,7 +129,7 @@ pub struct RequestRecord {
 }
 
 /// A response as received (body clipped).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ResponseRecord {
     /// Status code.
     pub status: u16,
@@ -141,7 +142,7 @@ pub struct ResponseRecord {
 }
 
 /// Points earned, in all and per category.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
 pub struct Score {
     /// Points earned.
     pub earned: u32,
@@ -158,7 +159,7 @@ pub struct Score {
 }
 
 /// Points of one category.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 pub struct CategoryScore {
     /// Category name.
     pub name: String,
@@ -169,7 +170,7 @@ pub struct CategoryScore {
 }
 
 /// How many probes had each verdict.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Counts {
     /// Passed.
     pub passed: usize,
@@ -179,4 +180,10 @@ pub struct Counts {
     pub errored: usize,
     /// Skipped.
     pub skipped: usize,
+}
+
+/// The JSON Schema of the JSON report, pretty-printed.
+pub fn json_schema() -> String {
+    let title = format!("proctor JSON report, format version {FORMAT_VERSION}");
+    crate::spec::schema_text(schemars::schema_for!(RunReport), "report.schema.json", &title)
 }

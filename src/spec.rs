@@ -16,10 +16,19 @@ pub use model::ChallengeSpec;
 
 /// The JSON Schema of the spec format, generated from the Rust types, pretty-printed.
 pub fn json_schema() -> String {
-    let mut schema = serde_json::to_value(schemars::schema_for!(ChallengeSpec)).unwrap_or_default();
+    schema_text(
+        schemars::schema_for!(ChallengeSpec),
+        "challenge.schema.json",
+        "proctor challenge",
+    )
+}
+
+/// A generated schema with its `$id` and title, pretty-printed with a final newline.
+pub(crate) fn schema_text(schema: schemars::Schema, file: &str, title: &str) -> String {
+    let mut schema = serde_json::to_value(schema).unwrap_or_default();
     if let Some(object) = schema.as_object_mut() {
-        object.insert("$id".into(), "https://proctor.dev/schema/challenge.schema.json".into());
-        object.insert("title".into(), "proctor challenge".into());
+        object.insert("$id".into(), format!("https://proctor.dev/schema/{file}").into());
+        object.insert("title".into(), title.into());
     }
     let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
     text.push('\n');

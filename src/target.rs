@@ -91,7 +91,7 @@ pub struct Endpoint {
 #[derive(Debug)]
 enum Running {
     External,
-    Process(ServiceProcess),
+    Process(Box<ServiceProcess>),
     Reference(tokio::task::JoinHandle<()>),
 }
 
@@ -170,7 +170,7 @@ pub async fn start(
             match result {
                 Ok(()) => Ok(Endpoint {
                     base_url,
-                    running: Running::Process(process),
+                    running: Running::Process(Box::new(process)),
                 }),
                 Err(reason) => {
                     let exited = process.exited();

@@ -61,7 +61,7 @@ async fn collection(State(app): State<Shared>, method: Method, headers: HeaderMa
         Method::POST => {
             let input = match parse_input(&headers, &body) {
                 Ok(input) => input,
-                Err(response) => return response,
+                Err((status, detail)) => return problem(status, &detail),
             };
             let id = format!("{}", app.items.next.fetch_add(1, Ordering::Relaxed) + 1);
             let item = Item {
@@ -119,7 +119,7 @@ async fn member(
             };
             let input = match parse_input(&headers, &body) {
                 Ok(input) => input,
-                Err(response) => return response,
+                Err((status, detail)) => return problem(status, &detail),
             };
             let tags = match input.tags {
                 Some(tags) => tags,
@@ -157,27 +157,27 @@ async fn member(
     }
 }
 
-/// Parses a JSON item, answering 415 for other media types, 400 for broken JSON and 422 for a wrong shape.
-fn parse_input(headers: &HeaderMap, body: &[u8]) -> Result<ItemInput, Response> {
+/// Parses a JSON item: 415 for other media types, 400 for broken JSON, 422 for a wrong shape.
+fn parse_input(headers: &HeaderMap, body: &[u8]) -> Result<ItemInput, (StatusCode, String)> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
     if !is_json {
-        return Err(problem(
+        return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send the item as application/json",
+            "send the item as application/json".into(),
         ));
     }
     let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| problem(StatusCode::BAD_REQUEST, &format!("the body is not valid JSON: {e}")))?;
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}")))?;
     let input: ItemInput = serde_json::from_value(value)
-        .map_err(|e| problem(StatusCode::UNPROCESSABLE_ENTITY, &format!("the item is not valid: {e}")))?;
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("the item is not valid: {e}")))?;
     if input.name.trim().is_empty() || input.price < 0.0 {
-        return Err(problem(
+        return Err((
             StatusCode::UNPROCESSABLE_ENTITY,
-            "name must not be empty and price must be >= 0",
+            "name must not be empty and price must be >= 0".into(),
         ));
     }
     Ok(input)

@@ -318,7 +318,7 @@ async fn wait_step(number: usize, wait: &WaitSpec, vars: &mut Vars) -> (StepRepo
 fn parse_wait(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if let Ok(seconds) = text.parse::<f64>() {
-        if seconds.is_finite() && seconds >= 0.0 && seconds < 1e9 {
+        if (0.0..1e9).contains(&seconds) {
             return Ok(Duration::from_secs_f64(seconds));
         }
         return Err(format!("`{text}` is not a usable number of seconds"));

@@ -52,6 +52,6 @@ mod tests {
             headers: vec![],
             body: None,
         };
-        assert_eq!(command(&head), "curl -I http://127.0.0.1/x");
+        assert_eq!(command(&head), "curl -I 'http://127.0.0.1/x'");
     }
 }

@@ -97,8 +97,11 @@ fn clean_message(message: &str, field: Option<&str>) -> String {
         std::sync::LazyLock::new(|| regex::Regex::new(r" at line \d+ column \d+").unwrap_or_else(|e| panic!("{e}")));
     let stripped = POSITION.replace_all(message, "");
     let mut message = stripped.as_ref();
+    // serde_norway prefixes the path it tracked (the field itself or its parent); the field is shown already.
     if let Some(field) = field
-        && let Some(rest) = message.strip_prefix(field).and_then(|m| m.strip_prefix(": "))
+        && let Some((prefix, rest)) = message.split_once(": ")
+        && !prefix.is_empty()
+        && field.starts_with(prefix)
     {
         message = rest;
     }

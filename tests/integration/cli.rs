@@ -1,0 +1,197 @@
+//! The binary as a user meets it: list, show, validate, schema, demo, run, and the exit codes.
+
+use predicates::prelude::*;
+
+use crate::support::{proctor, temp_dir};
+
+#[test]
+fn list_shows_every_catalog_challenge_with_question_probes_and_points() {
+    let out = proctor().arg("list").assert().success().get_output().stdout.clone();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("id "), "{text}");
+    for id in ["rest-resource", "http-caching"] {
+        assert!(text.lines().any(|l| l.starts_with(id)), "{id} missing:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("http-caching") && l.contains(" 18 ") && l.contains("[caching")),
+        "{text}"
+    );
+}
+
+#[test]
+fn show_prints_the_brief_and_how_it_is_graded() {
+    proctor()
+        .args(["show", "http-caching"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("# http-caching — Add ETag caching"))
+        .stdout(predicate::str::contains("Interview question 18"))
+        .stdout(predicate::str::contains("If-None-Match"))
+        .stdout(predicate::str::contains("- **etag-is-quoted** (1 pt)"));
+}
+
+#[test]
+fn the_committed_schemas_are_current() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/challenge.schema.json"))
+        .expect("committed");
+    assert_eq!(
+        spec,
+        proctor::spec::json_schema(),
+        "run `proctor schema > schema/challenge.schema.json`"
+    );
+    let report =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/report.schema.json")).expect("committed");
+    assert_eq!(
+        report,
+        proctor::outcome::json_schema(),
+        "run `proctor schema --report > schema/report.schema.json`"
+    );
+    proctor().arg("schema").assert().success().stdout(spec);
+}
+
+#[test]
+fn every_catalog_file_validates_against_the_published_schema() {
+    let schema: serde_json::Value = serde_json::from_str(&proctor::spec::json_schema()).expect("schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    for source in proctor::catalog::sources() {
+        let value: serde_json::Value = serde_yaml::from_str(&source.text).expect("catalog YAML parses");
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| format!("{e} at {}", e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", source.name);
+    }
+    let unknown: serde_json::Value = serde_json::json!({"title": "t", "question": {"number": 1, "text": "q"}, "brief": "b", "probes": [], "extra": 1});
+    assert!(
+        !validator.is_valid(&unknown),
+        "the schema rejects unknown fields like the loader does"
+    );
+}
+
+#[test]
+fn validate_accepts_the_catalog_and_rejects_bad_files_with_exit_2() {
+    proctor()
+        .args(["validate", "challenges"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("ok: 2 challenge(s)"));
+    let dir = temp_dir(&[("broken.yaml", "title: t\n"), ("also-broken.yaml", "title: [\n")]);
+    proctor()
+        .arg("validate")
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("broken.yaml:1:1: missing field `question`"))
+        .stderr(predicate::str::contains(
+            "also-broken.yaml:1:8: title: invalid type: sequence, expected a string",
+        ))
+        .stderr(predicate::str::contains("error: 2 problems in the spec files"));
+}
+
+#[test]
+fn demo_grades_the_reference_at_100_percent_with_exit_0() {
+    proctor()
+        .arg("demo")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("2 challenges graded: 2 passed, 0 not passed"))
+        .stdout(predicate::str::contains("score 15/15 (100%)"))
+        .stdout(predicate::str::contains("score 16/16 (100%)"));
+}
+
+#[test]
+fn a_defect_scores_below_the_pass_mark_with_exit_1_and_explains_itself() {
+    proctor()
+        .args(["demo", "http-caching", "--defects", "ignore-if-match", "--seed", "7"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("✗ if-match-prevents-lost-updates"))
+        .stdout(predicate::str::contains("status: expected 412, got 200 OK"))
+        .stdout(predicate::str::contains("why:  RFC 9110 §13.1.1"))
+        .stdout(predicate::str::contains("hint: Evaluate If-Match"))
+        .stdout(predicate::str::contains("try:  curl -i -X PUT 'http://127.0.0.1:"))
+        .stdout(predicate::str::contains("seed 7"));
+}
+
+#[test]
+fn min_score_overrides_the_pass_mark() {
+    proctor()
+        .args([
+            "demo",
+            "http-caching",
+            "--defects",
+            "ignore-if-match",
+            "--min-score",
+            "80",
+        ])
+        .assert()
+        .code(0);
+    proctor()
+        .args(["demo", "--min-score", "120"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("outside 0..=100"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    proctor().args(["run", "rest-resource"]).assert().code(2);
+    proctor()
+        .args(["run", "no-such-challenge", "--url", "http://127.0.0.1:9"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "unknown challenge `no-such-challenge`: not a file, not a folder, not in the catalog",
+        ));
+    proctor()
+        .args(["demo", "--defects", "nope"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown defect `nope`"));
+    proctor()
+        .args(["demo", "--report", "yaml=x"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown format `yaml`"));
+}
+
+#[test]
+fn an_unreachable_url_exits_3_with_the_reason() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    proctor()
+        .args([
+            "run",
+            "rest-resource",
+            "--url",
+            &format!("http://127.0.0.1:{port}"),
+            "--start-timeout",
+            "300ms",
+        ])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "could not grade: the service at http://127.0.0.1:",
+        ))
+        .stdout(predicate::str::contains("was not ready within 0.3 s"))
+        .stdout(predicate::str::contains("could not connect"));
+}
+
+#[test]
+fn help_teaches_the_commands_and_exit_codes() {
+    proctor()
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Quick start:"))
+        .stdout(predicate::str::contains("130  interrupted"));
+    proctor()
+        .args(["run", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3    the service could not be started"));
+}

@@ -1,0 +1,109 @@
+//! The defect matrix: the reference scores 100% on every challenge, each named defect fails exactly the probes
+//! it targets, and every probe is failed on its own by at least one defect.
+
+use std::collections::BTreeSet;
+
+use proctor::target::Target;
+
+use crate::support::{catalog, grade, not_passed};
+
+/// (challenge, defect, the probes that defect must fail — and no others).
+const MATRIX: &[(&str, &str, &[&str])] = &[
+    ("rest-resource", "create-200", &["create-returns-201"]),
+    ("rest-resource", "location-wrong", &["location-points-to-the-item"]),
+    ("rest-resource", "bad-id-500", &["unknown-item-is-404"]),
+    (
+        "rest-resource",
+        "unknown-200",
+        &["delete-removes-the-item", "unknown-item-is-404"],
+    ),
+    ("rest-resource", "put-merges", &["put-replaces-the-item"]),
+    ("rest-resource", "delete-200", &["delete-answers-204"]),
+    ("rest-resource", "delete-noop", &["delete-removes-the-item"]),
+    ("rest-resource", "head-405", &["head-mirrors-get"]),
+    ("rest-resource", "405-no-allow", &["wrong-method-is-405-with-allow"]),
+    ("rest-resource", "options-405", &["options-advertises-methods"]),
+    ("rest-resource", "text-plain-json", &["json-is-labelled-json"]),
+    ("http-caching", "etag-unquoted", &["etag-is-quoted"]),
+    ("http-caching", "no-cache-control", &["cache-control-no-cache"]),
+    (
+        "http-caching",
+        "ignore-if-none-match",
+        &[
+            "conditional-get-is-304",
+            "if-none-match-star",
+            "if-none-match-weak-comparison",
+        ],
+    ),
+    ("http-caching", "304-bare", &["conditional-get-is-304"]),
+    ("http-caching", "strong-compare", &["if-none-match-weak-comparison"]),
+    ("http-caching", "star-ignored", &["if-none-match-star"]),
+    ("http-caching", "etag-stale", &["etag-changes-with-content"]),
+    ("http-caching", "ignore-if-match", &["if-match-prevents-lost-updates"]),
+    ("http-caching", "last-modified-ms", &["if-modified-since-revalidates"]),
+    (
+        "http-caching",
+        "ims-over-inm",
+        &["if-none-match-wins-over-if-modified-since"],
+    ),
+];
+
+#[tokio::test]
+async fn the_reference_scores_100_percent_on_every_catalog_challenge() {
+    let challenges = proctor::catalog::challenges().expect("the catalog loads");
+    let report = grade(&challenges, Target::Reference(String::new())).await;
+    for c in &report.challenges {
+        assert_eq!(
+            (c.id.as_str(), c.score.percent, c.score.passed),
+            (c.id.as_str(), 100.0, true),
+            "{:#?}",
+            c.probes
+        );
+    }
+    assert_eq!(report.challenges.len(), challenges.len());
+}
+
+#[tokio::test]
+async fn each_defect_fails_exactly_the_probes_it_targets() {
+    let runs = MATRIX.iter().map(|(challenge, defect, expected)| async move {
+        let report = grade(&[catalog(challenge)], Target::Reference((*defect).to_string())).await;
+        let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        (*challenge, *defect, expected, not_passed(&report))
+    });
+    let mut wrong = Vec::new();
+    for (challenge, defect, expected, actual) in futures::future::join_all(runs).await {
+        if expected != actual {
+            wrong.push(format!(
+                "{challenge} with {defect}: expected {expected:?} to fail, but {actual:?} did"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_probe_is_failed_on_its_own_by_some_defect_and_every_defect_is_in_the_matrix() {
+    let challenges = proctor::catalog::challenges().expect("the catalog loads");
+    let sole_kills: BTreeSet<(String, String)> = MATRIX
+        .iter()
+        .filter(|(_, _, probes)| probes.len() == 1)
+        .map(|(challenge, _, probes)| (challenge.to_string(), probes[0].to_string()))
+        .collect();
+    for challenge in &challenges {
+        for probe in &challenge.spec.probes {
+            assert!(
+                sole_kills.contains(&(challenge.id.clone(), probe.id.clone())),
+                "no defect fails {}/{} alone: the probe is not proven to test anything",
+                challenge.id,
+                probe.id
+            );
+        }
+    }
+    for (name, _) in proctor_reference::DEFECTS {
+        assert!(
+            MATRIX.iter().any(|(_, defect, _)| defect == name),
+            "defect {name} is not in the matrix"
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! The engine against real servers: hostile responses, bursts released together, captures, redirects.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use proctor::engine::RunConfig;
+use proctor::outcome::{RunReport, Verdict};
+use proctor::target::Target;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::{challenge, grade, grade_with, spec_with_probes};
+
+/// Serves raw bytes from `respond` on every connection; returns the base URL.
+async fn raw_server(respond: fn(tokio::net::TcpStream) -> tokio::task::JoinHandle<()>) -> url::Url {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            respond(stream);
+        }
+    });
+    url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url")
+}
+
+async fn read_request(stream: &mut tokio::net::TcpStream) {
+    let mut buffer = [0u8; 4096];
+    let _ = stream.read(&mut buffer).await;
+}
+
+async fn serve(app: Router) -> url::Url {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url")
+}
+
+const GET_200: &str = "  - id: get\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /x }\n        expect: { status: 200 }\n";
+
+fn only_probe(report: &RunReport) -> &proctor::outcome::ProbeReport {
+    &report.challenges[0].probes[0]
+}
+
+#[tokio::test]
+async fn garbage_instead_of_http_is_a_failed_probe_with_a_clear_message() {
+    let url = raw_server(|mut stream| {
+        tokio::spawn(async move {
+            read_request(&mut stream).await;
+            let _ = stream
+                .write_all(b"SSH-2.0-OpenSSH_9.6\r\nnot http at all\r\n\r\n")
+                .await;
+        })
+    })
+    .await;
+    let report = grade(&[challenge("garbage", &spec_with_probes(GET_200))], Target::Url(url)).await;
+    let probe = only_probe(&report);
+    assert_eq!(probe.verdict, Verdict::Failed);
+    let message = probe.message.as_deref().unwrap_or_default();
+    assert!(message.contains("did not send a valid HTTP response"), "{message}");
+}
+
+#[tokio::test]
+async fn an_endless_body_is_cut_at_the_cap_and_fails_without_exhausting_memory() {
+    let url = raw_server(|mut stream| {
+        tokio::spawn(async move {
+            read_request(&mut stream).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 1073741824\r\n\r\n")
+                .await;
+            let chunk = vec![b'x'; 64 * 1024];
+            while stream.write_all(&chunk).await.is_ok() {}
+        })
+    })
+    .await;
+    let config = RunConfig {
+        target: Target::Url(url),
+        jobs: 1,
+        seed: 1,
+        min_score: None,
+        start_timeout: None,
+        request_timeout: None,
+        max_body: 1 << 20,
+    };
+    let started = Instant::now();
+    let report = grade_with(&[challenge("endless", &spec_with_probes(GET_200))], config).await;
+    let probe = only_probe(&report);
+    assert_eq!(probe.verdict, Verdict::Failed);
+    let check = &probe.steps[0].checks[0];
+    assert_eq!(
+        (check.what.as_str(), check.actual.as_str()),
+        ("body size", "more than 1048576 bytes (stopped reading)")
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_service_that_never_answers_fails_at_the_request_timeout() {
+    let url = raw_server(|mut stream| {
+        tokio::spawn(async move {
+            read_request(&mut stream).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(stream);
+        })
+    })
+    .await;
+    let spec = spec_with_probes(GET_200).replace("request_timeout: 2s", "request_timeout: 300ms");
+    let report = grade(&[challenge("silent", &spec)], Target::Url(url)).await;
+    let probe = only_probe(&report);
+    assert_eq!(probe.verdict, Verdict::Failed);
+    assert!(
+        probe
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("no complete response before the request timeout")
+    );
+}
+
+#[tokio::test]
+async fn a_burst_is_released_together_and_counted_per_status() {
+    let served = Arc::new(AtomicUsize::new(0));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (s, f, p) = (served.clone(), in_flight.clone(), peak.clone());
+    let app = Router::new().route(
+        "/quote",
+        get(move || {
+            let (served, in_flight, peak) = (s.clone(), f.clone(), p.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                if served.fetch_add(1, Ordering::SeqCst) < 5 {
+                    StatusCode::OK
+                } else {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
+            }
+        }),
+    );
+    let url = serve(app).await;
+    let probes = "  - id: exact\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /quote, headers: { X-Api-Key: '{{unique}}', X-N: '{{index}}' } }\n        burst: { count: 15, concurrency: 15 }\n        expect: { statuses: { 200: 5, 429: 10 }, status: [200, 429] }\n  - id: wrong\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /quote }\n        burst: { count: 6, concurrency: 3 }\n        expect: { statuses: { 200: 6 } }\n";
+    let report = grade(&[challenge("burst", &spec_with_probes(probes))], Target::Url(url)).await;
+    let probes = &report.challenges[0].probes;
+    assert_eq!(probes[0].verdict, Verdict::Passed, "{:#?}", probes[0]);
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        15,
+        "all fifteen requests were in flight at once"
+    );
+    assert_eq!(probes[1].verdict, Verdict::Failed);
+    let check = &probes[1].steps[0].checks[0];
+    assert_eq!((check.expected.as_str(), check.actual.as_str()), ("6 × 200", "6 × 429"));
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_foreign_locations_are_never_requested() {
+    let app = Router::new()
+        .route(
+            "/moved",
+            get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/elsewhere")]).into_response() }),
+        )
+        .route(
+            "/away",
+            get(|| async { (StatusCode::CREATED, [(header::LOCATION, "http://192.0.2.1/x")]).into_response() }),
+        );
+    let url = serve(app).await;
+    let probes = "  - id: redirect\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /moved }\n        expect: { status: 302, headers: { Location: { equals: /elsewhere } } }\n  - id: foreign\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /away }\n        capture: { next: { header: Location } }\n      - request: { path: '{{next}}' }\n";
+    let report = grade(&[challenge("redirects", &spec_with_probes(probes))], Target::Url(url)).await;
+    let probes = &report.challenges[0].probes;
+    assert_eq!(probes[0].verdict, Verdict::Passed, "{:#?}", probes[0]);
+    assert_eq!(probes[1].verdict, Verdict::Failed);
+    let message = probes[1].message.as_deref().unwrap_or_default();
+    assert!(
+        message.contains("refusing to send a request outside the service under test: http://192.0.2.1/x"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn captures_vars_repeats_and_env_flow_between_steps() {
+    let yaml = "title: flow\nquestion: { number: 1, text: q }\nbrief: b\nservice: { env: { PRICE: '7' } }\nprobes:\n  - id: flow\n    title: t\n    category: c\n    why: w\n    hint: h\n    vars: { name: 'n-{{unique}}' }\n    steps:\n      - request: { method: POST, path: /items, json: { name: '{{name}}', price: 7, tags: ['{{uuid}}'] } }\n        expect: { status: 201 }\n        capture: { id: { json: $.id }, location: { header: Location }, number: { header: Location, regex: '/items/(\\d+)' } }\n      - request: { path: '{{location}}' }\n        repeat: 3\n        expect: { json: [ { path: $.name, equals: '{{name}}' }, { path: $.id, equals: '{{number}}' }, { path: $.price, equals: 7 } ] }\n      - request: { method: PUT, path: '/items/{{id}}', json: { name: 'r-{{index}}', price: 1 } }\n        repeat: 2\n        expect: { json: [ { path: $.name, matches: '^r-[01]$' } ] }\n      - request: { path: '/items/{{id}}' }\n        expect: { json: [ { path: $.name, equals: r-1 } ], headers: { Content-Type: { equals: application/json } } }\n      - request: { path: /items, query: { price: '{{env.PRICE}}' } }\n        expect: { status: 200 }\n";
+    let report = grade(&[challenge("flow", yaml)], Target::Reference(String::new())).await;
+    let probe = only_probe(&report);
+    assert_eq!(probe.verdict, Verdict::Passed, "{:#?}", probe);
+    let query_url = &probe.steps[4].request.as_ref().expect("sent").url;
+    assert!(query_url.ends_with("/items?price=7"), "{query_url}");
+    let same_seed = grade(&[challenge("flow", yaml)], Target::Reference(String::new())).await;
+    assert_eq!(
+        probe.steps[0].request.as_ref().map(|r| r.body.clone()),
+        only_probe(&same_seed).steps[0].request.as_ref().map(|r| r.body.clone()),
+        "the same seed generates the same values"
+    );
+}

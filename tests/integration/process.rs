@@ -1,0 +1,164 @@
+//! `--cmd`: the service as a local process — started with PORT and env, graded, and stopped with its whole
+//! process group on every path, Ctrl-C included.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+
+use crate::support::{process_gone, proctor, proctor_path, temp_dir};
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()) {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "{} was never written", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A command that records its shell's pid and a background child's pid, then becomes the reference service.
+fn reference_with_child(dir: &std::path::Path) -> String {
+    format!(
+        "sleep 300 & echo $! > {dir}/child; echo $$ > {dir}/shell; exec {proctor} reference",
+        dir = dir.display(),
+        proctor = proctor_path().display()
+    )
+}
+
+#[test]
+fn a_local_process_is_graded_like_the_reference_and_its_whole_group_is_stopped() {
+    let dir = temp_dir(&[]);
+    proctor()
+        .args([
+            "run",
+            "rest-resource",
+            "http-caching",
+            "--cmd",
+            &reference_with_child(dir.path()),
+        ])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("2 challenges graded: 2 passed"));
+    // Both challenges ran their own copy; the files hold the last one's pids, and every copy must be gone.
+    for name in ["shell", "child"] {
+        let pid = read_pid(&dir.path().join(name));
+        assert!(process_gone(pid), "{name} process {pid} outlived the run");
+    }
+}
+
+#[test]
+fn a_process_that_exits_at_once_is_reported_with_its_status_and_output() {
+    proctor()
+        .args([
+            "run",
+            "rest-resource",
+            "--cmd",
+            "echo 'listening? no: config missing' >&2; exit 7",
+        ])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "could not grade: the service exited with status 7 before it was ready",
+        ))
+        .stdout(predicate::str::contains("config missing"));
+}
+
+#[test]
+fn a_process_that_never_listens_times_out_and_is_killed() {
+    let dir = temp_dir(&[]);
+    let cmd = format!(
+        "echo $$ > {}/shell; echo starting; exec sleep 300",
+        dir.path().display()
+    );
+    let started = Instant::now();
+    proctor()
+        .args(["run", "rest-resource", "--cmd", &cmd, "--start-timeout", "700ms"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("was not ready within 0.7 s"))
+        .stdout(predicate::str::contains("starting"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(process_gone(read_pid(&dir.path().join("shell"))));
+}
+
+#[test]
+fn the_service_gets_port_and_the_challenges_env() {
+    let spec = "title: env\nquestion: { number: 20, text: q }\nbrief: b\nservice:\n  env: { GREETING: hello }\n  ready: { http: /health }\nprobes:\n  - id: env-seen\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /health }\n        expect: { status: 200 }\n";
+    let dir = temp_dir(&[("env.yaml", spec)]);
+    let cmd = format!(
+        "echo \"$GREETING $PORT\" > {}/seen; exec {} reference",
+        dir.path().display(),
+        proctor_path().display()
+    );
+    proctor()
+        .arg("run")
+        .arg(dir.path().join("env.yaml"))
+        .args(["--cmd", &cmd])
+        .assert()
+        .code(0);
+    let seen = std::fs::read_to_string(dir.path().join("seen")).expect("the service wrote what it saw");
+    let (greeting, port) = seen.trim().split_once(' ').expect("two words");
+    assert_eq!(greeting, "hello");
+    assert!(port.parse::<u16>().is_ok_and(|p| p > 0), "{seen}");
+}
+
+#[test]
+fn ctrl_c_stops_the_run_tears_the_service_down_and_exits_130() {
+    let spec = "title: slow\nquestion: { number: 1, text: q }\nbrief: b\nservice: { ready: { tcp: true } }\nprobes:\n  - id: first\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - wait: { duration: 30s }\n  - id: second\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /health }\n";
+    let dir = temp_dir(&[("slow.yaml", spec)]);
+    let mut child = std::process::Command::new(proctor_path())
+        .arg("run")
+        .arg(dir.path().join("slow.yaml"))
+        .args(["--cmd", &reference_with_child(dir.path()), "--report"])
+        .arg(format!("json={}", dir.path().join("report.json").display()))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("proctor starts");
+    let shell = read_pid(&dir.path().join("shell"));
+    let background = read_pid(&dir.path().join("child"));
+    // Let readiness pass and the 30 s wait begin.
+    std::thread::sleep(Duration::from_millis(800));
+    let interrupted_at = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            interrupted_at.elapsed() < Duration::from_secs(10),
+            "proctor did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    assert!(
+        stdout.contains("interrupted: unfinished probes were skipped"),
+        "{stdout}"
+    );
+    assert!(
+        process_gone(shell) && process_gone(background),
+        "the service outlived proctor"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).expect("report written"))
+            .expect("JSON");
+    assert_eq!(report["interrupted"], true);
+    assert_eq!(report["challenges"][0]["probes"][1]["verdict"], "skipped");
+}

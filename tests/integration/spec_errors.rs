@@ -1,0 +1,113 @@
+//! Every class of spec error, rendered as the user sees it (file:line:col, field path, snippet), snapshotted.
+
+use proctor::spec::{self, Source};
+
+const HEADER: &str = "title: t\nquestion: { number: 1, text: q }\nbrief: b\n";
+
+fn probe(steps: &str) -> String {
+    format!("{HEADER}probes:\n  - id: p\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n{steps}")
+}
+
+fn errors(name: &str, text: &str) -> String {
+    let source = Source {
+        name: format!("{name}.yaml"),
+        id: name.to_string(),
+        text: text.to_string(),
+    };
+    match spec::load(&source) {
+        Ok(_) => panic!("{name}: expected spec errors"),
+        Err(errors) => errors.iter().map(|e| e.render(false)).collect::<Vec<_>>().join(""),
+    }
+}
+
+#[test]
+fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
+    let cases: Vec<(&str, String)> = vec![
+        ("syntax-error", format!("{HEADER}probes: [\n  - id: p\n")),
+        ("missing-field", "title: t\nbrief: b\nprobes: []\n".to_string()),
+        ("unknown-field", probe("      - request: { path: /x, methd: POST }\n")),
+        (
+            "wrong-type",
+            probe("      - request: { path: /x }\n        repeat: many\n"),
+        ),
+        (
+            "bad-status-class",
+            probe("      - request: { path: /x }\n        expect: { status: 6xx }\n"),
+        ),
+        (
+            "bad-regex",
+            probe("      - request: { path: /x }\n        expect: { headers: { ETag: { matches: '([' } } }\n"),
+        ),
+        ("bad-duration", probe("      - wait: { duration: 5 minutes }\n")),
+        (
+            "bad-jsonpath",
+            probe("      - request: { path: /x }\n        expect: { json: [ { path: '$.items[', exists: true } ] }\n"),
+        ),
+        (
+            "undefined-variable",
+            probe("      - request: { path: '/items/{{id}}' }\n      - request: { path: '/x/{{env.SECRET}}' }\n"),
+        ),
+        (
+            "capture-used-too-early",
+            probe("      - request: { path: '/items/{{id}}' }\n        capture: { id: { json: $.id } }\n"),
+        ),
+        (
+            "no-content-with-body-checks",
+            probe(
+                "      - request: { method: DELETE, path: /x }\n        expect: { status: 204, json: [ { path: $.ok, equals: true } ] }\n",
+            ),
+        ),
+        (
+            "empty-range",
+            probe("      - request: { path: /x }\n        expect: { headers: { Retry-After: { gt: 10, lt: 5 } } }\n"),
+        ),
+        (
+            "burst-counts-do-not-add-up",
+            probe(
+                "      - request: { path: /x }\n        burst: { count: 15, concurrency: 15 }\n        expect: { statuses: { 200: 5, 429: 5 } }\n",
+            ),
+        ),
+        (
+            "statuses-outside-a-burst",
+            probe("      - request: { path: /x }\n        expect: { statuses: { 200: 1 } }\n"),
+        ),
+        (
+            "request-and-wait",
+            probe("      - request: { path: /x }\n        wait: { duration: 1s }\n"),
+        ),
+        (
+            "duplicate-probe-ids",
+            format!(
+                "{HEADER}probes:\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /y }} }} ] }}\n"
+            ),
+        ),
+        ("Bad_File_Name", probe("      - request: { path: /x }\n")),
+    ];
+    let mut rendered = String::new();
+    for (name, text) in &cases {
+        rendered.push_str(&format!("=== {name}\n{}\n", errors(name, text)));
+    }
+    insta::assert_snapshot!(rendered);
+}
+
+#[test]
+fn validation_reports_every_problem_at_once() {
+    let text = probe(
+        "      - request: { path: '/a/{{nope}}' }\n        expect: { status: 204, body: { contains: x } }\n      - wait: {}\n",
+    );
+    let source = Source {
+        name: "many.yaml".into(),
+        id: "many".into(),
+        text,
+    };
+    let errors = spec::load(&source).expect_err("invalid");
+    let fields: Vec<&str> = errors.iter().filter_map(|e| e.field.as_deref()).collect();
+    assert_eq!(
+        fields,
+        vec![
+            "probes[0].steps[0].request.path",
+            "probes[0].steps[0].expect.status",
+            "probes[0].steps[1].wait"
+        ]
+    );
+}

@@ -1,0 +1,114 @@
+//! Helpers: commands for the binary, specs from text, runs of the engine against a target.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use proctor::engine::{self, RunConfig};
+use proctor::outcome::RunReport;
+use proctor::spec::{self, Challenge, Source};
+use proctor::target::Target;
+use tokio_util::sync::CancellationToken;
+
+/// The proctor binary under test.
+pub fn proctor() -> Command {
+    let mut cmd = Command::cargo_bin("proctor").expect("the proctor binary is built");
+    cmd.env("NO_COLOR", "1")
+        .env_remove("PORT")
+        .env_remove("REFERENCE_DEFECTS");
+    cmd
+}
+
+/// The path of the proctor binary, for `--cmd` lines that start the reference service.
+pub fn proctor_path() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("proctor")
+}
+
+/// A challenge from YAML text (panics with the rendered errors if it does not load).
+pub fn challenge(id: &str, yaml: &str) -> Challenge {
+    let source = Source {
+        name: format!("{id}.yaml"),
+        id: id.to_string(),
+        text: yaml.to_string(),
+    };
+    spec::load(&source).unwrap_or_else(|errors| {
+        let rendered: Vec<String> = errors.iter().map(|e| e.render(false)).collect();
+        panic!("test spec does not load:\n{}", rendered.join("\n"))
+    })
+}
+
+/// A catalog challenge.
+pub fn catalog(id: &str) -> Challenge {
+    proctor::catalog::challenges()
+        .expect("the catalog loads")
+        .into_iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("no catalog challenge {id}"))
+}
+
+/// Runs challenges against a target with a fixed seed and returns the report.
+pub async fn grade(challenges: &[Challenge], target: Target) -> RunReport {
+    let config = RunConfig {
+        target,
+        jobs: challenges.len().max(1),
+        seed: 42,
+        min_score: None,
+        start_timeout: None,
+        request_timeout: None,
+        max_body: engine::DEFAULT_MAX_BODY,
+    };
+    grade_with(challenges, config).await
+}
+
+/// Runs with a given configuration.
+pub async fn grade_with(challenges: &[Challenge], config: RunConfig) -> RunReport {
+    let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let drain = tokio::spawn(async move { while receiver.recv().await.is_some() {} });
+    let report = engine::run(challenges, &config, &events, &CancellationToken::new()).await;
+    drop(events);
+    let _ = drain.await;
+    report
+}
+
+/// Ids of the probes of a report that did not pass, per challenge, sorted.
+pub fn not_passed(report: &RunReport) -> Vec<String> {
+    let mut ids: Vec<String> = report
+        .challenges
+        .iter()
+        .flat_map(|c| {
+            c.probes
+                .iter()
+                .filter(|p| p.verdict != proctor::outcome::Verdict::Passed)
+                .map(|p| p.id.clone())
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A temporary directory with files written into it.
+pub fn temp_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, text) in files {
+        let path: &Path = dir.path();
+        std::fs::write(path.join(name), text).expect("write test file");
+    }
+    dir
+}
+
+/// Whether a process is gone (no such pid, or a zombie nobody has reaped yet).
+pub fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// A minimal valid challenge whose probes are given as YAML (indented under `probes:`).
+pub fn spec_with_probes(probes: &str) -> String {
+    format!(
+        "title: test\nquestion: {{ number: 1, text: q }}\nbrief: b\nservice: {{ ready: {{ tcp: true }}, request_timeout: 2s }}\nprobes:\n{probes}"
+    )
+}
