@@ -158,7 +158,10 @@ fn list() -> u8 {
         }
     };
     let width = challenges.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
-    println!("{:width$}  {:>3}  {:6}  {:6}  title [tags]", "id", "Q", "probes", "points");
+    println!(
+        "{:width$}  {:>3}  {:6}  {:6}  title [tags]",
+        "id", "Q", "probes", "points"
+    );
     for c in &challenges {
         println!(
             "{:width$}  {:>3}  {:>6}  {:>6}  {} [{}]",
