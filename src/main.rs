@@ -214,11 +214,37 @@ fn show(name: &str, color: bool) -> u8 {
         text.push_str(&format!("- and {hidden} hidden probe(s)\n"));
     }
     if color && std::io::stdout().is_terminal() {
-        termimad::print_text(&text);
+        termimad::print_text(&join_continuations(&text));
     } else {
         print!("{text}");
     }
     exit::OK
+}
+
+/// Joins the indented continuation lines of list items onto the item, since termimad renders each source line
+/// on its own; code fences are left alone.
+fn join_continuations(markdown: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut in_code = false;
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("```") {
+            in_code = !in_code;
+        }
+        let continuation = !in_code
+            && line.starts_with(' ')
+            && !trimmed.is_empty()
+            && !trimmed.starts_with(['-', '*', '|', '`'])
+            && lines.last().is_some_and(|prev| !prev.trim().is_empty() && !prev.trim_start().starts_with("```"));
+        match lines.last_mut() {
+            Some(prev) if continuation => {
+                prev.push(' ');
+                prev.push_str(trimmed);
+            }
+            _ => lines.push(line.to_string()),
+        }
+    }
+    lines.join("\n")
 }
 
 fn validate(paths: &[String], color: bool) -> u8 {
