@@ -235,7 +235,9 @@ fn join_continuations(markdown: &str) -> String {
             && line.starts_with(' ')
             && !trimmed.is_empty()
             && !trimmed.starts_with(['-', '*', '|', '`'])
-            && lines.last().is_some_and(|prev| !prev.trim().is_empty() && !prev.trim_start().starts_with("```"));
+            && lines
+                .last()
+                .is_some_and(|prev| !prev.trim().is_empty() && !prev.trim_start().starts_with("```"));
         match lines.last_mut() {
             Some(prev) if continuation => {
                 prev.push(' ');
