@@ -77,6 +77,13 @@ pub enum Command {
         #[arg(long)]
         report: bool,
     },
+    /// Remove every container, network and image proctor made (all carry the label dev.proctor.managed=1).
+    /// Do not run it while a Docker run is in progress: it would remove that run's containers too.
+    Clean {
+        /// Only remove what one run made (its id is in the JSON report and in --keep's output).
+        #[arg(long)]
+        run: Option<String>,
+    },
     /// Serve the bundled reference service, to try a challenge's endpoints by hand or as a `--cmd` target.
     Reference {
         /// Port to listen on (default: $PORT, else 8080).
@@ -122,20 +129,73 @@ pub struct GradeArgs {
 
 /// `proctor run`.
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true)))]
 pub struct RunArgs {
     /// Catalog ids, spec files or folders of spec files.
     #[arg(required = true)]
     pub challenges: Vec<String>,
     /// Base URL of a service that is already running.
-    #[arg(long, conflicts_with = "cmd", required_unless_present = "cmd")]
+    #[arg(long, group = "target", help_heading = "Target (one of)")]
     pub url: Option<url::Url>,
     /// Shell command that starts the service; it gets PORT and the challenge's env, and its whole process
     /// group is stopped afterwards.
-    #[arg(long)]
+    #[arg(long, group = "target", help_heading = "Target (one of)")]
     pub cmd: Option<String>,
+    /// Submission folder with a Dockerfile: build it and grade it in the Docker sandbox.
+    #[arg(long, group = "target", help_heading = "Target (one of)")]
+    pub path: Option<PathBuf>,
+    /// Docker image to grade in the sandbox (must be on the engine already).
+    #[arg(long, group = "target", help_heading = "Target (one of)")]
+    pub image: Option<String>,
+    /// Docker sandbox options.
+    #[command(flatten)]
+    pub docker: DockerArgs,
     /// Options shared with demo.
     #[command(flatten)]
     pub grade: GradeArgs,
+}
+
+/// Options of the Docker sandbox (`--path`, `--image`).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Docker sandbox")]
+pub struct DockerArgs {
+    /// Memory limit of the container (swap is not added), e.g. 256MiB. Default: the spec's, else 512MiB.
+    #[arg(long, value_parser = bytes)]
+    pub memory: Option<u64>,
+    /// CPU limit of the container, e.g. 0.5. Default: the spec's, else 1.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Process and thread limit of the container. Default: the spec's, else 256.
+    #[arg(long)]
+    pub pids: Option<u32>,
+    /// How probes reach the container: internal (a network with no egress; Linux engines), published (a port
+    /// on 127.0.0.1; for Docker Desktop and remote engines; egress is not blocked) or auto.
+    #[arg(long, value_enum, default_value_t = NetworkChoice::Auto)]
+    pub docker_network: NetworkChoice,
+    /// Keep the containers, network and image after the run, and print how to inspect them.
+    #[arg(long)]
+    pub keep: bool,
+    /// Longest the image build may take (--path).
+    #[arg(long, value_parser = duration, default_value = "10m")]
+    pub build_timeout: Duration,
+    /// Largest build context (--path), e.g. 500MiB.
+    #[arg(long, value_parser = bytes, default_value = "200MiB")]
+    pub max_context: u64,
+}
+
+/// `--docker-network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkChoice {
+    /// internal on a local Linux engine, published otherwise.
+    Auto,
+    /// An internal network with no egress.
+    Internal,
+    /// A port published on 127.0.0.1.
+    Published,
+}
+
+fn bytes(text: &str) -> Result<u64, String> {
+    proctor::spec::types::parse_bytes(text).ok_or_else(|| format!("`{text}` is not a size like 256MiB or 1GiB"))
 }
 
 /// `proctor demo`.

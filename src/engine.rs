@@ -30,6 +30,8 @@ pub struct RunConfig {
     pub jobs: usize,
     /// The seed of every random value.
     pub seed: u64,
+    /// The run's id (labels Docker resources).
+    pub run_id: String,
     /// Overrides every challenge's pass threshold (percent).
     pub min_score: Option<f64>,
     /// Overrides every challenge's start timeout.
@@ -80,10 +82,59 @@ pub async fn run(
         format_version: FORMAT_VERSION,
         proctor_version: env!("CARGO_PKG_VERSION").to_string(),
         seed: config.seed,
+        run_id: config.run_id.clone(),
         started_at,
         duration_ms: started.elapsed().as_millis() as u64,
         interrupted: cancel.is_cancelled(),
         challenges: reports.into_iter().flatten().collect(),
+    }
+}
+
+/// A report for challenges that could not be graded at all (Docker unreachable, the image build failed, ...).
+pub fn not_graded(
+    challenges: &[Challenge],
+    config: &RunConfig,
+    target: &str,
+    reason: &str,
+    logs: Option<String>,
+    interrupted: bool,
+) -> RunReport {
+    let (events, _) = tokio::sync::mpsc::unbounded_channel();
+    let reports = challenges
+        .iter()
+        .map(|challenge| {
+            let mut report = blank_report(challenge, config);
+            report.target = target.to_string();
+            report.logs = logs.clone();
+            finish(report, Some(reason.to_string()), challenge, &events, Instant::now())
+        })
+        .collect();
+    RunReport {
+        format_version: FORMAT_VERSION,
+        proctor_version: env!("CARGO_PKG_VERSION").to_string(),
+        seed: config.seed,
+        run_id: config.run_id.clone(),
+        started_at: now_rfc3339(),
+        duration_ms: 0,
+        interrupted,
+        challenges: reports,
+    }
+}
+
+fn blank_report(challenge: &Challenge, config: &RunConfig) -> ChallengeReport {
+    let spec = &challenge.spec;
+    ChallengeReport {
+        id: challenge.id.clone(),
+        title: spec.title.clone(),
+        question: spec.question.clone(),
+        origin: challenge.origin.clone(),
+        target: config.target.describe(),
+        threshold: config.min_score.unwrap_or(spec.pass.0),
+        target_error: None,
+        score: Default::default(),
+        probes: Vec::new(),
+        logs: None,
+        duration_ms: 0,
     }
 }
 
@@ -96,25 +147,12 @@ pub async fn run_challenge(
 ) -> ChallengeReport {
     let started = Instant::now();
     let spec = &challenge.spec;
-    let threshold = config.min_score.unwrap_or(spec.pass.0);
     let _ = events.send(Event::ChallengeStarted {
         id: challenge.id.clone(),
         probes: spec.probes.len(),
     });
     let timeout = config.request_timeout.unwrap_or(spec.service.request_timeout.0);
-    let mut report = ChallengeReport {
-        id: challenge.id.clone(),
-        title: spec.title.clone(),
-        question: spec.question.clone(),
-        origin: challenge.origin.clone(),
-        target: config.target.describe(),
-        threshold,
-        target_error: None,
-        score: Default::default(),
-        probes: Vec::new(),
-        logs: None,
-        duration_ms: 0,
-    };
+    let mut report = blank_report(challenge, config);
     let http = match http::Http::new(timeout, config.max_body) {
         Ok(http) => http,
         Err(e) => {

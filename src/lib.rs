@@ -12,6 +12,7 @@ pub mod expect;
 pub mod outcome;
 pub mod progress;
 pub mod report;
+pub mod sandbox;
 pub mod score;
 pub mod spec;
 pub mod target;

@@ -9,10 +9,18 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use cli::{Cli, ColorChoice, Command, GradeArgs};
+use std::sync::Arc;
+
 use proctor::engine::{self, RunConfig};
 use proctor::exit;
+use proctor::outcome::RunReport;
+use proctor::sandbox::{BuildOptions, NetworkMode, Sandbox, SweepGuard};
+use proctor::spec::model::Limits;
+use proctor::spec::types::ByteSize;
 use proctor::spec::{self, Challenge, SpecError};
+use proctor::target::ContainerTarget;
 use proctor::target::Target;
+use proctor::target::logs::LogBuffer;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,13 +64,16 @@ async fn dispatch(command: Command, color: bool) -> u8 {
         Command::Reference { port, host, defects } => serve_reference(host, port, &defects).await,
         Command::Validate { paths } => validate(&paths, color),
         Command::Run(args) => {
-            let target = match (args.url, args.cmd) {
-                (Some(url), _) => Target::Url(url),
-                (None, Some(cmd)) => Target::Command(cmd),
-                (None, None) => return usage("give --url or --cmd"),
+            let target = match (args.url, args.cmd, args.path, args.image) {
+                (Some(url), ..) => Plan::Ready(Target::Url(url)),
+                (_, Some(cmd), ..) => Plan::Ready(Target::Command(cmd)),
+                (_, _, Some(path), _) => Plan::Docker(DockerSource::Build(path), args.docker),
+                (_, _, _, Some(image)) => Plan::Docker(DockerSource::Image(image), args.docker),
+                _ => return usage("give one of --url, --cmd, --path or --image"),
             };
             grade(&args.challenges, target, args.grade, color).await
         }
+        Command::Clean { run } => clean(run.as_deref()).await,
         Command::Demo(args) => {
             if args.list_defects {
                 for (name, what) in proctor_reference::DEFECTS {
@@ -78,7 +89,13 @@ async fn dispatch(command: Command, color: bool) -> u8 {
             if let Err(e) = proctor_reference::Config::new(Default::default(), &args.defects) {
                 return usage(&e.to_string());
             }
-            grade(&challenges, Target::Reference(args.defects), args.grade, color).await
+            grade(
+                &challenges,
+                Plan::Ready(Target::Reference(args.defects)),
+                args.grade,
+                color,
+            )
+            .await
         }
     }
 }
@@ -265,7 +282,18 @@ fn validate(paths: &[String], color: bool) -> u8 {
     }
 }
 
-async fn grade(args: &[String], target: Target, options: GradeArgs, color: bool) -> u8 {
+/// What to grade: a target ready to use, or an image to build or run in the Docker sandbox first.
+enum Plan {
+    Ready(Target),
+    Docker(DockerSource, cli::DockerArgs),
+}
+
+enum DockerSource {
+    Build(std::path::PathBuf),
+    Image(String),
+}
+
+async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> u8 {
     let challenges = match load(args, color) {
         Ok(c) => c,
         Err(code) => return code,
@@ -274,20 +302,52 @@ async fn grade(args: &[String], target: Target, options: GradeArgs, color: bool)
         Ok(r) => r,
         Err(e) => return usage(&e),
     };
-    let jobs = options
-        .jobs
-        .unwrap_or(if target.isolated() { challenges.len() } else { 1 });
-    let config = RunConfig {
-        target,
-        jobs,
+    let cancel = CancellationToken::new();
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    let mut config = RunConfig {
+        target: Target::Reference(String::new()),
+        jobs: 1,
         seed: options.seed.unwrap_or_else(rand::random),
+        run_id: run_id.clone(),
         min_score: options.min_score,
         start_timeout: options.start_timeout,
         request_timeout: options.request_timeout,
         max_body: options.max_body,
     };
-    let cancel = CancellationToken::new();
-    tokio::spawn(watch_signals(cancel.clone()));
+    let (target, sandbox) = match plan {
+        Plan::Ready(target) => {
+            tokio::spawn(watch_signals(cancel.clone(), None));
+            (target, None)
+        }
+        Plan::Docker(source, docker) => {
+            let limits = Limits {
+                memory: docker.memory.map(ByteSize),
+                cpus: docker.cpus,
+                pids: docker.pids,
+            };
+            if let Some((field, message)) = proctor::sandbox::limits::check(&limits).into_iter().next() {
+                return usage(&format!("--{field}: {message}"));
+            }
+            tokio::spawn(watch_signals(cancel.clone(), (!docker.keep).then(|| run_id.clone())));
+            let described = match &source {
+                DockerSource::Build(dir) => format!("image built from {}", dir.display()),
+                DockerSource::Image(image) => format!("container from {image}"),
+            };
+            match prepare_docker(&run_id, source, &docker, limits, &cancel).await {
+                Ok((target, sandbox)) => (target, Some(sandbox)),
+                Err((reason, logs)) => {
+                    let report =
+                        engine::not_graded(&challenges, &config, &described, &reason, logs, cancel.is_cancelled());
+                    return finish_report(&report, &reports, &options, color);
+                }
+            }
+        }
+    };
+    config.jobs = options
+        .jobs
+        .unwrap_or(if target.isolated() { challenges.len() } else { 1 });
+    config.target = target;
+    let mut guard = sandbox.as_ref().map(|(s, _)| SweepGuard::new(s.run_id()));
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let total: usize = challenges.iter().map(|c| c.spec.probes.len()).sum();
     let display = tokio::spawn(proctor::progress::display(
@@ -298,20 +358,125 @@ async fn grade(args: &[String], target: Target, options: GradeArgs, color: bool)
     let report = engine::run(&challenges, &config, &sender, &cancel).await;
     drop(sender);
     let _ = display.await;
+    if let Some((sandbox, built)) = &sandbox {
+        if sandbox.keep() {
+            print_kept(sandbox, &challenges, built.as_deref());
+        } else {
+            sandbox.finish().await;
+        }
+    }
+    if let Some(guard) = guard.as_mut() {
+        guard.disarm();
+    }
+    finish_report(&report, &reports, &options, color)
+}
+
+/// Connects to Docker, builds the submission if asked, and returns the container target. On failure: the
+/// reason and the tail of the build output, if any.
+async fn prepare_docker(
+    run_id: &str,
+    source: DockerSource,
+    docker: &cli::DockerArgs,
+    limits: Limits,
+    cancel: &CancellationToken,
+) -> Result<(Target, (Arc<Sandbox>, Option<String>)), (String, Option<String>)> {
+    let mode = match docker.docker_network {
+        cli::NetworkChoice::Auto => proctor::sandbox::auto_mode(),
+        cli::NetworkChoice::Internal => NetworkMode::Internal,
+        cli::NetworkChoice::Published => NetworkMode::Published,
+    };
+    let sandbox = Sandbox::connect(run_id, mode, docker.keep)
+        .await
+        .map_err(|e| (engine::error_chain(&e), None))?;
+    let sandbox = Arc::new(sandbox);
+    let (image, built) = match source {
+        DockerSource::Image(image) => (image, None),
+        DockerSource::Build(dir) => {
+            let options = BuildOptions {
+                dir,
+                max_context: docker.max_context,
+                timeout: docker.build_timeout,
+            };
+            let log = LogBuffer::new(1 << 20);
+            let spinner = build_spinner();
+            let mut on_line = |line: &str| spinner.set_message(line.trim().to_string());
+            let built = tokio::select! {
+                () = cancel.cancelled() => Err(None),
+                result = sandbox.build(&options, &log, &mut on_line) => result.map_err(Some),
+            };
+            spinner.finish_and_clear();
+            match built {
+                Ok(tag) => (tag.clone(), Some(tag)),
+                Err(error) => {
+                    if !docker.keep {
+                        sandbox.finish().await;
+                    }
+                    let reason = match error {
+                        Some(e) => engine::error_chain(&e),
+                        None => "interrupted while building the image".to_string(),
+                    };
+                    return Err((reason, Some(log.tail(30))));
+                }
+            }
+        }
+    };
+    let target = Target::Container(ContainerTarget {
+        sandbox: Arc::clone(&sandbox),
+        image,
+        limits,
+    });
+    Ok((target, (sandbox, built)))
+}
+
+fn build_spinner() -> indicatif::ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let spinner = indicatif::ProgressBar::with_draw_target(None, target);
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] building the image · {wide_msg}")
+    {
+        spinner.set_style(style);
+    }
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    spinner
+}
+
+/// `--keep`: say what was kept and how to look at it.
+fn print_kept(sandbox: &Sandbox, challenges: &[Challenge], built: Option<&str>) {
+    eprintln!("kept for inspection (run {}):", sandbox.run_id());
+    for challenge in challenges {
+        let name = format!("proctor-{}-{}", sandbox.run_id(), challenge.id);
+        eprintln!(
+            "  container {name}: docker logs {name} · docker inspect {name} · docker exec -it {name} sh (if the image has a shell)"
+        );
+    }
+    eprintln!("  network proctor-{}", sandbox.run_id());
+    if let Some(tag) = built {
+        eprintln!("  image {tag}");
+    }
+    eprintln!("remove them with: proctor clean --run {}", sandbox.run_id());
+}
+
+/// Prints the terminal report, writes the file reports, returns the exit code.
+fn finish_report(report: &RunReport, reports: &[cli::ReportTarget], options: &GradeArgs, color: bool) -> u8 {
+    let redacted;
     let report = if options.redact_hidden {
-        proctor::report::redact_hidden(&report)
+        redacted = proctor::report::redact_hidden(report);
+        &redacted
     } else {
         report
     };
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = proctor::report::terminal::write(&report, &mut stdout, color) {
+    if let Err(e) = proctor::report::terminal::write(report, &mut stdout, color) {
         eprintln!("error: failed to print the report: {e}");
     }
-    let mut code = exit::for_run(&report);
+    let mut code = exit::for_run(report);
     for target in reports {
         let written = std::fs::File::create(&target.path).and_then(|file| {
             let mut file = std::io::BufWriter::new(file);
-            target.format.write(&report, &mut file)?;
+            target.format.write(report, &mut file)?;
             file.flush()
         });
         if let Err(e) = written {
@@ -322,8 +487,26 @@ async fn grade(args: &[String], target: Target, options: GradeArgs, color: bool)
     code
 }
 
+/// `proctor clean`: removes everything labelled as proctor's (of one run, or all).
+async fn clean(run: Option<&str>) -> u8 {
+    match proctor::sandbox::connect().await {
+        Ok(docker) => {
+            let swept = proctor::sandbox::sweep(&docker, run).await;
+            println!(
+                "removed {} container(s), {} network(s), {} image(s)",
+                swept.containers, swept.networks, swept.images
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {}", engine::error_chain(&e));
+            exit::TARGET
+        }
+    }
+}
+
 /// First Ctrl-C or SIGTERM: cancel and tear down. Second: kill what proctor started and exit at once.
-async fn watch_signals(cancel: CancellationToken) {
+async fn watch_signals(cancel: CancellationToken, docker_run: Option<String>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
@@ -340,5 +523,9 @@ async fn watch_signals(cancel: CancellationToken) {
         }
     }
     proctor::target::process::kill_all_now();
+    if let Some(run) = docker_run {
+        eprintln!("forced: removing this run's containers and network");
+        proctor::sandbox::sweep_blocking(&run);
+    }
     std::process::exit(i32::from(exit::INTERRUPTED));
 }

@@ -18,6 +18,8 @@ pub struct RunReport {
     pub proctor_version: String,
     /// The seed of every random value; `--seed` reproduces them.
     pub seed: u64,
+    /// The run's id: Docker resources of the run carry the label `dev.proctor.run=<run_id>`.
+    pub run_id: String,
     /// When the run started (RFC 3339, UTC).
     pub started_at: String,
     /// Wall time of the run.

@@ -8,12 +8,15 @@ pub mod process;
 pub mod ready;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use url::Url;
 
+use crate::sandbox::{Container, NetworkMode, Sandbox, SandboxError, limits};
 use crate::spec::Challenge;
+use crate::spec::model::Limits;
 use process::ServiceProcess;
 
 /// How to reach or start the service under test.
@@ -25,6 +28,19 @@ pub enum Target {
     Command(String),
     /// The bundled reference service, in-process, with these defects switched on (comma-separated).
     Reference(String),
+    /// A container from an image, in the Docker sandbox (one fresh container per challenge).
+    Container(ContainerTarget),
+}
+
+/// A Docker image to run, and how.
+#[derive(Debug, Clone)]
+pub struct ContainerTarget {
+    /// The run's sandbox.
+    pub sandbox: Arc<Sandbox>,
+    /// The image reference (built from `--path`, or given with `--image`).
+    pub image: String,
+    /// Limits from the command line (over the spec's, over the defaults).
+    pub limits: Limits,
 }
 
 impl Target {
@@ -40,6 +56,13 @@ impl Target {
             Target::Command(cmd) => format!("command: {cmd}"),
             Target::Reference(defects) if defects.is_empty() => "reference service".to_string(),
             Target::Reference(defects) => format!("reference service with defects: {defects}"),
+            Target::Container(c) => match c.sandbox.mode() {
+                NetworkMode::Internal => format!("container from {} on an internal network (no egress)", c.image),
+                NetworkMode::Published => format!(
+                    "container from {} with its port published on 127.0.0.1 (egress is NOT blocked in this mode)",
+                    c.image
+                ),
+            },
         }
     }
 }
@@ -78,6 +101,9 @@ pub enum TargetError {
     /// The reference service refused its configuration.
     #[error("failed to configure the reference service: {0}")]
     Reference(String),
+    /// A Docker operation failed.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
 }
 
 /// A running (or reachable) service.
@@ -93,6 +119,7 @@ enum Running {
     External,
     Process(Box<ServiceProcess>),
     Reference(tokio::task::JoinHandle<()>),
+    Container(Box<Container>),
 }
 
 impl Endpoint {
@@ -100,6 +127,7 @@ impl Endpoint {
     pub fn logs(&self) -> Option<String> {
         match &self.running {
             Running::Process(p) => Some(p.logs.tail(200)),
+            Running::Container(c) => Some(c.logs.tail(200)),
             _ => None,
         }
     }
@@ -113,6 +141,7 @@ impl Endpoint {
                 task.abort();
                 let _ = task.await;
             }
+            Running::Container(container) => container.stop().await,
         }
     }
 }
@@ -135,7 +164,8 @@ pub async fn start(
     let deadline = Instant::now() + timeout;
     match target {
         Target::Url(url) => {
-            let ready = ready::wait_until_ready(&service.ready, url, client, deadline, || None).await;
+            let ready =
+                ready::wait_until_ready(&service.ready, url, client, deadline, || std::future::ready(None)).await;
             ready.map_err(|reason| {
                 (
                     TargetError::NotReady {
@@ -165,8 +195,10 @@ pub async fn start(
                 )
             })?;
             let base_url = local_url(port);
-            let result =
-                ready::wait_until_ready(&service.ready, &base_url, client, deadline, || process.exited()).await;
+            let result = ready::wait_until_ready(&service.ready, &base_url, client, deadline, || {
+                std::future::ready(process.exited())
+            })
+            .await;
             match result {
                 Ok(()) => Ok(Endpoint {
                     base_url,
@@ -185,6 +217,42 @@ pub async fn start(
                             timeout,
                             reason,
                         },
+                    };
+                    Err((error, logs))
+                }
+            }
+        }
+        Target::Container(target) => {
+            let resolved = limits::resolve(&service.limits, &target.limits);
+            let container = target
+                .sandbox
+                .start(&target.image, challenge, resolved)
+                .await
+                .map_err(|e| (e.into(), None))?;
+            let result = match container.base_url.clone() {
+                Some(url) => {
+                    match ready::wait_until_ready(&service.ready, &url, client, deadline, || container.exited()).await {
+                        Ok(()) => Ok(url),
+                        Err(reason) => Err((reason, Some(url))),
+                    }
+                }
+                None => Err(("stopped at once".to_string(), None)),
+            };
+            match result {
+                Ok(base_url) => Ok(Endpoint {
+                    base_url,
+                    running: Running::Container(Box::new(container)),
+                }),
+                Err((reason, url)) => {
+                    let exited = container.exited().await;
+                    // Give the log stream a moment to deliver the last lines.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let logs = Some(container.logs.tail(30));
+                    container.stop().await;
+                    let error = match (exited, url) {
+                        (Some(how), _) => TargetError::Exited { reason: how },
+                        (None, Some(url)) => TargetError::NotReady { url, timeout, reason },
+                        (None, None) => TargetError::Exited { reason },
                     };
                     Err((error, logs))
                 }

@@ -44,7 +44,7 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
             if let Some(logs) = c.logs.as_deref().filter(|l| !l.trim().is_empty()) {
                 writeln!(
                     out,
-                    "<details><summary>last output of the service</summary>\n\n```\n{}\n```\n</details>",
+                    "<details><summary>last output</summary>\n\n```\n{}\n```\n</details>",
                     logs.trim_end()
                 )?;
             }

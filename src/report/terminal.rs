@@ -76,7 +76,7 @@ fn write_challenge(c: &ChallengeReport, out: &mut dyn Write, p: &Palette) -> io:
     if let Some(error) = &c.target_error {
         writeln!(out, "  {} {}", p.bad.apply_to("could not grade:"), error)?;
         if let Some(logs) = c.logs.as_deref().filter(|l| !l.trim().is_empty()) {
-            writeln!(out, "  last output of the service:")?;
+            writeln!(out, "  last output:")?;
             for line in logs.lines() {
                 writeln!(out, "    {}", p.dim.apply_to(line))?;
             }

@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::types::{Dur, Pattern, Percent, StatusSpec, Text};
+use super::types::{ByteSize, Dur, Pattern, Percent, StatusSpec, Text};
 
 /// One challenge: an interview question turned into a brief and a set of probes.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -62,6 +62,22 @@ pub struct ServiceSpec {
     /// How long one request may take before the probe fails.
     #[serde(default = "default_request_timeout")]
     pub request_timeout: Dur,
+    /// Resource limits of the container (Docker targets); proctor's defaults apply to what is not set.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Container resource limits. A spec can only lower or raise these within proctor's bounds; it can never ask
+/// for privileged mode, host networking or host mounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory (swap is set equal, so none is added), e.g. `256MiB`.
+    pub memory: Option<ByteSize>,
+    /// CPUs, e.g. `0.5`.
+    pub cpus: Option<f64>,
+    /// The most processes and threads.
+    pub pids: Option<u32>,
 }
 
 impl Default for ServiceSpec {
@@ -72,6 +88,7 @@ impl Default for ServiceSpec {
             ready: Ready::default(),
             start_timeout: default_start_timeout(),
             request_timeout: default_request_timeout(),
+            limits: Limits::default(),
         }
     }
 }

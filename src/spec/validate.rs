@@ -78,6 +78,9 @@ impl Validator<'_> {
             ),
             _ => {}
         }
+        for (field, message) in crate::sandbox::limits::check(&spec.service.limits) {
+            self.problem(format!("service.limits.{field}"), message);
+        }
         for name in spec.service.env.keys() {
             if !is_identifier(name) {
                 self.problem(

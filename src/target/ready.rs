@@ -45,13 +45,13 @@ pub async fn check_once(ready: &Ready, base: &Url, client: &reqwest::Client) -> 
     }
 }
 
-/// Polls until ready, `deadline`, or `gave_up()` returning a reason (the process exited, ...).
-pub async fn wait_until_ready(
+/// Polls until ready, `deadline`, or `gave_up()` returning a reason (the process or container exited, ...).
+pub async fn wait_until_ready<F: std::future::Future<Output = Option<String>>>(
     ready: &Ready,
     base: &Url,
     client: &reqwest::Client,
     deadline: Instant,
-    mut gave_up: impl FnMut() -> Option<String>,
+    mut gave_up: impl FnMut() -> F,
 ) -> Result<(), String> {
     let mut delay = Duration::from_millis(20);
     loop {
@@ -59,11 +59,11 @@ pub async fn wait_until_ready(
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if let Some(reason) = gave_up() {
+        if let Some(reason) = gave_up().await {
             return Err(reason);
         }
         if Instant::now() + delay > deadline {
-            return Err(format!("not ready in time; last attempt: {last_error}"));
+            return Err(format!("last attempt: {last_error}"));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(500));

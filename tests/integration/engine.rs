@@ -81,6 +81,7 @@ async fn an_endless_body_is_cut_at_the_cap_and_fails_without_exhausting_memory()
         target: Target::Url(url),
         jobs: 1,
         seed: 1,
+        run_id: "test".to_string(),
         min_score: None,
         start_timeout: None,
         request_timeout: None,

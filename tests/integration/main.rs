@@ -4,6 +4,7 @@
 
 mod cli;
 mod defects;
+mod docker;
 mod engine;
 mod process;
 mod reports;

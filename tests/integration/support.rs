@@ -51,6 +51,7 @@ pub async fn grade(challenges: &[Challenge], target: Target) -> RunReport {
         target,
         jobs: challenges.len().max(1),
         seed: 42,
+        run_id: "test".to_string(),
         min_score: None,
         start_timeout: None,
         request_timeout: None,

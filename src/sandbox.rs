@@ -1,0 +1,280 @@
+//! The Docker sandbox: builds the candidate's image, runs it in a locked-down container on a network with no
+//! egress, captures its logs, and removes everything it made on every exit path.
+//!
+//! Cleanup has three layers, as in testcontainers: explicit async teardown ([`Container::stop`],
+//! [`Sandbox::finish`]), a blocking sweep from a `Drop` guard for panics and early returns ([`SweepGuard`]), and
+//! labels on everything so `proctor clean` can remove whatever a killed process left behind.
+
+mod build;
+mod container;
+pub mod context;
+pub mod limits;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder,
+};
+use tokio::sync::OnceCell;
+
+pub use build::BuildOptions;
+pub use container::Container;
+
+/// Every container, network and image proctor makes carries this label (value `1`).
+pub const MANAGED_LABEL: &str = "dev.proctor.managed";
+/// ... and this one, with the run id.
+pub const RUN_LABEL: &str = "dev.proctor.run";
+
+/// How probes reach the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkMode {
+    /// An internal bridge network (no egress); probes use the container's address on it. Linux engines.
+    Internal,
+    /// A normal bridge network with the port published on 127.0.0.1: for engines whose container addresses are
+    /// not routable from the host (Docker Desktop, remote engines). Egress is not blocked.
+    Published,
+}
+
+/// Errors of Docker operations: one variant per operation, each saying what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// No engine answered.
+    #[error(
+        "failed to reach Docker: is it running? Start the daemon (or Docker Desktop), or set DOCKER_HOST to the engine's address"
+    )]
+    Connect(#[source] bollard::errors::Error),
+    /// The build context could not be made.
+    #[error("failed to prepare the build context")]
+    Context(#[source] context::ContextError),
+    /// The build failed.
+    #[error("the image build failed at {step}: {message}")]
+    Build {
+        /// The Dockerfile step that failed.
+        step: String,
+        /// The engine's error.
+        message: String,
+    },
+    /// The build took too long.
+    #[error("the image build did not finish within {} s", .0.as_secs())]
+    BuildTimeout(Duration),
+    /// The build stream broke.
+    #[error("the image build was interrupted")]
+    BuildStream(#[source] bollard::errors::Error),
+    /// The image does not exist on the engine.
+    #[error("image `{0}` is not on this Docker engine: build it, pull it, or use --path to have proctor build it")]
+    NoImage(String),
+    /// Network creation failed.
+    #[error("failed to create the sandbox network")]
+    CreateNetwork(#[source] bollard::errors::Error),
+    /// Container creation failed.
+    #[error("failed to create the container")]
+    CreateContainer(#[source] bollard::errors::Error),
+    /// Container start failed.
+    #[error("failed to start the container")]
+    StartContainer(#[source] bollard::errors::Error),
+    /// Container inspection failed.
+    #[error("failed to inspect the container")]
+    Inspect(#[source] bollard::errors::Error),
+    /// The container has no address to reach it at.
+    #[error("the container has no address on the sandbox network")]
+    NoAddress,
+}
+
+/// A connection to Docker for one run: its id labels everything it makes.
+#[derive(Debug)]
+pub struct Sandbox {
+    docker: Docker,
+    run_id: String,
+    mode: NetworkMode,
+    network: OnceCell<String>,
+    keep: bool,
+}
+
+/// What a sweep removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Containers removed.
+    pub containers: usize,
+    /// Networks removed.
+    pub networks: usize,
+    /// Images removed.
+    pub images: usize,
+}
+
+/// Connects with `DOCKER_HOST` or the default socket and negotiates the API version.
+pub async fn connect() -> Result<Docker, SandboxError> {
+    let docker = Docker::connect_with_defaults().map_err(SandboxError::Connect)?;
+    let docker = docker.negotiate_version().await.map_err(SandboxError::Connect)?;
+    docker.ping().await.map_err(SandboxError::Connect)?;
+    Ok(docker)
+}
+
+/// The network mode `auto` picks: internal where container addresses are routable (a local Linux engine on a
+/// Unix socket), published otherwise.
+pub fn auto_mode() -> NetworkMode {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_default();
+    let local = host.is_empty() || host.starts_with("unix://");
+    if cfg!(target_os = "linux") && local {
+        NetworkMode::Internal
+    } else {
+        NetworkMode::Published
+    }
+}
+
+fn label_filter(run: Option<&str>) -> HashMap<String, Vec<String>> {
+    let label = match run {
+        Some(run) => format!("{RUN_LABEL}={run}"),
+        None => format!("{MANAGED_LABEL}=1"),
+    };
+    HashMap::from([("label".to_string(), vec![label])])
+}
+
+/// Removes every container, network and image labelled as proctor's (of one run, or all of them).
+pub async fn sweep(docker: &Docker, run: Option<&str>) -> Swept {
+    let filters = label_filter(run);
+    let mut swept = Swept::default();
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&filters)
+        .build();
+    for container in docker.list_containers(Some(options)).await.unwrap_or_default() {
+        let Some(id) = container.id else { continue };
+        let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        if docker.remove_container(&id, Some(remove)).await.is_ok() {
+            swept.containers += 1;
+        }
+    }
+    let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
+    for network in docker.list_networks(Some(options)).await.unwrap_or_default() {
+        let Some(id) = network.id else { continue };
+        if docker.remove_network(&id).await.is_ok() {
+            swept.networks += 1;
+        }
+    }
+    let options = ListImagesOptionsBuilder::default().all(true).filters(&filters).build();
+    for image in docker.list_images(Some(options)).await.unwrap_or_default() {
+        let remove = RemoveImageOptionsBuilder::default().force(true).build();
+        if docker.remove_image(&image.id, Some(remove), None).await.is_ok() {
+            swept.images += 1;
+        }
+    }
+    swept
+}
+
+impl Sandbox {
+    /// Connects for a run.
+    pub async fn connect(run_id: &str, mode: NetworkMode, keep: bool) -> Result<Self, SandboxError> {
+        Ok(Self {
+            docker: connect().await?,
+            run_id: run_id.to_string(),
+            mode,
+            network: OnceCell::new(),
+            keep,
+        })
+    }
+
+    /// The run id.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// How probes reach containers.
+    pub fn mode(&self) -> NetworkMode {
+        self.mode
+    }
+
+    /// Whether containers, networks and images are kept after the run.
+    pub fn keep(&self) -> bool {
+        self.keep
+    }
+
+    fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (MANAGED_LABEL.to_string(), "1".to_string()),
+            (RUN_LABEL.to_string(), self.run_id.clone()),
+        ])
+    }
+
+    /// The run's network, created on first use: internal (no egress) unless the mode is `Published`.
+    async fn network(&self) -> Result<&str, SandboxError> {
+        let id = self
+            .network
+            .get_or_try_init(|| async {
+                let request = bollard::models::NetworkCreateRequest {
+                    name: format!("proctor-{}", self.run_id),
+                    driver: Some("bridge".to_string()),
+                    internal: Some(self.mode == NetworkMode::Internal),
+                    labels: Some(self.labels()),
+                    ..Default::default()
+                };
+                let created = self
+                    .docker
+                    .create_network(request)
+                    .await
+                    .map_err(SandboxError::CreateNetwork)?;
+                Ok::<_, SandboxError>(created.id)
+            })
+            .await?;
+        Ok(id.as_str())
+    }
+
+    /// Removes what this run made, unless `--keep` asked to keep it.
+    pub async fn finish(&self) -> Swept {
+        if self.keep {
+            Swept::default()
+        } else {
+            sweep(&self.docker, Some(&self.run_id)).await
+        }
+    }
+}
+
+/// Sweeps a run's resources when dropped without [`SweepGuard::disarm`]: the fallback for panics and early
+/// returns. It blocks on a fresh connection in a thread of its own, since no async runtime can be assumed.
+#[derive(Debug)]
+pub struct SweepGuard {
+    run_id: Option<String>,
+}
+
+impl SweepGuard {
+    /// Arms a guard for a run.
+    pub fn new(run_id: &str) -> Self {
+        Self {
+            run_id: Some(run_id.to_string()),
+        }
+    }
+
+    /// The run was cleaned up (or is kept) explicitly.
+    pub fn disarm(&mut self) {
+        self.run_id = None;
+    }
+}
+
+impl Drop for SweepGuard {
+    fn drop(&mut self) {
+        if let Some(run) = self.run_id.take() {
+            sweep_blocking(&run);
+        }
+    }
+}
+
+/// Sweeps one run's resources from synchronous code (a `Drop`, a forced exit), waiting at most 20 s.
+pub fn sweep_blocking(run: &str) {
+    let run = run.to_string();
+    let worker = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        runtime.block_on(async {
+            let attempt = async {
+                if let Ok(docker) = connect().await {
+                    sweep(&docker, Some(&run)).await;
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(20), attempt).await;
+        });
+    });
+    let _ = worker.join();
+}

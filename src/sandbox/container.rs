@@ -1,0 +1,231 @@
+//! One hardened container running the service under test for one challenge.
+
+use std::collections::HashMap;
+
+use bollard::Docker;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig, PortBinding,
+    ResourcesUlimits,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures::StreamExt;
+use url::Url;
+
+use super::limits::{self, Resolved};
+use super::{NetworkMode, Sandbox, SandboxError};
+use crate::spec::Challenge;
+use crate::target::logs::LogBuffer;
+
+/// A running container. [`Container::stop`] removes it (unless the run keeps its resources).
+#[derive(Debug)]
+pub struct Container {
+    docker: Docker,
+    /// The container's name.
+    pub name: String,
+    /// Where probes reach the service; `None` when it exited before it got an address.
+    pub base_url: Option<Url>,
+    /// The container's output (the last MiB, control sequences stripped when read).
+    pub logs: LogBuffer,
+    keep: bool,
+    log_task: tokio::task::JoinHandle<()>,
+}
+
+fn not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+    )
+}
+
+impl Sandbox {
+    /// The container configuration for a challenge: hardened, labelled, on the run's network.
+    fn container_body(
+        &self,
+        image: &str,
+        challenge: &Challenge,
+        limits: Resolved,
+        network: &str,
+    ) -> ContainerCreateBody {
+        let port = challenge.spec.service.port;
+        let mut env: Vec<String> = challenge
+            .spec
+            .service
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        env.push(format!("PORT={port}"));
+        let mut labels = self.labels();
+        labels.insert("dev.proctor.challenge".to_string(), challenge.id.clone());
+        let published = self.mode == NetworkMode::Published;
+        let port_key = format!("{port}/tcp");
+        let host_config = HostConfig {
+            memory: Some(limits.memory as i64),
+            // Swap equal to memory: no swap on top of the limit.
+            memory_swap: Some(limits.memory as i64),
+            nano_cpus: Some((limits.cpus * 1e9) as i64),
+            pids_limit: Some(i64::from(limits.pids)),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([("/tmp".to_string(), limits::TMPFS.to_string())])),
+            cap_drop: Some(vec!["ALL".to_string()]),
+            security_opt: Some(vec!["no-new-privileges".to_string()]),
+            init: Some(true),
+            privileged: Some(false),
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("nofile".to_string()),
+                soft: Some(limits::NOFILE),
+                hard: Some(limits::NOFILE),
+            }]),
+            network_mode: Some(network.to_string()),
+            // Bounded on disk too: a service that floods stdout cannot fill the engine's disk.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".to_string()),
+                config: Some(HashMap::from([
+                    ("max-size".to_string(), "10m".to_string()),
+                    ("max-file".to_string(), "1".to_string()),
+                ])),
+            }),
+            port_bindings: published.then(|| {
+                HashMap::from([(
+                    port_key.clone(),
+                    Some(vec![PortBinding {
+                        host_ip: Some("127.0.0.1".to_string()),
+                        host_port: Some(String::new()),
+                    }]),
+                )])
+            }),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(image.to_string()),
+            env: Some(env),
+            labels: Some(labels),
+            exposed_ports: published.then(|| vec![port_key]),
+            host_config: Some(host_config),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(network.to_string(), EndpointSettings::default())])),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Creates and starts the container for a challenge and finds the address probes will use.
+    pub async fn start(&self, image: &str, challenge: &Challenge, limits: Resolved) -> Result<Container, SandboxError> {
+        let network = self.network().await?.to_string();
+        let name = format!("proctor-{}-{}", self.run_id, challenge.id);
+        let body = self.container_body(image, challenge, limits, &network);
+        let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let created = self.docker.create_container(Some(options), body).await.map_err(|e| {
+            if not_found(&e) {
+                SandboxError::NoImage(image.to_string())
+            } else {
+                SandboxError::CreateContainer(e)
+            }
+        })?;
+        // From here on, a failure must still remove the container.
+        if let Err(e) = self.docker.start_container(&created.id, None).await {
+            self.remove(&name).await;
+            return Err(SandboxError::StartContainer(e));
+        }
+        let logs = LogBuffer::new(1 << 20);
+        let log_task = tokio::spawn(follow_logs(self.docker.clone(), created.id.clone(), logs.clone()));
+        let mut container = Container {
+            docker: self.docker.clone(),
+            name,
+            base_url: None,
+            logs,
+            keep: self.keep,
+            log_task,
+        };
+        match self.address(&created.id, &network, challenge.spec.service.port).await {
+            Ok(url) => container.base_url = Some(url),
+            // A container that already exited has no address; the caller reports how it ended.
+            Err(_) if container.exited().await.is_some() => {}
+            Err(e) => {
+                container.stop().await;
+                return Err(e);
+            }
+        }
+        Ok(container)
+    }
+
+    async fn remove(&self, name: &str) {
+        if !self.keep {
+            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            let _ = self.docker.remove_container(name, Some(remove)).await;
+        }
+    }
+
+    async fn address(&self, id: &str, network: &str, port: u16) -> Result<Url, SandboxError> {
+        let inspect = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(SandboxError::Inspect)?;
+        let settings = inspect.network_settings.ok_or(SandboxError::NoAddress)?;
+        let address = match self.mode {
+            NetworkMode::Internal => {
+                let endpoints = settings.networks.unwrap_or_default();
+                let endpoint = endpoints.values().find(|e| e.network_id.as_deref() == Some(network));
+                let ip = endpoint.and_then(|e| e.ip_address.clone()).filter(|ip| !ip.is_empty());
+                format!("{}:{port}", ip.ok_or(SandboxError::NoAddress)?)
+            }
+            NetworkMode::Published => {
+                let ports = settings.ports.unwrap_or_default();
+                let binding = ports.get(&format!("{port}/tcp")).cloned().flatten().unwrap_or_default();
+                let host_port = binding
+                    .into_iter()
+                    .find_map(|b| b.host_port)
+                    .ok_or(SandboxError::NoAddress)?;
+                format!("127.0.0.1:{host_port}")
+            }
+        };
+        Url::parse(&format!("http://{address}/")).map_err(|_| SandboxError::NoAddress)
+    }
+}
+
+async fn follow_logs(docker: Docker, id: String, logs: LogBuffer) {
+    let options = LogsOptionsBuilder::default()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut stream = docker.logs(&id, Some(options));
+    while let Some(Ok(output)) = stream.next().await {
+        logs.push(&output.into_bytes());
+    }
+}
+
+impl Container {
+    /// `Some(description)` once the container has stopped: its exit status, or that it was OOM-killed.
+    pub async fn exited(&self) -> Option<String> {
+        let inspect = self
+            .docker
+            .inspect_container(&self.name, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let state = inspect.state?;
+        if state.running.unwrap_or(false) {
+            return None;
+        }
+        if state.oom_killed.unwrap_or(false) {
+            return Some("was killed for exceeding its memory limit (OOMKilled)".to_string());
+        }
+        match state.exit_code {
+            Some(137) => Some("was killed (exit status 137: SIGKILL, often the memory limit)".to_string()),
+            Some(code) => Some(format!("exited with status {code}")),
+            None => Some("stopped".to_string()),
+        }
+    }
+
+    /// Removes the container (kept with `--keep`).
+    pub async fn stop(self) {
+        if !self.keep {
+            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            let _ = self.docker.remove_container(&self.name, Some(remove)).await;
+        }
+        self.log_task.abort();
+    }
+}

@@ -1,0 +1,296 @@
+//! The build context: the submission folder as a tar stream, filtered by `.dockerignore` with Docker's own
+//! rules, symlinks archived as links (never followed), bounded in size.
+//!
+//! Docker's rules (moby/patternmatcher, as the docker CLI applies them): one pattern per line, `#` comments,
+//! patterns cleaned and anchored at the context root (a leading `/` is dropped), `*` and `?` never cross `/`,
+//! `**` matches any number of directories, `!` re-includes, the last matching pattern wins, and a pattern that
+//! matches a directory matches everything below it. `Dockerfile` and `.dockerignore` are always sent.
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+
+/// One `.dockerignore` line.
+#[derive(Debug)]
+struct Rule {
+    regex: Regex,
+    exclusion: bool,
+}
+
+/// Parsed `.dockerignore` rules.
+#[derive(Debug, Default)]
+pub struct Ignore {
+    rules: Vec<Rule>,
+}
+
+/// `filepath.Clean` for slash-separated relative patterns.
+fn clean(pattern: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in pattern.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    parts.push("..");
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    }
+}
+
+/// Compiles a Docker pattern into an anchored regex (the translation moby's patternmatcher makes).
+fn compile(pattern: &str) -> Option<Regex> {
+    let mut out = String::from("^");
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '*' if chars.get(i + 1) == Some(&'*') => {
+                i += 1;
+                if chars.get(i + 1) == Some(&'/') {
+                    i += 1;
+                }
+                if i + 1 >= chars.len() {
+                    out.push_str(".*");
+                } else {
+                    out.push_str("(.*/)?");
+                }
+            }
+            '*' => out.push_str("[^/]*"),
+            '?' => out.push_str("[^/]"),
+            '\\' => {
+                i += 1;
+                if let Some(next) = chars.get(i) {
+                    out.push_str(&regex::escape(&next.to_string()));
+                }
+            }
+            '[' => {
+                // A character class passes through up to its closing bracket; `[!...]` negates like `[^...]`.
+                let end = chars[i..].iter().position(|&c| c == ']').map(|p| p + i)?;
+                let mut class: String = chars[i + 1..end].iter().collect();
+                if let Some(rest) = class.strip_prefix('!') {
+                    class = format!("^{rest}");
+                }
+                out.push('[');
+                out.push_str(&class.replace('\\', "\\\\").replace('[', "\\["));
+                out.push(']');
+                i = end;
+            }
+            c => out.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    out.push('$');
+    Regex::new(&out).ok()
+}
+
+impl Ignore {
+    /// Parses the text of a `.dockerignore` file. Patterns that cannot compile are skipped, as Docker would
+    /// reject the build; [`Ignore::errors`] lists them.
+    pub fn parse(text: &str) -> (Self, Vec<String>) {
+        let mut rules = Vec::new();
+        let mut errors = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (exclusion, pattern) = match line.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, line),
+            };
+            let pattern = clean(pattern.trim_start_matches('/'));
+            match compile(&pattern) {
+                Some(regex) => rules.push(Rule { regex, exclusion }),
+                None => errors.push(line.to_string()),
+            }
+        }
+        (Self { rules }, errors)
+    }
+
+    /// Whether a path (slash-separated, relative to the context root) is excluded: the last rule that matches
+    /// the path or one of its parent directories decides.
+    pub fn excludes(&self, path: &str) -> bool {
+        let parents: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
+        let mut excluded = false;
+        for rule in &self.rules {
+            let matched = rule.regex.is_match(path) || parents.iter().any(|p| rule.regex.is_match(p));
+            if matched {
+                excluded = !rule.exclusion;
+            }
+        }
+        excluded
+    }
+}
+
+/// Why a build context could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// A file or folder could not be read.
+    #[error("failed to read {}", path.display())]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The folder has no Dockerfile.
+    #[error("{} has no Dockerfile: a submission folder needs one at its root", .0.display())]
+    NoDockerfile(PathBuf),
+    /// The context is over the limit.
+    #[error(
+        "the build context is over {} MiB (the limit): list large files and folders (target/, node_modules/, data) in .dockerignore, or raise --max-context",
+        limit >> 20
+    )]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A `.dockerignore` pattern is invalid.
+    #[error(".dockerignore has an invalid pattern: {0}")]
+    BadPattern(String),
+}
+
+/// The files a context will hold, relative to its root, in archive order (directories before their contents).
+pub fn select(dir: &Path, limit: u64) -> Result<Vec<String>, ContextError> {
+    fn read(path: &Path) -> impl FnOnce(std::io::Error) -> ContextError + '_ {
+        move |source| ContextError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+    if !dir.join("Dockerfile").is_file() {
+        return Err(ContextError::NoDockerfile(dir.to_path_buf()));
+    }
+    let ignore_path = dir.join(".dockerignore");
+    let ignore = match std::fs::read_to_string(&ignore_path) {
+        Ok(text) => {
+            let (ignore, errors) = Ignore::parse(&text);
+            if let Some(bad) = errors.into_iter().next() {
+                return Err(ContextError::BadPattern(bad));
+            }
+            ignore
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
+        Err(e) => return Err(read(&ignore_path)(e)),
+    };
+    let mut selected = Vec::new();
+    let mut total = 0u64;
+    let mut pending = vec![String::new()];
+    while let Some(relative) = pending.pop() {
+        let full = if relative.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join(&relative)
+        };
+        let mut entries: Vec<(String, std::fs::Metadata)> = Vec::new();
+        for entry in std::fs::read_dir(&full).map_err(read(&full))? {
+            let entry = entry.map_err(read(&full))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = if relative.is_empty() {
+                name
+            } else {
+                format!("{relative}/{name}")
+            };
+            // symlink_metadata: a link is archived as a link and never followed.
+            let meta = std::fs::symlink_metadata(entry.path()).map_err(read(&entry.path()))?;
+            entries.push((path, meta));
+        }
+        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        for (path, meta) in entries {
+            let always = path == "Dockerfile" || path == ".dockerignore";
+            let excluded = !always && ignore.excludes(&path);
+            if meta.is_dir() {
+                // Descend even into excluded folders: a later `!` rule may re-include something inside.
+                if !excluded {
+                    selected.push(path.clone());
+                }
+                pending.push(path);
+            } else if !excluded {
+                total += if meta.is_file() { meta.len() } else { 0 };
+                if total > limit {
+                    return Err(ContextError::TooLarge { limit });
+                }
+                selected.push(path);
+            }
+        }
+    }
+    selected.sort();
+    Ok(selected)
+}
+
+/// The tar archive of the selected files.
+pub fn pack(dir: &Path, limit: u64) -> Result<Vec<u8>, ContextError> {
+    let files = select(dir, limit)?;
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    // Old engines reject GNU sparse entries (type 'S'), which tar writes for files with holes by default.
+    builder.sparse(false);
+    for relative in &files {
+        let full = dir.join(relative);
+        builder
+            .append_path_with_name(&full, relative)
+            .map_err(|source| ContextError::Read {
+                path: full.clone(),
+                source,
+            })?;
+    }
+    builder.into_inner().map_err(|source| ContextError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn excluded(rules: &str, path: &str) -> bool {
+        Ignore::parse(rules).0.excludes(path)
+    }
+
+    #[test]
+    fn patterns_are_anchored_at_the_root_and_stars_stay_in_one_folder() {
+        assert!(excluded("*.log", "debug.log"));
+        assert!(!excluded("*.log", "logs/debug.log"));
+        assert!(excluded("/secret.txt", "secret.txt"));
+        assert!(excluded("*/temp*", "a/temporary"));
+        assert!(!excluded("*/temp*", "a/b/temporary"));
+        assert!(excluded("temp?", "temp1"));
+        assert!(!excluded("temp?", "temp12"));
+    }
+
+    #[test]
+    fn double_star_crosses_folders() {
+        assert!(excluded("**/*.pyc", "a.pyc"));
+        assert!(excluded("**/*.pyc", "pkg/sub/a.pyc"));
+        assert!(excluded("docs/**", "docs/a/b.md"));
+        assert!(!excluded("docs/**/x", "docs2/x"));
+    }
+
+    #[test]
+    fn a_folder_match_covers_its_contents_and_the_last_match_wins() {
+        assert!(excluded("node_modules", "node_modules/left-pad/index.js"));
+        assert!(!excluded("logs\n!logs/keep.log", "logs/keep.log"));
+        assert!(excluded("logs\n!logs/keep.log", "logs/other.log"));
+        assert!(excluded("!a.txt\n*.txt", "a.txt"));
+    }
+
+    #[test]
+    fn comments_blank_lines_dots_and_escapes() {
+        assert!(!excluded("# secret\n\n", "secret"));
+        assert!(excluded("./build/../dist", "dist/x"));
+        assert!(excluded("\\*literal", "*literal"));
+        assert!(!excluded("\\*literal", "xliteral"));
+        assert!(excluded("file[0-9].txt", "file7.txt"));
+        assert!(!excluded("file[!0-9].txt", "file7.txt"));
+    }
+}

@@ -1,0 +1,567 @@
+//! The Docker sandbox on the real engine: the reference graded in a container, hostile submissions, isolation
+//! checked by inspection, `.dockerignore` against the docker CLI, Ctrl-C at each phase, and nothing left behind.
+//!
+//! Docker is required in CI (`CI` set): a missing engine fails these tests there and skips them elsewhere.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use predicates::prelude::*;
+
+use crate::support::{proctor, proctor_path, temp_dir};
+
+/// Whether tests may use Docker; in CI a missing engine is a failure.
+fn docker() -> bool {
+    let ok = StdCommand::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Docker is required in CI but no engine answered"
+        );
+        eprintln!("skipped: no Docker engine");
+    }
+    ok
+}
+
+/// Statically linked test binaries (the reference service and the hostile fixtures), built once.
+fn static_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let status = StdCommand::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .args([
+                "build",
+                "--quiet",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+                "-p",
+                "proctor-reference",
+                "-p",
+                "proctor-fixtures",
+            ])
+            .arg("--target-dir")
+            .arg(root.join("target/static"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the static test binaries failed");
+        root.join("target/static/x86_64-unknown-linux-gnu/debug")
+    });
+    dir.join(name)
+}
+
+/// A submission folder: a static binary as /app in a scratch image, with extra Dockerfile lines.
+fn submission(binary: &str, args: &[&str], extra: &str) -> tempfile::TempDir {
+    let dir = temp_dir(&[]);
+    std::fs::copy(static_bin(binary), dir.path().join("app")).expect("copy binary");
+    let entrypoint: Vec<String> = std::iter::once("/app".to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect();
+    let dockerfile = format!(
+        "FROM scratch\n{extra}COPY app /app\nENTRYPOINT {}\n",
+        serde_json::to_string(&entrypoint).expect("json")
+    );
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    dir
+}
+
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    let out = StdCommand::new("docker").args(args).output().expect("docker CLI runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Containers, networks and images still carrying a run's label.
+fn leftovers(run_id: &str) -> Vec<String> {
+    let filter = format!("label=dev.proctor.run={run_id}");
+    let mut all = docker_lines(&["ps", "-aq", "--filter", &filter]);
+    all.extend(docker_lines(&["network", "ls", "-q", "--filter", &filter]));
+    all.extend(docker_lines(&["images", "-aq", "--filter", &filter]));
+    all
+}
+
+fn read_report(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("report is JSON")
+}
+
+/// Verdicts per probe id, for comparing two runs.
+fn verdicts(report: &serde_json::Value) -> Vec<(String, String)> {
+    let mut all = Vec::new();
+    for challenge in report["challenges"].as_array().into_iter().flatten() {
+        for probe in challenge["probes"].as_array().into_iter().flatten() {
+            all.push((
+                format!(
+                    "{}/{}",
+                    challenge["id"].as_str().unwrap_or(""),
+                    probe["id"].as_str().unwrap_or("")
+                ),
+                probe["verdict"].to_string(),
+            ));
+        }
+    }
+    all
+}
+
+#[test]
+fn the_reference_graded_in_docker_scores_exactly_as_with_cmd() {
+    if !docker() {
+        return;
+    }
+    let sub = submission(
+        "proctor-reference",
+        &[],
+        "ENV REFERENCE_DEFECTS=etag-stale,create-200\n",
+    );
+    let out = temp_dir(&[]);
+    let (in_docker, local) = (out.path().join("docker.json"), out.path().join("local.json"));
+    proctor()
+        .args(["run", "rest-resource", "http-caching", "--path"])
+        .arg(sub.path())
+        .arg("--report")
+        .arg(format!("json={}", in_docker.display()))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("on an internal network (no egress)"));
+    let cmd = format!(
+        "REFERENCE_DEFECTS=etag-stale,create-200 exec {} reference",
+        proctor_path().display()
+    );
+    proctor()
+        .args(["run", "rest-resource", "http-caching", "--cmd", &cmd, "--report"])
+        .arg(format!("json={}", local.display()))
+        .assert()
+        .code(1);
+    let (docker_report, local_report) = (read_report(&in_docker), read_report(&local));
+    assert_eq!(verdicts(&docker_report), verdicts(&local_report));
+    assert_eq!(
+        docker_report["challenges"][0]["score"]["earned"],
+        local_report["challenges"][0]["score"]["earned"]
+    );
+    let failed: Vec<String> = verdicts(&docker_report)
+        .into_iter()
+        .filter(|(_, v)| v != "\"passed\"")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        failed,
+        [
+            "rest-resource/create-returns-201",
+            "http-caching/etag-changes-with-content"
+        ]
+    );
+    assert!(leftovers(docker_report["run_id"].as_str().expect("run id")).is_empty());
+}
+
+/// Runs proctor on a hostile submission and returns (exit code, stdout, run id, seconds taken).
+fn grade_hostile(mode: &str, extra_args: &[&str]) -> (Option<i32>, String, String, Duration) {
+    let sub = submission("hostile", &[mode], "");
+    let out = temp_dir(&[]);
+    let report = out.path().join("report.json");
+    let started = Instant::now();
+    let output = proctor()
+        .args(["run", "rest-resource", "--path"])
+        .arg(sub.path())
+        .args(["--start-timeout", "6s", "--memory", "64MiB", "--pids", "32"])
+        .args(extra_args)
+        .arg("--report")
+        .arg(format!("json={}", report.display()))
+        .output()
+        .expect("proctor runs");
+    let run_id = read_report(&report)["run_id"].as_str().unwrap_or_default().to_string();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        run_id,
+        started.elapsed(),
+    )
+}
+
+#[test]
+fn hostile_submissions_get_a_clear_verdict_in_time_and_leave_nothing_behind() {
+    if !docker() {
+        return;
+    }
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "exit-now",
+            &[
+                "the service exited with status 3 before it was ready",
+                "fatal: DATABASE_URL is not set",
+            ],
+        ),
+        (
+            "alloc-bomb",
+            &[
+                "the service was killed for exceeding its memory limit (OOMKilled) before it was ready",
+                "holding 16 MiB",
+            ],
+        ),
+        ("fork-bomb", &["was not ready within 6 s", "spawn failed after"]),
+        (
+            "never-listen",
+            &["was not ready within 6 s", "starting up, but never listening"],
+        ),
+        ("flood", &["was not ready within 6 s", "flood flood"]),
+    ];
+    for (mode, expected) in cases {
+        let (code, stdout, run_id, took) = grade_hostile(mode, &[]);
+        assert_eq!(code, Some(3), "{mode}: {stdout}");
+        for text in *expected {
+            assert!(stdout.contains(text), "{mode}: expected {text:?} in\n{stdout}");
+        }
+        assert!(took < Duration::from_secs(40), "{mode} took {took:?}");
+        assert!(!run_id.is_empty());
+        assert!(leftovers(&run_id).is_empty(), "{mode} left {:?}", leftovers(&run_id));
+    }
+}
+
+#[test]
+fn isolation_and_limits_are_what_was_asked_and_keep_then_clean_removes_them() {
+    if !docker() {
+        return;
+    }
+    let sub = submission("proctor-reference", &[], "");
+    let out = temp_dir(&[]);
+    let report = out.path().join("report.json");
+    proctor()
+        .args([
+            "run",
+            "rest-resource",
+            "--keep",
+            "--memory",
+            "128MiB",
+            "--cpus",
+            "0.5",
+            "--pids",
+            "64",
+            "--path",
+        ])
+        .arg(sub.path())
+        .arg("--report")
+        .arg(format!("json={}", report.display()))
+        .assert()
+        .code(0)
+        .stderr(predicate::str::contains("kept for inspection"))
+        .stderr(predicate::str::contains("remove them with: proctor clean --run"));
+    let run_id = read_report(&report)["run_id"].as_str().expect("run id").to_string();
+    let container = format!("proctor-{run_id}-rest-resource");
+    let inspect = |format: &str| docker_lines(&["inspect", "--format", format, &container]).join("\n");
+    assert_eq!(
+        inspect("{{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}"),
+        "134217728 134217728"
+    );
+    assert_eq!(
+        inspect("{{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}}"),
+        "500000000 64"
+    );
+    assert_eq!(
+        inspect("{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.Privileged}} {{.HostConfig.Init}}"),
+        "true false true"
+    );
+    assert_eq!(
+        inspect("{{json .HostConfig.CapDrop}} {{json .HostConfig.SecurityOpt}}"),
+        r#"["ALL"] ["no-new-privileges"]"#
+    );
+    assert_eq!(
+        inspect("{{json .HostConfig.Tmpfs}}"),
+        r#"{"/tmp":"rw,noexec,nosuid,size=64m"}"#
+    );
+    assert_eq!(inspect("{{json .HostConfig.Binds}} {{json .Mounts}}"), "null []");
+    assert!(inspect("{{json .HostConfig.Ulimits}}").contains(r#""Name":"nofile""#));
+    assert_eq!(
+        inspect("{{.HostConfig.NetworkMode}}").len(),
+        64,
+        "attached to the run's network by id"
+    );
+    let network = format!("proctor-{run_id}");
+    assert_eq!(
+        docker_lines(&["network", "inspect", "--format", "{{.Internal}} {{.Driver}}", &network]),
+        ["true bridge"]
+    );
+    assert_eq!(
+        docker_lines(&[
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"dev.proctor.managed\"}}",
+            &container
+        ]),
+        ["1"]
+    );
+    // Scoped to this run: a plain `proctor clean` would also remove what concurrent tests are using.
+    proctor()
+        .args(["clean", "--run", &run_id])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "removed 1 container(s), 1 network(s), 1 image(s)",
+        ));
+    assert!(leftovers(&run_id).is_empty());
+}
+
+#[test]
+fn published_mode_grades_through_a_loopback_port_and_says_egress_is_open() {
+    if !docker() {
+        return;
+    }
+    let sub = submission("proctor-reference", &[], "");
+    proctor()
+        .args(["run", "http-caching", "--docker-network", "published", "--path"])
+        .arg(sub.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "published on 127.0.0.1 (egress is NOT blocked in this mode)",
+        ));
+}
+
+#[test]
+fn docker_problems_are_one_clear_sentence_with_exit_3() {
+    proctor()
+        .args(["run", "rest-resource", "--image", "anything"])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("failed to reach Docker: is it running?"));
+    if !docker() {
+        return;
+    }
+    proctor()
+        .args(["run", "rest-resource", "--image", "proctor-test-no-such-image:latest"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "image `proctor-test-no-such-image:latest` is not on this Docker engine",
+        ));
+    let broken = temp_dir(&[("Dockerfile", "FROM scratch\nCOPY missing-file /x\n")]);
+    proctor()
+        .args(["run", "rest-resource", "--path"])
+        .arg(broken.path())
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("the image build failed at Step 2/"))
+        .stdout(predicate::str::contains(" : COPY missing-file /x: COPY failed"));
+    let big = temp_dir(&[("Dockerfile", "FROM scratch\nCOPY . /\n")]);
+    std::fs::write(big.path().join("data.bin"), vec![7u8; 2 << 20]).expect("write");
+    proctor()
+        .args(["run", "rest-resource", "--max-context", "1MiB", "--path"])
+        .arg(big.path())
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("the build context is over 1 MiB (the limit)"));
+    let no_dockerfile = temp_dir(&[("main.py", "print(1)")]);
+    proctor()
+        .args(["run", "rest-resource", "--path"])
+        .arg(no_dockerfile.path())
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("has no Dockerfile"));
+}
+
+/// The files of an image, listed by exporting a (never started) container of it.
+fn image_files(image: &str) -> Vec<String> {
+    let id = docker_lines(&["create", image, "/nothing"])
+        .pop()
+        .expect("container created");
+    let export = StdCommand::new("docker")
+        .args(["export", &id])
+        .output()
+        .expect("export");
+    let _ = StdCommand::new("docker").args(["rm", "-f", &id]).output();
+    let mut archive = tar::Archive::new(export.stdout.as_slice());
+    let mut files: Vec<String> = archive
+        .entries()
+        .expect("tar")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let path = e.path().ok()?.to_string_lossy().trim_end_matches('/').to_string();
+            let kind = if e.header().entry_type().is_symlink() {
+                "link"
+            } else if e.header().entry_type().is_dir() {
+                "dir"
+            } else {
+                "file"
+            };
+            path.starts_with("ctx").then(|| format!("{path} ({kind})"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn dockerignore_rules_match_the_docker_cli_on_the_real_engine() {
+    if !docker() {
+        return;
+    }
+    let ignore = "# build output\ntarget\n*.log\n!keep.log\n**/*.pyc\nsecrets/\n!secrets/public.pem\n/docs/*.md\n!docs/README.md\ntmp?\n.git\nDockerfile\n";
+    let dir = temp_dir(&[
+        ("Dockerfile", "FROM scratch\nCOPY . /ctx/\n"),
+        (".dockerignore", ignore),
+    ]);
+    for (path, text) in [
+        ("app.py", "x"),
+        ("debug.log", "x"),
+        ("keep.log", "x"),
+        ("pkg/mod.pyc", "x"),
+        ("pkg/mod.py", "x"),
+        ("pkg/deep/x.pyc", "x"),
+        ("target/debug/bin", "x"),
+        ("secrets/private.key", "x"),
+        ("secrets/public.pem", "x"),
+        ("docs/guide.md", "x"),
+        ("docs/README.md", "x"),
+        ("docs/sub/deep.md", "x"),
+        ("tmp1", "x"),
+        ("tmp12", "x"),
+        (".git/HEAD", "x"),
+        ("logs/app.log", "x"),
+    ] {
+        let full = dir.path().join(path);
+        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        std::fs::write(full, text).expect("write");
+    }
+    std::os::unix::fs::symlink("/etc/hostname", dir.path().join("link-out")).expect("symlink");
+    let cli_tag = format!("proctor-test-cli-{}", std::process::id());
+    let status = StdCommand::new("docker")
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-q", "-t", &cli_tag])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .status()
+        .expect("docker build");
+    assert!(status.success());
+    let expected = image_files(&cli_tag);
+    let _ = StdCommand::new("docker").args(["rmi", "-f", &cli_tag]).output();
+    // proctor's build of the same folder, kept so its image can be listed.
+    let out = temp_dir(&[]);
+    let report = out.path().join("r.json");
+    proctor()
+        .args(["run", "rest-resource", "--keep", "--start-timeout", "1s", "--path"])
+        .arg(dir.path())
+        .arg("--report")
+        .arg(format!("json={}", report.display()))
+        .assert()
+        .code(3);
+    let run_id = read_report(&report)["run_id"].as_str().expect("run id").to_string();
+    let actual = image_files(&format!("proctor-{run_id}:submission"));
+    let _ = StdCommand::new("docker")
+        .args(["rmi", "-f", &format!("proctor-{run_id}:submission")])
+        .output();
+    let _ = StdCommand::new("docker")
+        .args(["network", "rm", &format!("proctor-{run_id}")])
+        .output();
+    assert_eq!(actual, expected);
+    assert!(expected.contains(&"ctx/link-out (link)".to_string()), "{expected:?}");
+    assert!(
+        expected.contains(&"ctx/keep.log (file)".to_string())
+            && !expected.contains(&"ctx/debug.log (file)".to_string())
+    );
+}
+
+/// Starts proctor on a spec, waits for `ready()` to say the phase was reached, sends SIGINT, and checks the
+/// exit code, the time it took and that the run left nothing behind.
+fn interrupt_when(spec_name: &str, spec: &str, sub: &Path, ready: impl Fn(&str) -> bool) {
+    let dir = temp_dir(&[(&format!("{spec_name}.yaml"), spec)]);
+    let report = dir.path().join("report.json");
+    let mut child = StdCommand::new(proctor_path())
+        .arg("run")
+        .arg(dir.path().join(format!("{spec_name}.yaml")))
+        .arg("--path")
+        .arg(sub)
+        .arg("--report")
+        .arg(format!("json={}", report.display()))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("proctor starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(spec_name) {
+        assert!(Instant::now() < deadline, "{spec_name}: the phase was never reached");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{spec_name}: proctor ended before the phase"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal");
+    let interrupted = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            interrupted.elapsed() < Duration::from_secs(30),
+            "{spec_name}: proctor did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read");
+    assert_eq!(status.code(), Some(130), "{spec_name}: {stdout}");
+    let run_id = read_report(&report)["run_id"].as_str().expect("run id").to_string();
+    assert!(
+        leftovers(&run_id).is_empty(),
+        "{spec_name} left {:?}",
+        leftovers(&run_id)
+    );
+}
+
+fn container_running(challenge: &str) -> bool {
+    !docker_lines(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=dev.proctor.challenge={challenge}"),
+    ])
+    .is_empty()
+}
+
+#[test]
+fn ctrl_c_while_building_starting_or_probing_leaves_nothing_behind() {
+    if !docker() {
+        return;
+    }
+    let slow_probe = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nservice: { ready: { tcp: true }, start_timeout: 60s }\nprobes:\n  - id: p\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - wait: { duration: 60s }\n";
+    // Building: a context large enough that packing and sending it takes a while.
+    let big = submission("hostile", &["sleep"], "COPY data.bin /data.bin\n");
+    let mut data = vec![0u8; 150 << 20];
+    for (i, byte) in data.iter_mut().enumerate() {
+        *byte = (i.wrapping_mul(2_654_435_761) >> 13) as u8;
+    }
+    std::fs::write(big.path().join("data.bin"), data).expect("write");
+    let started = Instant::now();
+    interrupt_when("ctrl-c-building", slow_probe, big.path(), |_| {
+        started.elapsed() > Duration::from_millis(400)
+    });
+    // Starting: the container runs but never becomes ready.
+    let never = submission("hostile", &["never-listen"], "");
+    interrupt_when("ctrl-c-starting", slow_probe, never.path(), container_running);
+    // Probing: the reference is ready and a 60 s wait is under way.
+    let reference = submission("proctor-reference", &[], "");
+    interrupt_when("ctrl-c-probing", slow_probe, reference.path(), |name| {
+        container_running(name) && {
+            std::thread::sleep(Duration::from_millis(800));
+            true
+        }
+    });
+}
