@@ -221,6 +221,25 @@ impl Sandbox {
         Ok(id.as_str())
     }
 
+    /// The address of the run network's gateway: the host as containers see it. Listeners proctor binds there
+    /// (webhook receivers, mock upstreams) are reachable from the sandbox even on an internal network.
+    pub async fn gateway(&self) -> Result<std::net::IpAddr, SandboxError> {
+        let id = self.network().await?;
+        let options = bollard::query_parameters::InspectNetworkOptionsBuilder::default().build();
+        let network = self
+            .docker
+            .inspect_network(id, Some(options))
+            .await
+            .map_err(SandboxError::CreateNetwork)?;
+        network
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|config| config.gateway.and_then(|g| g.parse().ok()))
+            .ok_or(SandboxError::NoAddress)
+    }
+
     /// Removes what this run made, unless `--keep` asked to keep it.
     pub async fn finish(&self) -> Swept {
         if self.keep {

@@ -293,4 +293,52 @@ mod tests {
         assert!(excluded("file[0-9].txt", "file7.txt"));
         assert!(!excluded("file[!0-9].txt", "file7.txt"));
     }
+
+    #[test]
+    fn symlinks_are_archived_as_links_and_never_followed_out_of_the_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+        std::fs::write(dir.path().join(".dockerignore"), "Dockerfile\n*.secret\n").expect("write");
+        std::fs::write(dir.path().join("a.secret"), "x").expect("write");
+        std::os::unix::fs::symlink("/etc", dir.path().join("outside")).expect("symlink");
+        std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("passwd")).expect("symlink");
+        let archive = pack(dir.path(), 1 << 20).expect("packs");
+        let mut entries: Vec<(String, bool, Option<String>)> = tar::Archive::new(archive.as_slice())
+            .entries()
+            .expect("tar")
+            .map(|e| {
+                let e = e.expect("entry");
+                let path = e.path().expect("path").to_string_lossy().into_owned();
+                let link = e.link_name().ok().flatten().map(|l| l.to_string_lossy().into_owned());
+                (path, e.header().entry_type().is_symlink(), link)
+            })
+            .collect();
+        entries.sort();
+        assert_eq!(
+            entries,
+            vec![
+                (".dockerignore".to_string(), false, None),
+                ("Dockerfile".to_string(), false, None),
+                ("outside".to_string(), true, Some("/etc".to_string())),
+                ("passwd".to_string(), true, Some("../../etc/passwd".to_string())),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_context_over_the_limit_or_without_a_dockerfile_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(matches!(select(dir.path(), 100), Err(ContextError::NoDockerfile(_))));
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write");
+        std::fs::write(dir.path().join("big"), vec![0u8; 200]).expect("write");
+        assert!(matches!(
+            select(dir.path(), 100),
+            Err(ContextError::TooLarge { limit: 100 })
+        ));
+        std::fs::write(dir.path().join(".dockerignore"), "big\n").expect("write");
+        assert_eq!(
+            select(dir.path(), 100).expect("fits"),
+            vec![".dockerignore", "Dockerfile"]
+        );
+    }
 }

@@ -565,3 +565,49 @@ fn ctrl_c_while_building_starting_or_probing_leaves_nothing_behind() {
         }
     });
 }
+
+#[tokio::test]
+async fn the_container_reaches_proctor_listeners_on_the_gateway_of_its_internal_network() {
+    if !docker() {
+        return;
+    }
+    use proctor::sandbox::{BuildOptions, NetworkMode, Sandbox};
+    use tokio::io::AsyncReadExt;
+    let run_id = format!("gw{}", std::process::id());
+    let sandbox = Sandbox::connect(&run_id, NetworkMode::Internal, false)
+        .await
+        .expect("docker");
+    let gateway = sandbox.gateway().await.expect("the run network has a gateway");
+    let listener = tokio::net::TcpListener::bind((gateway, 0))
+        .await
+        .expect("bind on the gateway address");
+    let port = listener.local_addr().expect("addr").port();
+    let sub = submission("hostile", &["call-home"], "");
+    let options = BuildOptions {
+        dir: sub.path().to_path_buf(),
+        max_context: 200 << 20,
+        timeout: Duration::from_secs(120),
+    };
+    let log = proctor::target::logs::LogBuffer::new(1 << 16);
+    let image = sandbox.build(&options, &log, &mut |_| {}).await.expect("build");
+    let spec = format!(
+        "title: t\nquestion: {{ number: 16, text: q }}\nbrief: b\nservice: {{ env: {{ CALL_HOME: '{gateway}:{port}' }} }}\nprobes:\n  - {{ id: p, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: / }} }} ] }}\n"
+    );
+    let challenge = crate::support::challenge("call-home", &spec);
+    let limits = proctor::sandbox::limits::resolve(&Default::default(), &Default::default());
+    let container = sandbox
+        .start(&image, &challenge, limits)
+        .await
+        .expect("container starts");
+    let accepted = tokio::time::timeout(Duration::from_secs(20), listener.accept()).await;
+    let mut line = String::new();
+    if let Ok(Ok((mut stream, _))) = accepted {
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut line)).await;
+    }
+    container.stop().await;
+    sandbox.finish().await;
+    assert_eq!(line, "hello from the sandbox\n", "container logs: {}", log.text());
+    assert!(leftovers(&run_id).is_empty());
+    let internal = docker_lines(&["network", "ls", "-q", "--filter", &format!("name=proctor-{run_id}")]);
+    assert!(internal.is_empty(), "the network was removed");
+}
