@@ -115,6 +115,8 @@ pub struct StepReport {
     pub error: Option<String>,
     /// Whether the step passed.
     pub passed: bool,
+    /// Wall time of the step (for a wait: the pause itself).
+    pub duration_ms: u64,
 }
 
 /// A request as sent.

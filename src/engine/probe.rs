@@ -45,15 +45,17 @@ pub async fn run(probe: &ProbeSpec, vars: &mut Vars, ctx: &Context<'_>) -> Probe
         vars.set(name, filled);
     }
     for (i, step) in probe.steps.iter().enumerate() {
+        let step_started = Instant::now();
         let outcome = tokio::select! {
             () = ctx.cancel.cancelled() => None,
             outcome = run_step(i + 1, step, vars, ctx) => Some(outcome),
         };
-        let Some((report, ending)) = outcome else {
+        let Some((mut report, ending)) = outcome else {
             verdict = Verdict::Skipped;
             message = Some("interrupted".to_string());
             break;
         };
+        report.duration_ms = step_started.elapsed().as_millis() as u64;
         let summary = summarize(&report);
         steps.push(report);
         match ending {
@@ -107,6 +109,7 @@ fn step_report(number: usize, label: String) -> StepReport {
         checks: Vec::new(),
         error: None,
         passed: false,
+        duration_ms: 0,
     }
 }
 

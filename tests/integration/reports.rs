@@ -17,6 +17,7 @@ async fn sample() -> RunReport {
         for p in &mut c.probes {
             p.duration_ms = 10;
             for s in &mut p.steps {
+                s.duration_ms = 1;
                 if let Some(r) = s.response.as_mut() {
                     r.elapsed_ms = 1;
                 }
