@@ -77,7 +77,8 @@ YAML
 ENGINE_CMDS=(-n proctor "$P run $WORK/engine.yaml --url $BASE --color never")
 [ "$HAVE_HURL" = 1 ] && ENGINE_CMDS+=(-n hurl "hurl --test $WORK/engine.hurl")
 hyperfine -N --warmup 2 --runs "$RUNS" --export-json "$WORK/engine.json" "${ENGINE_CMDS[@]}" >&2
-read -r T_PROCTOR T_HURL <<<"$(median "$WORK/engine.json") -"
+read -r T_PROCTOR T_HURL <<<"$(median "$WORK/engine.json")"
+T_HURL=${T_HURL:--}
 
 # 2. The whole catalog against the in-process reference.
 hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$WORK/demo.json" -n demo "$P demo --color never" >&2

@@ -5,6 +5,7 @@
 //! passes everything else.
 
 mod caching;
+mod ratelimit;
 mod resource;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,6 +65,14 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "ims-over-inm",
         "If-Modified-Since is evaluated even when If-None-Match is present",
     ),
+    // rate-limiter
+    ("status-403", "the limiter refuses with 403 instead of 429"),
+    ("retry-after-float", "Retry-After is sent as fractional seconds (\"2.5\")"),
+    ("retry-after-lies", "Retry-After says to come back a second before the window reopens"),
+    ("key-prefix-8", "the limiter keys on the first 8 characters of the API key"),
+    ("racy-counter", "the counter is read, then written later: concurrent requests slip past the limit"),
+    ("remaining-negative", "RateLimit-Remaining goes negative once the limit is passed"),
+    ("trust-xff", "the limiter keys on a client-supplied X-Forwarded-For"),
 ];
 
 /// How one instance of the reference service behaves.
@@ -113,6 +122,7 @@ pub(crate) struct App {
     pub(crate) config: Config,
     pub(crate) items: resource::Store,
     pub(crate) documents: caching::Store,
+    pub(crate) rate_limits: ratelimit::Store,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -123,6 +133,7 @@ pub fn router(config: Config) -> Router {
         config,
         items: Default::default(),
         documents: Default::default(),
+        rate_limits: Default::default(),
     });
     Router::new()
         .route(
@@ -131,6 +142,7 @@ pub fn router(config: Config) -> Router {
         )
         .merge(resource::routes())
         .merge(caching::routes())
+        .merge(ratelimit::routes())
         .with_state(app)
 }
 
