@@ -5,6 +5,7 @@
 //! passes everything else.
 
 mod caching;
+mod idempotency;
 mod ratelimit;
 mod resource;
 
@@ -67,12 +68,49 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     // rate-limiter
     ("status-403", "the limiter refuses with 403 instead of 429"),
-    ("retry-after-float", "Retry-After is sent as fractional seconds (\"2.5\")"),
-    ("retry-after-lies", "Retry-After says to come back a second before the window reopens"),
-    ("key-prefix-8", "the limiter keys on the first 8 characters of the API key"),
-    ("racy-counter", "the counter is read, then written later: concurrent requests slip past the limit"),
-    ("remaining-negative", "RateLimit-Remaining goes negative once the limit is passed"),
+    (
+        "retry-after-float",
+        "Retry-After is sent as fractional seconds (\"2.5\")",
+    ),
+    (
+        "retry-after-lies",
+        "Retry-After says to come back a second before the window reopens",
+    ),
+    (
+        "key-prefix-8",
+        "the limiter keys on the first 8 characters of the API key",
+    ),
+    (
+        "racy-counter",
+        "the counter is read, then written later: concurrent requests slip past the limit",
+    ),
+    (
+        "remaining-negative",
+        "RateLimit-Remaining goes negative once the limit is passed",
+    ),
     ("trust-xff", "the limiter keys on a client-supplied X-Forwarded-For"),
+    // idempotency-keys
+    ("replay-creates", "a retry with a used key creates a second payment"),
+    ("replay-200", "a replay answers 200 instead of the stored 201"),
+    (
+        "mismatch-ignored",
+        "a used key with a different payload replays the first response instead of 422",
+    ),
+    (
+        "check-then-insert",
+        "the key is checked, then claimed after the work: concurrent retries all create",
+    ),
+    ("key-optional", "a POST without Idempotency-Key is processed anyway"),
+    ("no-key-validation", "keys of any length are accepted"),
+    (
+        "keys-global",
+        "keys are shared by all clients: one client's key replays another's payment",
+    ),
+    ("note-appends", "PUT of a note appends instead of replacing"),
+    (
+        "delete-again-500",
+        "deleting an already deleted payment crashes with 500",
+    ),
 ];
 
 /// How one instance of the reference service behaves.
@@ -123,6 +161,7 @@ pub(crate) struct App {
     pub(crate) items: resource::Store,
     pub(crate) documents: caching::Store,
     pub(crate) rate_limits: ratelimit::Store,
+    pub(crate) idempotency: idempotency::Store,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -134,6 +173,7 @@ pub fn router(config: Config) -> Router {
         items: Default::default(),
         documents: Default::default(),
         rate_limits: Default::default(),
+        idempotency: Default::default(),
     });
     Router::new()
         .route(
@@ -143,6 +183,7 @@ pub fn router(config: Config) -> Router {
         .merge(resource::routes())
         .merge(caching::routes())
         .merge(ratelimit::routes())
+        .merge(idempotency::routes())
         .with_state(app)
 }
 

@@ -23,7 +23,12 @@ pub(crate) fn routes() -> Router<Shared> {
 }
 
 fn setting(app: &Shared, name: &str, default: u64) -> u64 {
-    app.config.env.get(name).and_then(|v| v.parse().ok()).filter(|v| *v > 0).unwrap_or(default)
+    app.config
+        .env
+        .get(name)
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(default)
 }
 
 /// Counts a request in its bucket: (allowed, count after this request, seconds until the window resets).
@@ -31,7 +36,9 @@ async fn count(app: &Shared, bucket: &str, limit: u64, window: Duration) -> (boo
     let now = Instant::now();
     let fresh = |entry: &(Instant, u64)| now.duration_since(entry.0) < window;
     let current = {
-        let Ok(mut buckets) = app.rate_limits.buckets.lock() else { return (false, limit, 1) };
+        let Ok(mut buckets) = app.rate_limits.buckets.lock() else {
+            return (false, limit, 1);
+        };
         let entry = buckets.entry(bucket.to_string()).or_insert((now, 0));
         if !fresh(entry) {
             *entry = (now, 0);
@@ -44,7 +51,9 @@ async fn count(app: &Shared, bucket: &str, limit: u64, window: Duration) -> (boo
     let (started, count) = if app.config.has("racy-counter") {
         // Read, then write later: concurrent requests all read the same count.
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let Ok(mut buckets) = app.rate_limits.buckets.lock() else { return (false, limit, 1) };
+        let Ok(mut buckets) = app.rate_limits.buckets.lock() else {
+            return (false, limit, 1);
+        };
         let entry = buckets.entry(bucket.to_string()).or_insert(current);
         *entry = (current.0, current.1 + 1);
         *entry
@@ -62,7 +71,11 @@ async fn count(app: &Shared, bucket: &str, limit: u64, window: Duration) -> (boo
 async fn quote(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let limit = setting(&app, "RATE_LIMIT", 5);
     let window = Duration::from_secs(setting(&app, "WINDOW_SECONDS", 2));
-    let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) else {
+    let Some(key) = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty())
+    else {
         return problem(StatusCode::UNAUTHORIZED, "send your API key in X-Api-Key");
     };
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
@@ -78,18 +91,34 @@ async fn quote(State(app): State<Shared>, headers: HeaderMap) -> Response {
         limit.saturating_sub(count) as i64
     };
     let mut response = if allowed {
-        json_response(StatusCode::OK, &serde_json::json!({ "quote": "Simplicity is prerequisite for reliability." }), false)
+        json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "quote": "Simplicity is prerequisite for reliability." }),
+            false,
+        )
     } else {
-        let status = if app.config.has("status-403") { StatusCode::FORBIDDEN } else { StatusCode::TOO_MANY_REQUESTS };
+        let status = if app.config.has("status-403") {
+            StatusCode::FORBIDDEN
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
         let mut response = problem(status, "rate limit exceeded; retry after the time in Retry-After");
-        let retry_after = if app.config.has("retry-after-float") { format!("{reset}.5") } else { reset.to_string() };
+        let retry_after = if app.config.has("retry-after-float") {
+            format!("{reset}.5")
+        } else {
+            reset.to_string()
+        };
         if let Ok(value) = HeaderValue::from_str(&retry_after) {
             response.headers_mut().insert("retry-after", value);
         }
         response
     };
     let headers = response.headers_mut();
-    for (name, value) in [("ratelimit-limit", limit as i64), ("ratelimit-remaining", remaining), ("ratelimit-reset", reset as i64)] {
+    for (name, value) in [
+        ("ratelimit-limit", limit as i64),
+        ("ratelimit-remaining", remaining),
+        ("ratelimit-reset", reset as i64),
+    ] {
         if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
             headers.insert(name, value);
         }

@@ -84,11 +84,15 @@ fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
         ("Bad_File_Name", probe("      - request: { path: /x }\n")),
         (
             "limits-out-of-bounds",
-            format!("{HEADER}service: {{ limits: {{ memory: 1MiB, pids: 100000 }} }}\nprobes:\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"),
+            format!(
+                "{HEADER}service: {{ limits: {{ memory: 1MiB, pids: 100000 }} }}\nprobes:\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"
+            ),
         ),
         (
             "no-privileged-mode",
-            format!("{HEADER}service: {{ privileged: true }}\nprobes:\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"),
+            format!(
+                "{HEADER}service: {{ privileged: true }}\nprobes:\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"
+            ),
         ),
     ];
     let mut rendered = String::new();
