@@ -258,6 +258,15 @@ fn body_checks(check: &BodyCheck, response: &Response, lookup: &mut Lookup<'_>, 
         let expected = if empty { "empty" } else { "not empty" };
         out.push(Check::new("body", expected, shown(), response.body.is_empty() == empty));
     }
+    if let Some(equals) = &check.equals {
+        let expected = fill(equals, lookup);
+        out.push(Check::new(
+            "body equals",
+            clip(&expected, 300),
+            shown(),
+            text == expected.as_str(),
+        ));
+    }
     if let Some(contains) = &check.contains {
         let needle = fill(contains, lookup);
         out.push(Check::new(

@@ -8,6 +8,7 @@ mod caching;
 mod idempotency;
 mod ratelimit;
 mod resource;
+mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -111,6 +112,33 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "delete-again-500",
         "deleting an already deleted payment crashes with 500",
     ),
+    // status-codes
+    ("notes-created-200", "POST /notes answers 200 instead of 201"),
+    (
+        "notes-delete-body",
+        "DELETE /notes/{id} answers 200 with a body instead of 204",
+    ),
+    ("malformed-422", "malformed JSON answers 422 instead of 400"),
+    (
+        "invalid-400",
+        "a well-formed but invalid note answers 400 instead of 422",
+    ),
+    (
+        "media-type-ignored",
+        "a text/plain body is parsed as JSON instead of answering 415",
+    ),
+    ("notes-missing-500", "a missing note crashes with 500 instead of 404"),
+    ("notes-405-no-allow", "405 answers on /notes carry no Allow header"),
+    ("no-body-limit", "bodies of any size are accepted"),
+    (
+        "plain-json-errors",
+        "errors are {\"error\": ...} application/json instead of problem details",
+    ),
+    ("status-as-string", "problem details carry \"status\" as a string"),
+    (
+        "stack-traces",
+        "a non-numeric note id crashes with a Python traceback in the body",
+    ),
 ];
 
 /// How one instance of the reference service behaves.
@@ -162,6 +190,7 @@ pub(crate) struct App {
     pub(crate) documents: caching::Store,
     pub(crate) rate_limits: ratelimit::Store,
     pub(crate) idempotency: idempotency::Store,
+    pub(crate) notes: status::Store,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -174,6 +203,7 @@ pub fn router(config: Config) -> Router {
         documents: Default::default(),
         rate_limits: Default::default(),
         idempotency: Default::default(),
+        notes: Default::default(),
     });
     Router::new()
         .route(
@@ -184,6 +214,7 @@ pub fn router(config: Config) -> Router {
         .merge(caching::routes())
         .merge(ratelimit::routes())
         .merge(idempotency::routes())
+        .merge(status::routes())
         .with_state(app)
 }
 

@@ -61,6 +61,7 @@ impl Vars {
                     .to_string(),
             ),
             "index" => self.index.map(|i| i.to_string()),
+            _ if name.starts_with("filler.") => crate::spec::template::filler_size(name).map(|n| "x".repeat(n)),
             "random" => Some(format!("{:016x}", self.rng.random::<u64>())),
             "uuid" => {
                 let bytes: [u8; 16] = self.rng.random();

@@ -321,6 +321,8 @@ pub enum JsonType {
 pub struct BodyCheck {
     /// `true`: the body must be empty; `false`: it must not be.
     pub empty: Option<bool>,
+    /// The body must be exactly this text (may use `{{...}}`).
+    pub equals: Option<String>,
     /// The body must contain this text (may use `{{...}}`).
     pub contains: Option<String>,
     /// The body must match this regular expression.

@@ -19,7 +19,20 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ("seed", "the run's seed"),
     ("now", "the current Unix time in seconds"),
     ("index", "inside `repeat` or `burst`: the 0-based number of the request"),
+    (
+        "filler.N",
+        "N copies of the letter x, for oversized bodies (N up to 16 MiB)",
+    ),
 ];
+
+/// The largest `{{filler.N}}`.
+pub const MAX_FILLER: usize = 16 << 20;
+
+/// The N of a `filler.N` placeholder, if the name is one and N is within bounds.
+pub fn filler_size(name: &str) -> Option<usize> {
+    let n: usize = name.strip_prefix("filler.")?.parse().ok()?;
+    (n <= MAX_FILLER).then_some(n)
+}
 
 /// A placeholder named a variable that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -423,14 +423,21 @@ impl Validator<'_> {
     }
 
     fn body_check(&mut self, at: &str, body: &BodyCheck, scope: &Scope) {
-        if body.empty.is_none() && body.contains.is_none() && body.matches.is_none() && body.not_matches.is_none() {
+        if body.empty.is_none()
+            && body.equals.is_none()
+            && body.contains.is_none()
+            && body.matches.is_none()
+            && body.not_matches.is_none()
+        {
             self.problem(at, "the body check says nothing to check");
         }
         if body.empty == Some(true) && (body.contains.is_some() || body.matches.is_some()) {
             self.problem(at, "an empty body cannot contain or match anything");
         }
-        if let Some(text) = &body.contains {
-            self.uses(&format!("{at}.contains"), text, scope);
+        for (field, text) in [("contains", &body.contains), ("equals", &body.equals)] {
+            if let Some(text) = text {
+                self.uses(&format!("{at}.{field}"), text, scope);
+            }
         }
     }
 
@@ -460,6 +467,8 @@ impl Validator<'_> {
                 self.spec.service.env.contains_key(var)
             } else if name == "index" {
                 scope.in_loop
+            } else if name.starts_with("filler.") {
+                super::template::filler_size(name).is_some()
             } else {
                 BUILTINS.iter().any(|(b, _)| *b == name) || scope.names.contains(name)
             };
@@ -468,6 +477,11 @@ impl Validator<'_> {
                     format!("undefined variable `{name}`: add it to service.env")
                 } else if name == "index" {
                     "`{{index}}` is only defined inside `repeat` or `burst`".to_string()
+                } else if name.starts_with("filler.") {
+                    format!(
+                        "`{name}` needs a whole number of bytes up to {}",
+                        super::template::MAX_FILLER
+                    )
                 } else {
                     format!("undefined variable `{name}`: define it in `vars` or capture it in an earlier step")
                 };
