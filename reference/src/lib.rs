@@ -4,6 +4,7 @@
 //! proctor test-suite turns them on one at a time to prove that every probe fails the bug it targets and
 //! passes everything else.
 
+mod auth;
 mod caching;
 mod idempotency;
 mod ratelimit;
@@ -139,6 +140,21 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "stack-traces",
         "a non-numeric note id crashes with a Python traceback in the body",
     ),
+    // authn-authz
+    ("no-www-authenticate", "401 answers carry no WWW-Authenticate challenge"),
+    ("bad-token-403", "an invalid token answers 403 instead of 401"),
+    (
+        "forbidden-401",
+        "an authenticated user without the right answers 401 instead of 403",
+    ),
+    ("no-owner-check-read", "any user can read any document (BOLA)"),
+    ("no-owner-check-write", "any user can change any document (BOLA)"),
+    ("leaks-hash", "user responses include the password hash"),
+    ("user-enumeration", "login says \"no such user\" for unknown users"),
+    (
+        "challenge-always-errors",
+        "a request without credentials gets error=\"invalid_token\" in its challenge",
+    ),
 ];
 
 /// How one instance of the reference service behaves.
@@ -191,6 +207,7 @@ pub(crate) struct App {
     pub(crate) rate_limits: ratelimit::Store,
     pub(crate) idempotency: idempotency::Store,
     pub(crate) notes: status::Store,
+    pub(crate) auth: auth::Store,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -204,6 +221,7 @@ pub fn router(config: Config) -> Router {
         rate_limits: Default::default(),
         idempotency: Default::default(),
         notes: Default::default(),
+        auth: Default::default(),
     });
     Router::new()
         .route(
@@ -215,6 +233,7 @@ pub fn router(config: Config) -> Router {
         .merge(ratelimit::routes())
         .merge(idempotency::routes())
         .merge(status::routes())
+        .merge(auth::routes())
         .with_state(app)
 }
 
