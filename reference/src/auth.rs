@@ -146,6 +146,10 @@ fn rand_u64() -> u64 {
 }
 
 /// The username behind the request's bearer token, or the 401 to answer.
+#[expect(
+    clippy::result_large_err,
+    reason = "the error is the ready response a handler returns as is"
+)]
 fn authenticate(app: &Shared, headers: &HeaderMap) -> Result<String, Response> {
     let challenge = |error: Option<&str>| {
         let error = if app.config.has("challenge-always-errors") {
