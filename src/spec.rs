@@ -3,6 +3,7 @@
 //! Everything here is pure: no network, no processes, no async.
 
 pub mod error;
+pub mod jwt;
 pub mod load;
 pub mod locate;
 pub mod model;

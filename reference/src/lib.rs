@@ -7,6 +7,7 @@
 mod auth;
 mod caching;
 mod idempotency;
+mod jwt;
 mod ratelimit;
 mod resource;
 mod status;
@@ -155,6 +156,28 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "challenge-always-errors",
         "a request without credentials gets error=\"invalid_token\" in its challenge",
     ),
+    // jwt-auth
+    ("opaque-tokens", "login issues opaque random tokens instead of JWTs"),
+    (
+        "token-store-only",
+        "only tokens the service itself issued are accepted, not any signed with the secret",
+    ),
+    (
+        "alg-none-mixed-case",
+        "alg \"none\" is refused but \"None\" and \"nOnE\" pass unsigned",
+    ),
+    (
+        "verify-cache-by-signature",
+        "verification is memoized by signature, so a tampered payload with a known signature passes",
+    ),
+    (
+        "default-secret-accepted",
+        "tokens signed with the well-known default secret \"secret\" are accepted",
+    ),
+    ("expiry-ignored", "exp is not checked"),
+    ("nbf-ignored", "nbf is not checked"),
+    ("audience-ignored", "aud is not checked"),
+    ("issuer-ignored", "iss is not checked"),
 ];
 
 /// How one instance of the reference service behaves.
@@ -208,6 +231,7 @@ pub(crate) struct App {
     pub(crate) idempotency: idempotency::Store,
     pub(crate) notes: status::Store,
     pub(crate) auth: auth::Store,
+    pub(crate) jwt: jwt::Store,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -222,6 +246,7 @@ pub fn router(config: Config) -> Router {
         idempotency: Default::default(),
         notes: Default::default(),
         auth: Default::default(),
+        jwt: Default::default(),
     });
     Router::new()
         .route(
@@ -234,6 +259,7 @@ pub fn router(config: Config) -> Router {
         .merge(idempotency::routes())
         .merge(status::routes())
         .merge(auth::routes())
+        .merge(jwt::routes())
         .with_state(app)
 }
 

@@ -11,6 +11,7 @@ use super::http::{Http, prepare};
 use super::vars::Vars;
 use crate::expect::{self, Check, Response, clip};
 use crate::outcome::{ProbeReport, ResponseRecord, StepReport, Verdict};
+use crate::spec::jwt::VarSpec;
 use crate::spec::model::{ProbeSpec, RequestSpec, StepSpec, WaitSpec};
 use crate::spec::template;
 use crate::spec::types::parse_duration;
@@ -41,7 +42,10 @@ pub async fn run(probe: &ProbeSpec, vars: &mut Vars, ctx: &Context<'_>) -> Probe
     let mut verdict = Verdict::Passed;
     let mut message = None;
     for (name, value) in &probe.vars {
-        let filled = template::render(value, |n| vars.lookup(n)).unwrap_or_default();
+        let filled = match value {
+            VarSpec::Text(text) => template::render(text, |n| vars.lookup(n)).unwrap_or_default(),
+            VarSpec::Jwt(jwt) => crate::spec::jwt::mint(jwt, &mut |n| vars.lookup(n)).unwrap_or_default(),
+        };
         vars.set(name, filled);
     }
     for (i, step) in probe.steps.iter().enumerate() {

@@ -62,6 +62,13 @@ impl Vars {
             ),
             "index" => self.index.map(|i| i.to_string()),
             _ if name.starts_with("filler.") => crate::spec::template::filler_size(name).map(|n| "x".repeat(n)),
+            _ if name.starts_with("now") => crate::spec::template::now_offset(name).map(|offset| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                (now as i64 + offset).to_string()
+            }),
             "random" => Some(format!("{:016x}", self.rng.random::<u64>())),
             "uuid" => {
                 let bytes: [u8; 16] = self.rng.random();

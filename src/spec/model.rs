@@ -157,9 +157,9 @@ pub struct ProbeSpec {
     /// Whether candidate-facing reports show the probe's details.
     #[serde(default)]
     pub visibility: Visibility,
-    /// Variables set before the first step, in order; values may use `{{...}}`.
+    /// Variables set before the first step, in order: text with `{{...}}`, or `{ jwt: ... }` to mint a token.
     #[serde(default)]
-    pub vars: IndexMap<String, String>,
+    pub vars: IndexMap<String, super::jwt::VarSpec>,
     /// The steps, run in order; the probe stops at the first step that fails.
     pub steps: Vec<StepSpec>,
 }

@@ -17,13 +17,31 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "a fresh random 16-hex-digit value each time it is used, from the run's seed",
     ),
     ("seed", "the run's seed"),
-    ("now", "the current Unix time in seconds"),
+    (
+        "now",
+        "the current Unix time in seconds; `now+600` and `now-600` add or subtract seconds",
+    ),
     ("index", "inside `repeat` or `burst`: the 0-based number of the request"),
     (
         "filler.N",
         "N copies of the letter x, for oversized bodies (N up to 16 MiB)",
     ),
 ];
+
+/// The offset of a `now+N` / `now-N` placeholder, in seconds.
+pub fn now_offset(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix("now")?;
+    let (sign, digits) = match rest.as_bytes().first()? {
+        b'+' => (1, &rest[1..]),
+        b'-' => (-1, &rest[1..]),
+        _ => return None,
+    };
+    digits
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n <= 100 * 365 * 86_400)
+        .map(|n| sign * n)
+}
 
 /// The largest `{{filler.N}}`.
 pub const MAX_FILLER: usize = 16 << 20;

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use super::jwt::{JwtSign, VarSpec};
 use super::load::is_kebab;
 use super::model::{
     BodyCheck, CaptureSpec, ChallengeSpec, ExpectSpec, HeaderCheck, JsonCheck, JsonType, ProbeSpec, Ready, RequestSpec,
@@ -137,7 +138,17 @@ impl Validator<'_> {
                     format!("`{name}` cannot be a variable name (a builtin, or not an identifier)"),
                 );
             }
-            self.uses(&field, value, &scope);
+            match value {
+                VarSpec::Text(text) => self.uses(&field, text, &scope),
+                VarSpec::Jwt(jwt) => {
+                    for text in jwt.texts() {
+                        self.uses(&field, text, &scope);
+                    }
+                    if jwt.sign == JwtSign::Hs256 && jwt.secret.is_none() {
+                        self.problem(&field, "an hs256 token needs a `secret` (or `sign: none`)");
+                    }
+                }
+            }
             scope.names.insert(name.clone());
         }
         for (i, step) in probe.steps.iter().enumerate() {
@@ -467,10 +478,11 @@ impl Validator<'_> {
                 self.spec.service.env.contains_key(var)
             } else if name == "index" {
                 scope.in_loop
-            } else if name.starts_with("filler.") {
-                super::template::filler_size(name).is_some()
             } else {
-                BUILTINS.iter().any(|(b, _)| *b == name) || scope.names.contains(name)
+                BUILTINS.iter().any(|(b, _)| *b == name)
+                    || scope.names.contains(name)
+                    || super::template::filler_size(name).is_some()
+                    || super::template::now_offset(name).is_some()
             };
             if !known {
                 let message = if name.starts_with("env.") {
