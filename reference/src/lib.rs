@@ -260,6 +260,9 @@ pub fn router(config: Config) -> Router {
         .merge(status::routes())
         .merge(auth::routes())
         .merge(jwt::routes())
+        .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
+            status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")
+        })
         .with_state(app)
 }
 

@@ -38,7 +38,7 @@ pub(crate) fn routes() -> Router<Shared> {
 }
 
 /// An error in the configured style: problem details, or one of the defects' plain shapes.
-fn error(app: &Shared, status: StatusCode, detail: &str) -> Response {
+pub(crate) fn error(app: &Shared, status: StatusCode, detail: &str) -> Response {
     if app.config.has("plain-json-errors") {
         return json_response(status, &serde_json::json!({ "error": detail }), false);
     }

@@ -20,7 +20,7 @@ pub enum VarSpec {
     /// Text; `{{...}}` placeholders are filled in order.
     Text(String),
     /// A token proctor signs (or deliberately breaks).
-    Jwt(JwtSpec),
+    Jwt(Box<JwtSpec>),
 }
 
 /// How to sign a minted token.
@@ -82,7 +82,7 @@ impl<'de> Deserialize<'de> for VarSpec {
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<VarSpec, A::Error> {
                 let var = JwtVar::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(VarSpec::Jwt(var.jwt))
+                Ok(VarSpec::Jwt(Box::new(var.jwt)))
             }
         }
         deserializer.deserialize_any(V)
@@ -174,7 +174,7 @@ mod tests {
 
     fn spec(yaml: &str) -> JwtSpec {
         match serde_yaml::from_str::<VarSpec>(yaml).expect("parses") {
-            VarSpec::Jwt(spec) => spec,
+            VarSpec::Jwt(spec) => *spec,
             VarSpec::Text(_) => panic!("expected a jwt"),
         }
     }
