@@ -3,6 +3,7 @@
 
 mod burst;
 pub mod http;
+mod link;
 pub mod probe;
 pub mod vars;
 

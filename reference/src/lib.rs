@@ -8,6 +8,7 @@ mod auth;
 mod caching;
 mod idempotency;
 mod jwt;
+mod pagination;
 mod ratelimit;
 mod resource;
 mod status;
@@ -178,6 +179,30 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ("nbf-ignored", "nbf is not checked"),
     ("audience-ignored", "aud is not checked"),
     ("issuer-ignored", "iss is not checked"),
+    // pagination
+    (
+        "no-tiebreaker",
+        "the cursor keeps the score only, so items with an equal score are skipped",
+    ),
+    (
+        "next-on-last-page",
+        "a full last page still advertises a next page (which is empty)",
+    ),
+    (
+        "offset-pagination",
+        "the cursor is an offset, so inserts shift pages and items repeat",
+    ),
+    ("next-drops-filter", "the Link to the next page drops the tag filter"),
+    (
+        "limit-unchecked",
+        "a limit outside 1..=100 or not a number crashes with 500",
+    ),
+    ("cursor-500", "a cursor the service did not issue crashes with 500"),
+    (
+        "cursor-empty-string-at-end",
+        "the last page has \"next_cursor\": \"\" instead of null",
+    ),
+    ("no-link-header", "pages carry no Link header"),
 ];
 
 /// How one instance of the reference service behaves.
@@ -232,6 +257,7 @@ pub(crate) struct App {
     pub(crate) notes: status::Store,
     pub(crate) auth: auth::Store,
     pub(crate) jwt: jwt::Store,
+    pub(crate) articles: pagination::Store,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -247,6 +273,7 @@ pub fn router(config: Config) -> Router {
         notes: Default::default(),
         auth: Default::default(),
         jwt: Default::default(),
+        articles: Default::default(),
     });
     Router::new()
         .route(
@@ -260,6 +287,7 @@ pub fn router(config: Config) -> Router {
         .merge(status::routes())
         .merge(auth::routes())
         .merge(jwt::routes())
+        .merge(pagination::routes())
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")
         })

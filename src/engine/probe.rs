@@ -7,12 +7,12 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::burst;
-use super::http::{Http, prepare};
+use super::http::{Http, Prepared, prepare};
 use super::vars::Vars;
 use crate::expect::{self, Check, Response, clip};
 use crate::outcome::{ProbeReport, ResponseRecord, StepReport, Verdict};
 use crate::spec::jwt::VarSpec;
-use crate::spec::model::{ProbeSpec, RequestSpec, StepSpec, WaitSpec};
+use crate::spec::model::{ProbeSpec, RequestSpec, StepSpec, WaitSpec, WalkSpec, WalkTotals};
 use crate::spec::template;
 use crate::spec::types::parse_duration;
 
@@ -140,6 +140,10 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
             .clone()
             .unwrap_or_else(|| format!("{} {}{suffix}", request.method, request.path))
     };
+    if let Some(walk) = &step.walk {
+        let report = step_report(number, label(" (walk through every page)".to_string()));
+        return walk_step(report, step, request, walk, vars, ctx).await;
+    }
     if let Some(burst) = &step.burst {
         let report = step_report(
             number,
@@ -286,6 +290,190 @@ async fn burst_step(
     report.passed = report.checks.iter().all(|c| c.passed);
     let ending = if report.passed { Ending::Passed } else { Ending::Failed };
     (report, ending)
+}
+
+async fn walk_step(
+    mut report: StepReport,
+    step: &StepSpec,
+    request: &RequestSpec,
+    walk: &WalkSpec,
+    vars: &mut Vars,
+    ctx: &Context<'_>,
+) -> (StepReport, Ending) {
+    let first = match prepare(request, vars, ctx.base) {
+        Ok(p) => p,
+        Err(e) => {
+            report.error = Some(e);
+            return (report, Ending::Failed);
+        }
+    };
+    let default_expect = Default::default();
+    let expect = step.expect.as_ref().unwrap_or(&default_expect);
+    let max_pages = walk.max_pages.unwrap_or(50) as usize;
+    let collect =
+        serde_json_path::JsonPath::parse(&template::render(&walk.collect, |n| vars.lookup(n)).unwrap_or_default());
+    let Ok(collect) = collect else {
+        report.error = Some(format!("invalid JSONPath {}", walk.collect));
+        return (report, Ending::Errored);
+    };
+    let mut collected: Vec<serde_json::Value> = Vec::new();
+    let mut per_page: Vec<Vec<Check>> = Vec::new();
+    let mut pages = 0usize;
+    let mut current = first.clone();
+    loop {
+        pages += 1;
+        report.request = Some(current.record());
+        let response = match ctx.http.send(&current).await {
+            Ok(r) => r,
+            Err(no) => {
+                report.error = Some(format!("page {pages}: {}", no.message));
+                return (report, if no.ours { Ending::Errored } else { Ending::Failed });
+            }
+        };
+        report.response = Some(record(&response));
+        report.checks = expect::evaluate(expect, &response, &mut |n| vars.lookup(n));
+        if report.checks.iter().any(|c| !c.passed) {
+            report.error = Some(format!("page {pages} did not meet the expectations"));
+            return (report, Ending::Failed);
+        }
+        per_page.push(report.checks.clone());
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+        collected.extend(collect.query(&body).all().into_iter().cloned());
+        if pages == 1
+            && let Some(insert) = &walk.after_first_page
+        {
+            let sent = match prepare(insert, vars, ctx.base) {
+                Ok(p) => ctx.http.send(&p).await.map_err(|no| no.message),
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(r) if r.status / 100 == 2 => {}
+                Ok(r) => {
+                    report.error = Some(format!(
+                        "the request after the first page answered {}",
+                        expect::status_text(r.status)
+                    ));
+                    return (report, Ending::Failed);
+                }
+                Err(e) => {
+                    report.error = Some(format!("the request after the first page failed: {e}"));
+                    return (report, Ending::Failed);
+                }
+            }
+        }
+        let next = match next_page(walk, &first, &current, &response, &body) {
+            Ok(Some(next)) => next,
+            Ok(None) => break,
+            Err(e) => {
+                report.error = Some(format!("page {pages}: {e}"));
+                return (report, Ending::Failed);
+            }
+        };
+        if pages >= max_pages {
+            report.error = Some(format!("the walk did not end within {max_pages} pages"));
+            return (report, Ending::Failed);
+        }
+        current = next;
+    }
+    report.label = format!(
+        "{} {} (walked {pages} page{})",
+        request.method,
+        request.path,
+        if pages == 1 { "" } else { "s" }
+    );
+    report.checks = expect::aggregate(&per_page);
+    report.checks.extend(walk_totals(&walk.totals, pages, &collected));
+    report.passed = report.checks.iter().all(|c| c.passed);
+    let ending = if report.passed { Ending::Passed } else { Ending::Failed };
+    (report, ending)
+}
+
+/// The request for the page after `current`, or `None` on the last page.
+fn next_page(
+    walk: &WalkSpec,
+    first: &Prepared,
+    current: &Prepared,
+    response: &Response,
+    body: &serde_json::Value,
+) -> Result<Option<Prepared>, String> {
+    if let Some(relation) = &walk.next.link {
+        let Some(target) = super::link::find(&response.header_values("link"), relation) else {
+            return Ok(None);
+        };
+        let url = current
+            .url
+            .join(&target)
+            .map_err(|e| format!("the Link target `{target}` is not a URL: {e}"))?;
+        if url.origin() != first.url.origin() {
+            return Err(format!(
+                "refusing to follow a Link outside the service under test: {url}"
+            ));
+        }
+        return Ok(Some(Prepared { url, ..first.clone() }));
+    }
+    let path = walk.next.cursor.as_deref().unwrap_or("$.next_cursor");
+    let path = serde_json_path::JsonPath::parse(path).map_err(|e| format!("invalid JSONPath {path}: {e}"))?;
+    let cursor = match path.query(body).all().first() {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => return Ok(None),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let param = walk.next.param.as_deref().unwrap_or("cursor");
+    let mut url = first.url.clone();
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| k != param)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    url.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair(param, &cursor);
+    Ok(Some(Prepared { url, ..first.clone() }))
+}
+
+fn walk_totals(totals: &WalkTotals, pages: usize, collected: &[serde_json::Value]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    if let Some(expected) = totals.pages {
+        checks.push(Check {
+            what: "pages walked".into(),
+            expected: expected.to_string(),
+            actual: pages.to_string(),
+            passed: pages == expected as usize,
+        });
+    }
+    if let Some(expected) = totals.count {
+        checks.push(Check {
+            what: "values collected".into(),
+            expected: expected.to_string(),
+            actual: format!(
+                "{} ({})",
+                collected.len(),
+                clip(&serde_json::Value::from(collected.to_vec()).to_string(), 300)
+            ),
+            passed: collected.len() == expected as usize,
+        });
+    }
+    if totals.distinct == Some(true) {
+        let mut seen = std::collections::HashSet::new();
+        let repeated: Vec<String> = collected
+            .iter()
+            .map(|v| v.to_string())
+            .filter(|v| !seen.insert(v.clone()))
+            .collect();
+        checks.push(Check {
+            what: "values collected once".into(),
+            expected: "no value twice".into(),
+            actual: if repeated.is_empty() {
+                "no value twice".into()
+            } else {
+                format!("seen again: {}", repeated.join(", "))
+            },
+            passed: repeated.is_empty(),
+        });
+    }
+    checks
 }
 
 async fn wait_step(number: usize, wait: &WaitSpec, vars: &mut Vars) -> (StepReport, Ending) {

@@ -187,6 +187,8 @@ pub struct StepSpec {
     pub burst: Option<BurstSpec>,
     /// Pause instead of sending a request.
     pub wait: Option<WaitSpec>,
+    /// Follow the service's pagination from the request's page to the last, collecting values.
+    pub walk: Option<WalkSpec>,
 }
 
 /// An HTTP request. Strings may use `{{...}}` placeholders.
@@ -367,4 +369,46 @@ pub struct WaitSpec {
     pub plus: Option<Dur>,
     /// The longest pause the service may ask for before the probe fails (default 60s).
     pub max: Option<Dur>,
+}
+
+/// A walk through paginated results: the step's request fetches the first page, `next` finds each following page,
+/// `collect` gathers values from every page, and `expect` (of the step) applies to every page.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WalkSpec {
+    /// How the next page is found.
+    pub next: NextPage,
+    /// A JSONPath selecting the values to collect from every page, e.g. `$.items[*].id`.
+    pub collect: String,
+    /// The most pages to fetch before the walk fails as endless (default 50).
+    pub max_pages: Option<u32>,
+    /// A request sent once, right after the first page (e.g. inserting an item the walk must not see twice).
+    pub after_first_page: Option<RequestSpec>,
+    /// Checks on the walk as a whole.
+    #[serde(default)]
+    pub totals: WalkTotals,
+}
+
+/// Where the next page's address comes from: exactly one of `link` or `cursor`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NextPage {
+    /// Follow the `Link` header entry with this relation (RFC 8288), usually `next`; the walk ends without one.
+    pub link: Option<String>,
+    /// A JSONPath to the next page's cursor in the body; the walk ends when it is missing, null or empty.
+    pub cursor: Option<String>,
+    /// With `cursor`: the query parameter that carries it on the first page's URL (default `cursor`).
+    pub param: Option<String>,
+}
+
+/// Checks on a whole walk.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WalkTotals {
+    /// How many pages the walk must take.
+    pub pages: Option<u32>,
+    /// How many values the walk must collect.
+    pub count: Option<u32>,
+    /// `true`: no value may be collected twice.
+    pub distinct: Option<bool>,
 }

@@ -6,7 +6,7 @@ use super::jwt::{JwtSign, VarSpec};
 use super::load::is_kebab;
 use super::model::{
     BodyCheck, CaptureSpec, ChallengeSpec, ExpectSpec, HeaderCheck, JsonCheck, JsonType, ProbeSpec, Ready, RequestSpec,
-    StepSpec,
+    StepSpec, WalkSpec,
 };
 use super::template::{BUILTINS, json_strings, placeholders};
 
@@ -166,6 +166,7 @@ impl Validator<'_> {
                     ("capture", !step.capture.is_empty()),
                     ("repeat", step.repeat.is_some()),
                     ("burst", step.burst.is_some()),
+                    ("walk", step.walk.is_some()),
                 ] {
                     if present {
                         self.problem(
@@ -187,8 +188,18 @@ impl Validator<'_> {
                 if step.repeat == Some(0) {
                     self.problem(format!("{at}.repeat"), "repeat must be at least 1");
                 }
-                if step.repeat.is_some() && step.burst.is_some() {
-                    self.problem(at, "a step cannot both `repeat` and `burst`; use two steps");
+                let modes = [step.repeat.is_some(), step.burst.is_some(), step.walk.is_some()];
+                if modes.iter().filter(|m| **m).count() > 1 {
+                    self.problem(at, "a step does one of `repeat`, `burst` or `walk`; use several steps");
+                }
+                if let Some(walk) = &step.walk {
+                    self.walk(&format!("{at}.walk"), walk, scope);
+                    if !step.capture.is_empty() {
+                        self.problem(
+                            format!("{at}.capture"),
+                            "a walk has many responses; capture from a single request",
+                        );
+                    }
                 }
                 let looped = step.repeat.is_some() || step.burst.is_some();
                 if let Some(burst) = &step.burst {
@@ -230,6 +241,30 @@ impl Validator<'_> {
                 // Captures become visible to the following steps only.
                 scope.names.extend(step.capture.keys().cloned());
             }
+        }
+    }
+
+    fn walk(&mut self, at: &str, walk: &WalkSpec, scope: &Scope) {
+        match (&walk.next.link, &walk.next.cursor) {
+            (Some(_), Some(_)) | (None, None) => self.problem(
+                format!("{at}.next"),
+                "the next page comes from exactly one of `link` or `cursor`",
+            ),
+            (Some(_), None) if walk.next.param.is_some() => {
+                self.problem(format!("{at}.next.param"), "`param` goes with `cursor`, not `link`")
+            }
+            (None, Some(cursor)) => self.json_path(&format!("{at}.next.cursor"), cursor, scope),
+            _ => {}
+        }
+        self.json_path(&format!("{at}.collect"), &walk.collect, scope);
+        if walk.max_pages == Some(0) {
+            self.problem(format!("{at}.max_pages"), "a walk fetches at least one page");
+        }
+        if walk.totals.pages == Some(0) {
+            self.problem(format!("{at}.totals.pages"), "a walk always fetches the first page");
+        }
+        if let Some(request) = &walk.after_first_page {
+            self.request(&format!("{at}.after_first_page"), request, scope);
         }
     }
 

@@ -140,6 +140,18 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("status-codes", "plain-json-errors", &["errors-are-problem-details"]),
     ("status-codes", "status-as-string", &["errors-are-problem-details"]),
     ("status-codes", "stack-traces", &["no-stack-traces"]),
+    ("pagination", "no-tiebreaker", &["every-item-exactly-once"]),
+    ("pagination", "next-on-last-page", &["last-page-has-no-next"]),
+    ("pagination", "offset-pagination", &["stable-under-inserts"]),
+    ("pagination", "next-drops-filter", &["next-link-keeps-the-filter"]),
+    ("pagination", "limit-unchecked", &["limit-is-bounded"]),
+    ("pagination", "cursor-500", &["foreign-cursors-are-400"]),
+    (
+        "pagination",
+        "cursor-empty-string-at-end",
+        &["body-cursor-null-at-the-end"],
+    ),
+    ("pagination", "no-link-header", &["next-link-keeps-the-filter"]),
 ];
 
 #[tokio::test]

@@ -83,6 +83,12 @@ fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
         ),
         ("Bad_File_Name", probe("      - request: { path: /x }\n")),
         (
+            "walk-needs-one-next",
+            probe(
+                "      - request: { path: /x }\n        walk: { next: { link: next, cursor: $.c }, collect: '$.items[' }\n",
+            ),
+        ),
+        (
             "limits-out-of-bounds",
             format!(
                 "{HEADER}service: {{ limits: {{ memory: 1MiB, pids: 100000 }} }}\nprobes:\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"
