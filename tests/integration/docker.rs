@@ -113,7 +113,7 @@ fn verdicts(report: &serde_json::Value) -> Vec<(String, String)> {
 }
 
 #[test]
-fn the_reference_graded_in_docker_scores_exactly_as_with_cmd() {
+fn the_whole_catalog_graded_in_docker_scores_exactly_as_with_cmd() {
     if !docker() {
         return;
     }
@@ -125,7 +125,7 @@ fn the_reference_graded_in_docker_scores_exactly_as_with_cmd() {
     let out = temp_dir(&[]);
     let (in_docker, local) = (out.path().join("docker.json"), out.path().join("local.json"));
     proctor()
-        .args(["run", "rest-resource", "http-caching", "--path"])
+        .args(["run", "challenges", "--path"])
         .arg(sub.path())
         .arg("--report")
         .arg(format!("json={}", in_docker.display()))
@@ -137,7 +137,7 @@ fn the_reference_graded_in_docker_scores_exactly_as_with_cmd() {
         proctor_path().display()
     );
     proctor()
-        .args(["run", "rest-resource", "http-caching", "--cmd", &cmd, "--report"])
+        .args(["run", "challenges", "--cmd", &cmd, "--report"])
         .arg(format!("json={}", local.display()))
         .assert()
         .code(1);
@@ -155,9 +155,13 @@ fn the_reference_graded_in_docker_scores_exactly_as_with_cmd() {
     assert_eq!(
         failed,
         [
-            "rest-resource/create-returns-201",
-            "http-caching/etag-changes-with-content"
+            "http-caching/etag-changes-with-content",
+            "rest-resource/create-returns-201"
         ]
+    );
+    assert_eq!(
+        docker_report["challenges"].as_array().map(Vec::len),
+        Some(proctor::catalog::sources().len())
     );
     assert!(leftovers(docker_report["run_id"].as_str().expect("run id")).is_empty());
 }
