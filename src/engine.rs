@@ -243,19 +243,7 @@ fn finish(
 }
 
 fn skipped(probe: &crate::spec::model::ProbeSpec, why: &str) -> ProbeReport {
-    ProbeReport {
-        id: probe.id.clone(),
-        title: probe.title.clone(),
-        category: probe.category.clone(),
-        points: probe.points,
-        why: probe.why.clone(),
-        hint: probe.hint.clone(),
-        hidden: probe.visibility == crate::spec::model::Visibility::Hidden,
-        verdict: Verdict::Skipped,
-        message: Some(why.to_string()),
-        duration_ms: 0,
-        steps: Vec::new(),
-    }
+    ProbeReport::new(probe, Verdict::Skipped, Some(why.to_string()), 0, Vec::new())
 }
 
 /// An error and its sources as one line.

@@ -98,6 +98,31 @@ pub struct ProbeReport {
     pub steps: Vec<StepReport>,
 }
 
+impl ProbeReport {
+    /// A report for a probe of the spec with the given outcome.
+    pub fn new(
+        probe: &crate::spec::model::ProbeSpec,
+        verdict: Verdict,
+        message: Option<String>,
+        duration_ms: u64,
+        steps: Vec<StepReport>,
+    ) -> Self {
+        Self {
+            id: probe.id.clone(),
+            title: probe.title.clone(),
+            category: probe.category.clone(),
+            points: probe.points,
+            why: probe.why.clone(),
+            hint: probe.hint.clone(),
+            hidden: probe.visibility == crate::spec::model::Visibility::Hidden,
+            verdict,
+            message,
+            duration_ms,
+            steps,
+        }
+    }
+}
+
 /// One step that ran.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct StepReport {

@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::{any, get, post};
 use serde::Deserialize;
 
-use crate::{Shared, json_response, problem};
+use crate::{Shared, json_response, method_not_allowed, problem};
 
 struct User {
     id: u64,
@@ -267,13 +267,7 @@ async fn doc(
             }
             json_response(StatusCode::OK, &doc_json(id, &doc), false)
         }
-        _ => {
-            let mut response = problem(StatusCode::METHOD_NOT_ALLOWED, "use GET or PUT");
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, PUT"));
-            response
-        }
+        _ => method_not_allowed("GET, PUT"),
     }
 }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde::Deserialize;
 
-use crate::{Config, Shared, json_response, problem};
+use crate::{Config, Shared, json_response, method_not_allowed, problem};
 
 /// Documents by name, plus the version counter that makes every write's ETag unique.
 #[derive(Default)]
@@ -152,13 +152,7 @@ async fn document(
             [(header::ALLOW, HeaderValue::from_static(ALLOW))],
         )
             .into_response(),
-        _ => {
-            let mut response = problem(StatusCode::METHOD_NOT_ALLOWED, "this method is not supported here");
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-            response
-        }
+        _ => method_not_allowed(ALLOW),
     }
 }
 

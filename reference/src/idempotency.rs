@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::{Deserialize, Serialize};
 
-use crate::{Shared, json_response, problem};
+use crate::{Shared, json_response, method_not_allowed, problem};
 
 /// The longest key the brief allows.
 const MAX_KEY: usize = 255;
@@ -249,13 +249,7 @@ async fn member(State(app): State<Shared>, Path(id): Path<String>, method: Metho
                 .into_response(),
             None => problem(StatusCode::NOT_FOUND, "no such payment"),
         },
-        _ => {
-            let mut response = problem(StatusCode::METHOD_NOT_ALLOWED, "use GET or DELETE");
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, DELETE"));
-            response
-        }
+        _ => method_not_allowed("GET, DELETE"),
     }
 }
 
@@ -277,11 +271,7 @@ async fn note(
         Err(r) => return r,
     };
     if method != Method::PUT {
-        let mut response = problem(StatusCode::METHOD_NOT_ALLOWED, "use PUT");
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("PUT"));
-        return response;
+        return method_not_allowed("PUT");
     }
     let Ok(input) = serde_json::from_slice::<NoteInput>(&body) else {
         return problem(StatusCode::UNPROCESSABLE_ENTITY, "send {\"note\": \"...\"}");

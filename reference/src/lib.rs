@@ -314,6 +314,22 @@ pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value, text_p
         .into_response()
 }
 
+/// A 405 problem with the `Allow` header listing `allow`.
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
+    with_allow(
+        problem(StatusCode::METHOD_NOT_ALLOWED, "this method is not supported here"),
+        allow,
+    )
+}
+
+/// Adds `Allow: <allow>` to a response.
+pub(crate) fn with_allow(mut response: Response, allow: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
 /// An RFC 9457 problem details response.
 pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
     let body = serde_json::json!({

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde::{Deserialize, Serialize};
 
-use crate::{Shared, json_response, problem};
+use crate::{Shared, json_response, problem, with_allow};
 
 /// Items by id, plus the id counter.
 #[derive(Default)]
@@ -90,7 +90,7 @@ async fn collection(State(app): State<Shared>, method: Method, headers: HeaderMa
             response
         }
         Method::OPTIONS if !app.config.has("options-405") => allow_only(StatusCode::NO_CONTENT, COLLECTION_ALLOW),
-        _ => method_not_allowed(&app, COLLECTION_ALLOW),
+        _ => not_allowed(&app, COLLECTION_ALLOW),
     }
 }
 
@@ -153,7 +153,7 @@ async fn member(
             }
         }
         Method::OPTIONS if !app.config.has("options-405") => allow_only(StatusCode::NO_CONTENT, ITEM_ALLOW),
-        _ => method_not_allowed(&app, ITEM_ALLOW),
+        _ => not_allowed(&app, ITEM_ALLOW),
     }
 }
 
@@ -187,12 +187,11 @@ fn allow_only(status: StatusCode, allow: &'static str) -> Response {
     (status, [(header::ALLOW, HeaderValue::from_static(allow))]).into_response()
 }
 
-fn method_not_allowed(app: &Shared, allow: &'static str) -> Response {
-    let mut response = problem(StatusCode::METHOD_NOT_ALLOWED, "this method is not supported here");
-    if !app.config.has("405-no-allow") {
+fn not_allowed(app: &Shared, allow: &'static str) -> Response {
+    let response = problem(StatusCode::METHOD_NOT_ALLOWED, "this method is not supported here");
+    if app.config.has("405-no-allow") {
         response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    } else {
+        with_allow(response, allow)
     }
-    response
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use serde::Deserialize;
 
-use crate::{Shared, json_response, problem};
+use crate::{Shared, json_response, problem, with_allow};
 
 /// The largest request body the brief allows.
 const MAX_BODY: usize = 64 * 1024;
@@ -157,11 +157,10 @@ async fn member(State(app): State<Shared>, Path(id): Path<String>, method: Metho
 }
 
 fn not_allowed(app: &Shared, allow: &'static str) -> Response {
-    let mut response = error(app, StatusCode::METHOD_NOT_ALLOWED, "this method is not supported here");
-    if !app.config.has("notes-405-no-allow") {
+    let response = error(app, StatusCode::METHOD_NOT_ALLOWED, "this method is not supported here");
+    if app.config.has("notes-405-no-allow") {
         response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow));
+    } else {
+        with_allow(response, allow)
     }
-    response
 }

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
-use super::http::{Prepared, header_name};
+use super::http::{Prepared, header_pairs};
 use crate::expect::Response;
 
 /// One request's result: a response, or why there was none.
@@ -76,16 +76,7 @@ async fn send_one(
     }
     Ok(Response {
         status: parts.status.as_u16(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    header_name(n.as_str()),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: header_pairs(&parts.headers),
         body,
         truncated,
         body_limit: max_body,

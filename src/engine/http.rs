@@ -165,16 +165,7 @@ impl Http {
         };
         let mut response = request.send().await.map_err(failed)?;
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(n, v)| {
-                (
-                    header_name(n.as_str()),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(response.headers());
         let mut body = Vec::new();
         let mut truncated = false;
         while let Some(chunk) = response.chunk().await.map_err(failed)? {
@@ -206,6 +197,19 @@ pub fn build_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error
         .timeout(timeout)
         .user_agent(concat!("proctor/", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// A response's header field lines, names capitalized for reports.
+pub fn header_pairs(headers: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                header_name(n.as_str()),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// `content-type` → `Content-Type`, for reports that read like HTTP.

@@ -75,19 +75,7 @@ pub async fn run(probe: &ProbeSpec, vars: &mut Vars, ctx: &Context<'_>) -> Probe
             }
         }
     }
-    ProbeReport {
-        id: probe.id.clone(),
-        title: probe.title.clone(),
-        category: probe.category.clone(),
-        points: probe.points,
-        why: probe.why.clone(),
-        hint: probe.hint.clone(),
-        hidden: probe.visibility == crate::spec::model::Visibility::Hidden,
-        verdict,
-        message,
-        duration_ms: started.elapsed().as_millis() as u64,
-        steps,
-    }
+    ProbeReport::new(probe, verdict, message, started.elapsed().as_millis() as u64, steps)
 }
 
 /// One line for a failed step: its first failed check or its error.

@@ -3,7 +3,6 @@
 //!
 //! Docker is required in CI (`CI` set): a missing engine fails these tests there and skips them elsewhere.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Stdio};
 use std::sync::OnceLock;
@@ -498,30 +497,8 @@ fn interrupt_when(spec_name: &str, spec: &str, sub: &Path, ready: impl Fn(&str) 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("signal");
-    let interrupted = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            interrupted.elapsed() < Duration::from_secs(30),
-            "{spec_name}: proctor did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("read");
-    assert_eq!(status.code(), Some(130), "{spec_name}: {stdout}");
+    let (code, stdout) = crate::support::interrupt(&mut child, Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{spec_name}: {stdout}");
     let run_id = read_report(&report)["run_id"].as_str().expect("run id").to_string();
     assert!(
         leftovers(&run_id).is_empty(),

@@ -1,7 +1,6 @@
 //! `--cmd`: the service as a local process — started with PORT and env, graded, and stopped with its whole
 //! process group on every path, Ctrl-C included.
 
-use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -124,30 +123,8 @@ fn ctrl_c_stops_the_run_tears_the_service_down_and_exits_130() {
     let background = read_pid(&dir.path().join("child"));
     // Let readiness pass and the 30 s wait begin.
     std::thread::sleep(Duration::from_millis(800));
-    let interrupted_at = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("signal");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            interrupted_at.elapsed() < Duration::from_secs(10),
-            "proctor did not stop after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("read");
-    assert_eq!(status.code(), Some(130), "{stdout}");
+    let (code, stdout) = crate::support::interrupt(&mut child, Duration::from_secs(10));
+    assert_eq!(code, Some(130), "{stdout}");
     assert!(
         stdout.contains("interrupted: unfinished probes were skipped"),
         "{stdout}"

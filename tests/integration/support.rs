@@ -113,3 +113,30 @@ pub fn spec_with_probes(probes: &str) -> String {
         "title: test\nquestion: {{ number: 1, text: q }}\nbrief: b\nservice: {{ ready: {{ tcp: true }}, request_timeout: 2s }}\nprobes:\n{probes}"
     )
 }
+
+/// Sends SIGINT to a running proctor, waits (at most `limit`) for it to exit, and returns its exit code and
+/// stdout.
+pub fn interrupt(child: &mut std::process::Child, limit: std::time::Duration) -> (Option<i32>, String) {
+    use std::io::Read;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal");
+    let interrupted = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            interrupted.elapsed() < limit,
+            "proctor did not stop within {limit:?} of Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut stdout).expect("read stdout");
+    }
+    (status.code(), stdout)
+}
