@@ -146,6 +146,9 @@ impl Endpoint {
     }
 }
 
+/// The longest proctor waits for a `--url` service to answer its readiness check (unless `--start-timeout`).
+pub const URL_READY_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
@@ -160,7 +163,12 @@ pub async fn start(
     start_timeout: Option<Duration>,
 ) -> Result<Endpoint, (TargetError, Option<String>)> {
     let service = &challenge.spec.service;
-    let timeout = start_timeout.unwrap_or(service.start_timeout.0);
+    // A URL is expected to be up already: wait less for it than for a service proctor starts itself.
+    let default = match target {
+        Target::Url(_) => service.start_timeout.0.min(URL_READY_TIMEOUT),
+        _ => service.start_timeout.0,
+    };
+    let timeout = start_timeout.unwrap_or(default);
     let deadline = Instant::now() + timeout;
     match target {
         Target::Url(url) => {
