@@ -154,7 +154,7 @@ pub async fn run_challenge(
     });
     let timeout = config.request_timeout.unwrap_or(spec.service.request_timeout.0);
     let mut report = blank_report(challenge, config);
-    let http = match http::Http::new(timeout, config.max_body) {
+    let http = match http::Http::new(timeout, config.max_body, None) {
         Ok(http) => http,
         Err(e) => {
             return finish(
@@ -182,6 +182,23 @@ pub async fn run_challenge(
             };
             return finish(report, Some(message), challenge, events, started);
         }
+    };
+    // A target on a network proctor created gets a client bound to that network's device.
+    let http = match &endpoint.interface {
+        None => http,
+        Some(device) => match http::Http::new(timeout, config.max_body, Some(device.clone())) {
+            Ok(bound) => bound,
+            Err(e) => {
+                endpoint.stop().await;
+                return finish(
+                    report,
+                    Some(format!("failed to build the HTTP client: {e}")),
+                    challenge,
+                    events,
+                    started,
+                );
+            }
+        },
     };
     let _ = events.send(Event::TargetReady {
         id: challenge.id.clone(),

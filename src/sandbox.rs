@@ -186,6 +186,23 @@ impl Sandbox {
         self.mode
     }
 
+    /// The host-side device of the run's network (at most 15 characters, as Linux requires).
+    fn bridge_name(&self) -> String {
+        let id: String = self
+            .run_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(11)
+            .collect();
+        format!("prx-{id}")
+    }
+
+    /// The device probes must bind to: the run network's bridge on an internal network, so that no request can
+    /// leave through another route even if the network disappears mid-run. `None` when probes go to 127.0.0.1.
+    pub fn probe_interface(&self) -> Option<String> {
+        (self.mode == NetworkMode::Internal).then(|| self.bridge_name())
+    }
+
     /// Whether containers, networks and images are kept after the run.
     pub fn keep(&self) -> bool {
         self.keep
@@ -208,6 +225,10 @@ impl Sandbox {
                     driver: Some("bridge".to_string()),
                     internal: Some(self.mode == NetworkMode::Internal),
                     labels: Some(self.labels()),
+                    options: Some(HashMap::from([(
+                        "com.docker.network.bridge.name".to_string(),
+                        self.bridge_name(),
+                    )])),
                     ..Default::default()
                 };
                 let created = self

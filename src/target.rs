@@ -104,6 +104,9 @@ pub enum TargetError {
     /// A Docker operation failed.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// The HTTP client could not be built.
+    #[error("failed to build the HTTP client: {0}")]
+    Client(String),
 }
 
 /// A running (or reachable) service.
@@ -111,6 +114,8 @@ pub enum TargetError {
 pub struct Endpoint {
     /// Where probes send requests.
     pub base_url: Url,
+    /// The network device probes must bind to (a sandbox network's bridge), if any.
+    pub interface: Option<String>,
     running: Running,
 }
 
@@ -186,6 +191,7 @@ pub async fn start(
             })?;
             Ok(Endpoint {
                 base_url: url.clone(),
+                interface: None,
                 running: Running::External,
             })
         }
@@ -210,6 +216,7 @@ pub async fn start(
             match result {
                 Ok(()) => Ok(Endpoint {
                     base_url,
+                    interface: None,
                     running: Running::Process(Box::new(process)),
                 }),
                 Err(reason) => {
@@ -237,6 +244,17 @@ pub async fn start(
                 .start(&target.image, challenge, resolved)
                 .await
                 .map_err(|e| (e.into(), None))?;
+            // Readiness requests go to the container too: bind them to the run network's bridge like the probes.
+            let interface = target.sandbox.probe_interface();
+            let bound;
+            let client = match &interface {
+                Some(device) => {
+                    bound = crate::engine::http::build_client(Duration::from_secs(5), Some(device))
+                        .map_err(|e| (TargetError::Client(e.to_string()), None))?;
+                    &bound
+                }
+                None => client,
+            };
             let result = match container.base_url.clone() {
                 Some(url) => {
                     match ready::wait_until_ready(&service.ready, &url, client, deadline, || container.exited()).await {
@@ -249,6 +267,7 @@ pub async fn start(
             match result {
                 Ok(base_url) => Ok(Endpoint {
                     base_url,
+                    interface,
                     running: Running::Container(Box::new(container)),
                 }),
                 Err((reason, url)) => {
@@ -279,6 +298,7 @@ pub async fn start(
             });
             Ok(Endpoint {
                 base_url: local_url(port),
+                interface: None,
                 running: Running::Reference(task),
             })
         }

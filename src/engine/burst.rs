@@ -21,10 +21,23 @@ use crate::expect::Response;
 /// One request's result: a response, or why there was none.
 pub type Answer = Result<Response, String>;
 
-async fn connect(host: &str, port: u16) -> Result<SendRequest<Full<Bytes>>, String> {
-    let stream = tokio::net::TcpStream::connect((host, port))
+async fn connect(host: &str, port: u16, interface: Option<&str>) -> Result<SendRequest<Full<Bytes>>, String> {
+    let failed = |e: std::io::Error| format!("could not connect: {e}");
+    let address = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("could not connect: {e}"))?;
+        .map_err(failed)?
+        .next()
+        .ok_or_else(|| format!("could not connect: {host} has no address"))?;
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    };
+    let socket = socket.map_err(failed)?;
+    if let Some(interface) = interface {
+        socket.bind_device(Some(interface.as_bytes())).map_err(failed)?;
+    }
+    let stream = socket.connect(address).await.map_err(failed)?;
     let _ = stream.set_nodelay(true);
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await
@@ -90,8 +103,10 @@ pub async fn run(
     requests: Vec<Prepared>,
     concurrency: usize,
     timeout: Duration,
-    max_body: usize,
+    http: &super::http::Http,
 ) -> Result<Vec<Answer>, String> {
+    let max_body = http.max_body;
+    let interface = http.interface.clone();
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
     };
@@ -113,7 +128,7 @@ pub async fn run(
         None => first.url.host_str().unwrap_or_default().to_string(),
     };
     let mut senders = Vec::with_capacity(concurrency);
-    let opened = futures::future::join_all((0..concurrency).map(|_| connect(&host, port))).await;
+    let opened = futures::future::join_all((0..concurrency).map(|_| connect(&host, port, interface.as_deref()))).await;
     for sender in opened {
         senders.push(sender?);
     }
@@ -122,12 +137,13 @@ pub async fn run(
     let barrier = Arc::new(Barrier::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     for mut sender in senders {
-        let (requests, next, barrier, authority, host) = (
+        let (requests, next, barrier, authority, host, interface) = (
             Arc::clone(&requests),
             Arc::clone(&next),
             Arc::clone(&barrier),
             authority.clone(),
             host.clone(),
+            interface.clone(),
         );
         tasks.spawn(async move {
             let mut answers = Vec::new();
@@ -142,7 +158,7 @@ pub async fn run(
                     };
                 if answer.is_err() {
                     // The connection may be unusable now; the next request gets a fresh one.
-                    if let Ok(fresh) = connect(&host, port).await {
+                    if let Ok(fresh) = connect(&host, port, interface.as_deref()).await {
                         sender = fresh;
                     }
                 }

@@ -120,6 +120,8 @@ pub struct Http {
     client: reqwest::Client,
     /// The largest body read before the response counts as too big.
     pub max_body: usize,
+    /// The network device every connection is bound to, when the target lives on a network proctor created.
+    pub interface: Option<String>,
 }
 
 /// A request that got no usable response.
@@ -132,10 +134,15 @@ pub struct NoResponse {
 }
 
 impl Http {
-    /// A client with redirects, retries and proxies off and the given per-request timeout.
-    pub fn new(timeout: Duration, max_body: usize) -> Result<Self, reqwest::Error> {
-        let client = build_client(timeout)?;
-        Ok(Self { client, max_body })
+    /// A client with redirects, retries and proxies off and the given per-request timeout; with `interface`,
+    /// every connection is bound to that device, so no request can leave through any other.
+    pub fn new(timeout: Duration, max_body: usize, interface: Option<String>) -> Result<Self, reqwest::Error> {
+        let client = build_client(timeout, interface.as_deref())?;
+        Ok(Self {
+            client,
+            max_body,
+            interface,
+        })
     }
 
     /// The underlying client (readiness checks share it).
@@ -189,14 +196,17 @@ impl Http {
 }
 
 /// A reqwest client configured for probing: nothing automatic between proctor and the service.
-pub fn build_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+pub fn build_client(timeout: Duration, interface: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .retry(reqwest::retry::never())
         .no_proxy()
         .timeout(timeout)
-        .user_agent(concat!("proctor/", env!("CARGO_PKG_VERSION")))
-        .build()
+        .user_agent(concat!("proctor/", env!("CARGO_PKG_VERSION")));
+    if let Some(interface) = interface {
+        builder = builder.interface(interface);
+    }
+    builder.build()
 }
 
 /// A response's header field lines, names capitalized for reports.

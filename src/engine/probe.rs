@@ -228,7 +228,7 @@ async fn burst_step(
         }
     }
     report.request = prepared.first().map(|p| p.record());
-    let answers = match burst::run(prepared, concurrency, ctx.timeout, ctx.http.max_body).await {
+    let answers = match burst::run(prepared, concurrency, ctx.timeout, ctx.http).await {
         Ok(answers) => answers,
         Err(e) => {
             report.error = Some(e);

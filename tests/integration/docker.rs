@@ -287,6 +287,18 @@ fn isolation_and_limits_are_what_was_asked_and_keep_then_clean_removes_them() {
         "attached to the run's network by id"
     );
     let network = format!("proctor-{run_id}");
+    let bridge = docker_lines(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{index .Options \"com.docker.network.bridge.name\"}}",
+        &network,
+    ]);
+    assert_eq!(
+        bridge,
+        [format!("prx-{run_id}")],
+        "probes bind to this device, so none can leave another way"
+    );
     assert_eq!(
         docker_lines(&["network", "inspect", "--format", "{{.Internal}} {{.Driver}}", &network]),
         ["true bridge"]
