@@ -604,3 +604,67 @@ async fn the_container_reaches_proctor_listeners_on_the_gateway_of_its_internal_
     let internal = docker_lines(&["network", "ls", "-q", "--filter", &format!("name=proctor-{run_id}")]);
     assert!(internal.is_empty(), "the network was removed");
 }
+
+#[test]
+fn a_dropped_sweep_guard_removes_what_the_run_made() {
+    if !docker() {
+        return;
+    }
+    // The guard is the fallback for panics and early returns: dropping it armed sweeps the run's resources.
+    let run_id = format!("guard{}", std::process::id());
+    let labels = ["--label", "dev.proctor.managed=1", "--label"];
+    let created = StdCommand::new("docker")
+        .args(["network", "create", "--internal"])
+        .args(labels)
+        .arg(format!("dev.proctor.run={run_id}"))
+        .arg(format!("proctor-{run_id}"))
+        .output()
+        .expect("docker network create");
+    assert!(created.status.success());
+    assert_eq!(leftovers(&run_id).len(), 1);
+    drop(proctor::sandbox::SweepGuard::new(&run_id));
+    assert!(leftovers(&run_id).is_empty());
+    let mut disarmed = proctor::sandbox::SweepGuard::new("never-used");
+    disarmed.disarm();
+}
+
+#[test]
+fn a_second_ctrl_c_removes_the_run_and_exits_at_once() {
+    if !docker() {
+        return;
+    }
+    let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nservice: { start_timeout: 60s }\nprobes:\n  - { id: p, title: t, category: c, why: w, hint: h, steps: [ { request: { path: / } } ] }\n";
+    let dir = temp_dir(&[("forced-exit.yaml", spec)]);
+    let never = submission("hostile", &["never-listen"], "");
+    let mut child = StdCommand::new(proctor_path())
+        .arg("run")
+        .arg(dir.path().join("forced-exit.yaml"))
+        .arg("--path")
+        .arg(never.path())
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("proctor starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run_id = loop {
+        let labels = docker_lines(&[
+            "ps",
+            "--filter",
+            "label=dev.proctor.challenge=forced-exit",
+            "--format",
+            "{{.Label \"dev.proctor.run\"}}",
+        ]);
+        if let Some(run) = labels.into_iter().next() {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the container never started");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("first Ctrl-C");
+    std::thread::sleep(Duration::from_millis(20));
+    let (code, _) = crate::support::interrupt(&mut child, Duration::from_secs(30));
+    assert_eq!(code, Some(130));
+    assert!(leftovers(&run_id).is_empty(), "left {:?}", leftovers(&run_id));
+}
