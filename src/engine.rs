@@ -88,6 +88,7 @@ pub async fn run(
         duration_ms: started.elapsed().as_millis() as u64,
         interrupted: cancel.is_cancelled(),
         challenges: reports.into_iter().flatten().collect(),
+        build_log: None,
     }
 }
 
@@ -119,6 +120,7 @@ pub fn not_graded(
         duration_ms: 0,
         interrupted,
         challenges: reports,
+        build_log: None,
     }
 }
 

@@ -355,12 +355,13 @@ async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> 
         total as u64,
         std::io::stderr().is_terminal(),
     ));
-    let report = engine::run(&challenges, &config, &sender, &cancel).await;
+    let mut report = engine::run(&challenges, &config, &sender, &cancel).await;
     drop(sender);
     let _ = display.await;
     if let Some((sandbox, built)) = &sandbox {
+        report.build_log = built.as_ref().map(|(_, log)| log.clone());
         if sandbox.keep() {
-            print_kept(sandbox, &challenges, built.as_deref());
+            print_kept(sandbox, &challenges, built.as_ref().map(|(tag, _)| tag.as_str()));
         } else {
             sandbox.finish().await;
         }
@@ -371,15 +372,15 @@ async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> 
     finish_report(&report, &reports, &options, color)
 }
 
-/// Connects to Docker, builds the submission if asked, and returns the container target. On failure: the
-/// reason and the tail of the build output, if any.
+/// Connects to Docker, builds the submission if asked, and returns the container target with the sandbox and,
+/// after a build, the image tag and the tail of the build output. On failure: the reason and the build output.
 async fn prepare_docker(
     run_id: &str,
     source: DockerSource,
     docker: &cli::DockerArgs,
     limits: Limits,
     cancel: &CancellationToken,
-) -> Result<(Target, (Arc<Sandbox>, Option<String>)), (String, Option<String>)> {
+) -> Result<(Target, (Arc<Sandbox>, Option<(String, String)>)), (String, Option<String>)> {
     let mode = match docker.docker_network {
         cli::NetworkChoice::Auto => proctor::sandbox::auto_mode(),
         cli::NetworkChoice::Internal => NetworkMode::Internal,
@@ -406,7 +407,7 @@ async fn prepare_docker(
             };
             spinner.finish_and_clear();
             match built {
-                Ok(tag) => (tag.clone(), Some(tag)),
+                Ok(tag) => (tag.clone(), Some((tag, log.tail(200)))),
                 Err(error) => {
                     if !docker.keep {
                         sandbox.finish().await;

@@ -28,6 +28,8 @@ pub struct RunReport {
     pub interrupted: bool,
     /// One entry per challenge, in the order given.
     pub challenges: Vec<ChallengeReport>,
+    /// The tail of the image build's output (`--path` runs).
+    pub build_log: Option<String>,
 }
 
 /// One challenge graded against one target.

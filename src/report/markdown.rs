@@ -36,6 +36,13 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
     if report.interrupted {
         writeln!(out, "\n> **Interrupted**: unfinished probes were skipped.")?;
     }
+    if let Some(log) = report.build_log.as_deref().filter(|l| !l.trim().is_empty()) {
+        writeln!(
+            out,
+            "\n<details><summary>image build output</summary>\n\n```\n{}\n```\n</details>",
+            log.trim_end()
+        )?;
+    }
     for c in &report.challenges {
         writeln!(out, "\n## {} — {}\n", c.id, c.title)?;
         writeln!(out, "Question {}: {}\n", c.question.number, c.question.text.trim())?;

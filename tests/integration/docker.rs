@@ -256,7 +256,13 @@ fn isolation_and_limits_are_what_was_asked_and_keep_then_clean_removes_them() {
         .code(0)
         .stderr(predicate::str::contains("kept for inspection"))
         .stderr(predicate::str::contains("remove them with: proctor clean --run"));
-    let run_id = read_report(&report)["run_id"].as_str().expect("run id").to_string();
+    let json = read_report(&report);
+    let run_id = json["run_id"].as_str().expect("run id").to_string();
+    assert!(
+        json["build_log"].as_str().is_some_and(|log| log.contains("Step 1/")),
+        "the build output is kept: {}",
+        json["build_log"]
+    );
     let container = format!("proctor-{run_id}-rest-resource");
     let inspect = |format: &str| docker_lines(&["inspect", "--format", format, &container]).join("\n");
     assert_eq!(
