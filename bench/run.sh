@@ -133,7 +133,10 @@ SH
     --prepare "$P clean" -n proctor "$P run $WORK/first.yaml --image proctor-bench-reference --keep --color never" \
     --prepare "docker rm -f proctor-bench-bare" -n bare "$WORK/bare.sh" >&2
   read -r T_DOCKER T_BARE <<<"$(median "$WORK/docker.json")"
-  docker rmi -f proctor-bench-reference >/dev/null
+  # Containers first, so removing the image removes its layers too instead of leaving them dangling.
+  docker rm -f proctor-bench-bare >/dev/null 2>&1 || true
+  "$P" clean >/dev/null
+  docker rmi proctor-bench-reference >/dev/null
 fi
 
 python3 - "$T_PROCTOR" "$T_HURL" "$T_DEMO" "$LONGEST" "$WAITING" "$T_VALIDATE" "$T_LIST" "$RSS_ENGINE" "$RSS_DEMO" \

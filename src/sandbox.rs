@@ -58,7 +58,7 @@ pub enum SandboxError {
         message: String,
     },
     /// The build took too long.
-    #[error("the image build did not finish within {} s", .0.as_secs())]
+    #[error("the image build did not finish within {} s (--build-timeout)", .0.as_secs_f64())]
     BuildTimeout(Duration),
     /// The build stream broke.
     #[error("the image build was interrupted")]

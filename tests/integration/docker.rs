@@ -379,6 +379,21 @@ fn docker_problems_are_one_clear_sentence_with_exit_3() {
         .assert()
         .code(3)
         .stdout(predicate::str::contains("the build context is over 1 MiB (the limit)"));
+    let slow = temp_dir(&[("Dockerfile", "FROM scratch\nCOPY . /\n")]);
+    let data: Vec<u8> = (0..(80u32 << 20))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(slow.path().join("data.bin"), data).expect("write");
+    let output = proctor()
+        .args(["run", "rest-resource", "--build-timeout", "100ms", "--path"])
+        .arg(slow.path())
+        .output()
+        .expect("proctor runs");
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("the image build did not finish within 0.1 s (--build-timeout)")
+    );
     let no_dockerfile = temp_dir(&[("main.py", "print(1)")]);
     proctor()
         .args(["run", "rest-resource", "--path"])
