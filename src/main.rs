@@ -411,6 +411,11 @@ async fn prepare_docker(
                 Err(error) => {
                     if !docker.keep {
                         sandbox.finish().await;
+                        if error.is_none() {
+                            // An interrupted build may still commit a layer or two after the connection closes.
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                            sandbox.finish().await;
+                        }
                     }
                     let reason = match error {
                         Some(e) => engine::error_chain(&e),

@@ -164,6 +164,48 @@ pub async fn sweep(docker: &Docker, run: Option<&str>) -> Swept {
     swept
 }
 
+/// How many containers, networks and images still carry a run's label.
+async fn remaining(docker: &Docker, run: &str) -> usize {
+    let filters = label_filter(Some(run));
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_or(1, |c| c.len());
+    let networks = docker
+        .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
+        .await
+        .map_or(1, |n| n.len());
+    let images = docker
+        .list_images(Some(
+            ListImagesOptionsBuilder::default().all(true).filters(&filters).build(),
+        ))
+        .await
+        .map_or(1, |i| i.len());
+    containers + networks + images
+}
+
+/// Sweeps a run until nothing of it is left, retrying for up to `patience`: another task of the same run may be
+/// removing (or, after an interrupted build, still committing) something at the same moment.
+pub async fn sweep_run(docker: &Docker, run: &str, patience: Duration) -> Swept {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut total = Swept::default();
+    loop {
+        let swept = sweep(docker, Some(run)).await;
+        total.containers += swept.containers;
+        total.networks += swept.networks;
+        total.images += swept.images;
+        if remaining(docker, run).await == 0 || tokio::time::Instant::now() >= deadline {
+            return total;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 impl Sandbox {
     /// Connects for a run.
     pub async fn connect(run_id: &str, mode: NetworkMode, keep: bool) -> Result<Self, SandboxError> {
@@ -266,7 +308,7 @@ impl Sandbox {
         if self.keep {
             Swept::default()
         } else {
-            sweep(&self.docker, Some(&self.run_id)).await
+            sweep_run(&self.docker, &self.run_id, Duration::from_secs(10)).await
         }
     }
 }
@@ -310,7 +352,7 @@ pub fn sweep_blocking(run: &str) {
         runtime.block_on(async {
             let attempt = async {
                 if let Ok(docker) = connect().await {
-                    sweep(&docker, Some(&run)).await;
+                    sweep_run(&docker, &run, Duration::from_secs(10)).await;
                 }
             };
             let _ = tokio::time::timeout(Duration::from_secs(20), attempt).await;
