@@ -132,41 +132,16 @@ fn label_filter(run: Option<&str>) -> HashMap<String, Vec<String>> {
     HashMap::from([("label".to_string(), vec![label])])
 }
 
-/// Removes every container, network and image labelled as proctor's (of one run, or all of them).
-pub async fn sweep(docker: &Docker, run: Option<&str>) -> Swept {
-    let filters = label_filter(run);
-    let mut swept = Swept::default();
-    let options = ListContainersOptionsBuilder::default()
-        .all(true)
-        .filters(&filters)
-        .build();
-    for container in docker.list_containers(Some(options)).await.unwrap_or_default() {
-        let Some(id) = container.id else { continue };
-        let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-        if docker.remove_container(&id, Some(remove)).await.is_ok() {
-            swept.containers += 1;
-        }
-    }
-    let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
-    for network in docker.list_networks(Some(options)).await.unwrap_or_default() {
-        let Some(id) = network.id else { continue };
-        if docker.remove_network(&id).await.is_ok() {
-            swept.networks += 1;
-        }
-    }
-    let options = ListImagesOptionsBuilder::default().all(true).filters(&filters).build();
-    for image in docker.list_images(Some(options)).await.unwrap_or_default() {
-        let remove = RemoveImageOptionsBuilder::default().force(true).build();
-        if docker.remove_image(&image.id, Some(remove), None).await.is_ok() {
-            swept.images += 1;
-        }
-    }
-    swept
+/// The ids of everything labelled as proctor's (of one run, or all of them).
+#[derive(Debug, Default)]
+struct Labelled {
+    containers: Vec<String>,
+    networks: Vec<String>,
+    images: Vec<String>,
 }
 
-/// How many containers, networks and images still carry a run's label.
-async fn remaining(docker: &Docker, run: &str) -> usize {
-    let filters = label_filter(Some(run));
+async fn labelled(docker: &Docker, run: Option<&str>) -> Result<Labelled, bollard::errors::Error> {
+    let filters = label_filter(run);
     let containers = docker
         .list_containers(Some(
             ListContainersOptionsBuilder::default()
@@ -174,19 +149,44 @@ async fn remaining(docker: &Docker, run: &str) -> usize {
                 .filters(&filters)
                 .build(),
         ))
-        .await
-        .map_or(1, |c| c.len());
+        .await?;
     let networks = docker
         .list_networks(Some(ListNetworksOptionsBuilder::default().filters(&filters).build()))
-        .await
-        .map_or(1, |n| n.len());
+        .await?;
     let images = docker
         .list_images(Some(
             ListImagesOptionsBuilder::default().all(true).filters(&filters).build(),
         ))
-        .await
-        .map_or(1, |i| i.len());
-    containers + networks + images
+        .await?;
+    Ok(Labelled {
+        containers: containers.into_iter().filter_map(|c| c.id).collect(),
+        networks: networks.into_iter().filter_map(|n| n.id).collect(),
+        images: images.into_iter().map(|i| i.id).collect(),
+    })
+}
+
+/// Removes every container, network and image labelled as proctor's (of one run, or all of them).
+pub async fn sweep(docker: &Docker, run: Option<&str>) -> Swept {
+    let found = labelled(docker, run).await.unwrap_or_default();
+    let mut swept = Swept::default();
+    for id in &found.containers {
+        let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        if docker.remove_container(id, Some(remove)).await.is_ok() {
+            swept.containers += 1;
+        }
+    }
+    for id in &found.networks {
+        if docker.remove_network(id).await.is_ok() {
+            swept.networks += 1;
+        }
+    }
+    for id in &found.images {
+        let remove = RemoveImageOptionsBuilder::default().force(true).build();
+        if docker.remove_image(id, Some(remove), None).await.is_ok() {
+            swept.images += 1;
+        }
+    }
+    swept
 }
 
 /// Sweeps a run until nothing of it is left, retrying for up to `patience`: another task of the same run may be
@@ -199,7 +199,10 @@ pub async fn sweep_run(docker: &Docker, run: &str, patience: Duration) -> Swept 
         total.containers += swept.containers;
         total.networks += swept.networks;
         total.images += swept.images;
-        if remaining(docker, run).await == 0 || tokio::time::Instant::now() >= deadline {
+        let left = labelled(docker, Some(run))
+            .await
+            .map_or(1, |l| l.containers.len() + l.networks.len() + l.images.len());
+        if left == 0 || tokio::time::Instant::now() >= deadline {
             return total;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
