@@ -156,21 +156,9 @@ pub async fn run_challenge(
     });
     let timeout = config.request_timeout.unwrap_or(spec.service.request_timeout.0);
     let mut report = blank_report(challenge, config);
-    let http = match http::Http::new(timeout, config.max_body, None) {
-        Ok(http) => http,
-        Err(e) => {
-            return finish(
-                report,
-                Some(format!("failed to build the HTTP client: {e}")),
-                challenge,
-                events,
-                started,
-            );
-        }
-    };
     let started_target = tokio::select! {
         () = cancel.cancelled() => Err((None, None)),
-        result = target::start(&config.target, challenge, http.client(), config.start_timeout) => {
+        result = target::start(&config.target, challenge, config.start_timeout) => {
             result.map_err(|(error, logs)| (Some(error), logs))
         }
     };
@@ -186,21 +174,18 @@ pub async fn run_challenge(
         }
     };
     // A target on a network proctor created gets a client bound to that network's device.
-    let http = match &endpoint.interface {
-        None => http,
-        Some(device) => match http::Http::new(timeout, config.max_body, Some(device.clone())) {
-            Ok(bound) => bound,
-            Err(e) => {
-                endpoint.stop().await;
-                return finish(
-                    report,
-                    Some(format!("failed to build the HTTP client: {e}")),
-                    challenge,
-                    events,
-                    started,
-                );
-            }
-        },
+    let http = match http::Http::new(timeout, config.max_body, endpoint.interface.clone()) {
+        Ok(http) => http,
+        Err(e) => {
+            endpoint.stop().await;
+            return finish(
+                report,
+                Some(format!("failed to build the HTTP client: {e}")),
+                challenge,
+                events,
+                started,
+            );
+        }
     };
     let _ = events.send(Event::TargetReady {
         id: challenge.id.clone(),

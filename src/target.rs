@@ -164,10 +164,16 @@ fn free_port() -> std::io::Result<u16> {
 pub async fn start(
     target: &Target,
     challenge: &Challenge,
-    client: &reqwest::Client,
     start_timeout: Option<Duration>,
 ) -> Result<Endpoint, (TargetError, Option<String>)> {
     let service = &challenge.spec.service;
+    // Readiness requests go where the probes will go: for a sandboxed target, through the run network's bridge.
+    let interface = match target {
+        Target::Container(c) => c.sandbox.probe_interface(),
+        _ => None,
+    };
+    let client = &crate::engine::http::build_client(Duration::from_secs(5), interface.as_deref())
+        .map_err(|e| (TargetError::Client(e.to_string()), None))?;
     // A URL is expected to be up already: wait less for it than for a service proctor starts itself.
     let default = match target {
         Target::Url(_) => service.start_timeout.0.min(URL_READY_TIMEOUT),
@@ -244,17 +250,6 @@ pub async fn start(
                 .start(&target.image, challenge, resolved)
                 .await
                 .map_err(|e| (e.into(), None))?;
-            // Readiness requests go to the container too: bind them to the run network's bridge like the probes.
-            let interface = target.sandbox.probe_interface();
-            let bound;
-            let client = match &interface {
-                Some(device) => {
-                    bound = crate::engine::http::build_client(Duration::from_secs(5), Some(device))
-                        .map_err(|e| (TargetError::Client(e.to_string()), None))?;
-                    &bound
-                }
-                None => client,
-            };
             let result = match container.base_url.clone() {
                 Some(url) => {
                     match ready::wait_until_ready(&service.ready, &url, client, deadline, || container.exited()).await {

@@ -145,11 +145,6 @@ impl Http {
         })
     }
 
-    /// The underlying client (readiness checks share it).
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
-    }
-
     /// Sends a request and reads at most `max_body` bytes of the body.
     pub async fn send(&self, prepared: &Prepared) -> Result<Response, NoResponse> {
         let ours = |message: String| NoResponse { message, ours: true };
