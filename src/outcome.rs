@@ -101,6 +101,15 @@ pub struct ProbeReport {
 }
 
 impl ProbeReport {
+    /// The points this probe earned: all of them when it passed, none otherwise.
+    pub fn earned(&self) -> u32 {
+        if self.verdict == Verdict::Passed {
+            self.points
+        } else {
+            0
+        }
+    }
+
     /// A report for a probe of the spec with the given outcome.
     pub fn new(
         probe: &crate::spec::model::ProbeSpec,

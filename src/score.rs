@@ -8,11 +8,7 @@ pub fn score(probes: &[ProbeReport], threshold: f64, target_ok: bool) -> Score {
     let mut categories: Vec<CategoryScore> = Vec::new();
     let mut counts = Counts::default();
     for probe in probes {
-        let earned = if probe.verdict == Verdict::Passed {
-            probe.points
-        } else {
-            0
-        };
+        let earned = probe.earned();
         match categories.iter_mut().find(|c| c.name == probe.category) {
             Some(c) => {
                 c.earned += earned;

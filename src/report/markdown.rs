@@ -60,11 +60,7 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "| | probe | category | points |")?;
         writeln!(out, "|---|---|---|---|")?;
         for probe in &c.probes {
-            let earned = if probe.verdict == Verdict::Passed {
-                probe.points
-            } else {
-                0
-            };
+            let earned = probe.earned();
             writeln!(
                 out,
                 "| {} | {} — {} | {} | {earned}/{} |",

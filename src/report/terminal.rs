@@ -87,11 +87,7 @@ fn write_challenge(c: &ChallengeReport, out: &mut dyn Write, p: &Palette) -> io:
     let id_width = c.probes.iter().map(|pr| pr.id.len()).max().unwrap_or(0);
     let category_width = c.probes.iter().map(|pr| pr.category.len()).max().unwrap_or(0);
     for probe in &c.probes {
-        let earned = if probe.verdict == Verdict::Passed {
-            probe.points
-        } else {
-            0
-        };
+        let earned = probe.earned();
         writeln!(
             out,
             "  {} {:id_width$}  {:category_width$}  {:>2}/{:<2}  {}",

@@ -236,7 +236,7 @@ impl Validator<'_> {
                             format!("`{name}` cannot be a variable name (a builtin, or not an identifier)"),
                         );
                     }
-                    self.capture(&field, capture);
+                    self.capture(&field, capture, scope);
                 }
                 // Captures become visible to the following steps only.
                 scope.names.extend(step.capture.keys().cloned());
@@ -487,7 +487,7 @@ impl Validator<'_> {
         }
     }
 
-    fn capture(&mut self, at: &str, capture: &CaptureSpec) {
+    fn capture(&mut self, at: &str, capture: &CaptureSpec, scope: &Scope) {
         match (&capture.json, &capture.header) {
             (Some(_), Some(_)) => self.problem(at, "capture from `json` or from `header`, not both"),
             (None, None) if capture.regex.is_none() => {
@@ -497,10 +497,7 @@ impl Validator<'_> {
                 if capture.regex.is_some() {
                     self.problem(at, "`regex` applies to a header or the body, not to a JSONPath");
                 }
-                let filled = super::template::render(path, |_| Some("x".to_string())).unwrap_or_default();
-                if let Err(e) = serde_json_path::JsonPath::parse(&filled) {
-                    self.problem(format!("{at}.json"), format!("invalid JSONPath `{path}`: {e}"));
-                }
+                self.json_path(&format!("{at}.json"), path, scope);
             }
             _ => {}
         }

@@ -52,6 +52,12 @@ fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
             probe("      - request: { path: '/items/{{id}}' }\n        capture: { id: { json: $.id } }\n"),
         ),
         (
+            "capture-path-undefined-variable",
+            probe(
+                "      - request: { path: /x }\n        capture: { id: { json: \"$.items[?@.name == '{{who}}'].id\" } }\n",
+            ),
+        ),
+        (
             "no-content-with-body-checks",
             probe(
                 "      - request: { method: DELETE, path: /x }\n        expect: { status: 204, json: [ { path: $.ok, equals: true } ] }\n",
