@@ -122,6 +122,10 @@ pub struct GradeArgs {
     /// Largest response body read before the response counts as too big, in bytes.
     #[arg(long, default_value_t = proctor::engine::DEFAULT_MAX_BODY)]
     pub max_body: usize,
+    /// Run only the probes whose id matches (repeatable; globs such as 'rejects-*' or 'jwt-auth/rejects-*').
+    /// The score then covers those probes only.
+    #[arg(long, value_name = "ID")]
+    pub probe: Vec<String>,
     /// Replace hidden probes' details with "hidden probe" in every report (for candidate-facing output).
     #[arg(long)]
     pub redact_hidden: bool,

@@ -89,6 +89,7 @@ pub async fn run(
         interrupted: cancel.is_cancelled(),
         challenges: reports.into_iter().flatten().collect(),
         build_log: None,
+        probe_filter: Vec::new(),
     }
 }
 
@@ -121,6 +122,7 @@ pub fn not_graded(
         interrupted,
         challenges: reports,
         build_log: None,
+        probe_filter: Vec::new(),
     }
 }
 
@@ -200,7 +202,13 @@ pub async fn run_challenge(
         let result = if cancel.is_cancelled() {
             skipped(probe_spec, "interrupted")
         } else {
-            let mut vars = vars::Vars::new(config.seed, &challenge.id, &probe_spec.id, spec.service.env.clone());
+            let mut vars = vars::Vars::new(
+                config.seed,
+                &config.run_id,
+                &challenge.id,
+                &probe_spec.id,
+                spec.service.env.clone(),
+            );
             probe::run(probe_spec, &mut vars, &ctx).await
         };
         let _ = events.send(Event::ProbeFinished {

@@ -197,6 +197,15 @@ fn header_checks(name: &str, check: &HeaderCheck, response: &Response, lookup: &
             passed,
         ));
     }
+    if let Some(pattern) = &check.not_matches {
+        let passed = !value.as_deref().is_some_and(|v| pattern.0.is_match(v));
+        out.push(Check::new(
+            format!("header {name} does not match"),
+            format!("no match for /{}/", pattern.0.as_str()),
+            shown(),
+            passed,
+        ));
+    }
     for (member, wanted) in [(&check.contains, true), (&check.excludes, false)] {
         if let Some(member) = member {
             let member = fill(member, lookup);
@@ -215,6 +224,34 @@ fn header_checks(name: &str, check: &HeaderCheck, response: &Response, lookup: &
                 found == wanted,
             ));
         }
+    }
+    if let Some(members) = &check.members {
+        let expected: std::collections::BTreeSet<String> =
+            members.iter().map(|m| fill(m, lookup).to_ascii_uppercase()).collect();
+        let actual: std::collections::BTreeSet<String> = response
+            .header_values(name)
+            .iter()
+            .flat_map(|v| list_members(v).map(str::to_ascii_uppercase).collect::<Vec<_>>())
+            .collect();
+        let passed = value.is_some() && actual == expected;
+        let list = |set: &std::collections::BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
+        let mut shown_actual = shown();
+        if value.is_some() && !passed {
+            let missing: Vec<&String> = expected.difference(&actual).collect();
+            let extra: Vec<&String> = actual.difference(&expected).collect();
+            for (label, set) in [("missing", missing), ("not expected", extra)] {
+                if !set.is_empty() {
+                    let names: Vec<&str> = set.iter().map(|s| s.as_str()).collect();
+                    shown_actual.push_str(&format!(" ({label}: {})", names.join(", ")));
+                }
+            }
+        }
+        out.push(Check::new(
+            format!("header {name} members"),
+            format!("exactly {{{}}}", list(&expected)),
+            shown_actual,
+            passed,
+        ));
     }
     let number = value.as_deref().and_then(|v| v.trim().parse::<f64>().ok());
     for (op, bound) in [(">", check.gt), (">=", check.gte), ("<", check.lt), ("<=", check.lte)] {

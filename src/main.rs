@@ -207,7 +207,25 @@ fn show(name: &str, color: bool) -> u8 {
         s.question.text.trim()
     ));
     text.push_str(s.brief.trim_end());
-    text.push_str("\n\n## How it is graded\n\n");
+    text.push_str("\n\n## Rules\n\nEach rule is checked by the probes listed under it.\n\n");
+    for rule in &s.rules {
+        let probes: Vec<&str> = s
+            .probes
+            .iter()
+            .filter(|p| p.rules.contains(&rule.id))
+            .map(|p| match p.visibility {
+                spec::model::Visibility::Public => p.id.as_str(),
+                spec::model::Visibility::Hidden => "a hidden probe",
+            })
+            .collect();
+        text.push_str(&format!(
+            "- **`{}`** — {}\n  *probes:* {}\n",
+            rule.id,
+            rule.text.trim(),
+            probes.join(", ")
+        ));
+    }
+    text.push_str("\n## How it is graded\n\n");
     if !s.service.env.is_empty() {
         let env: Vec<String> = s.service.env.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
         text.push_str(&format!("Started with `PORT` and {}.\n\n", env.join(", ")));
@@ -219,7 +237,13 @@ fn show(name: &str, color: bool) -> u8 {
     text.push_str(&format!("Grading starts once {ready}. Pass mark: {}%.\n\n", s.pass.0));
     for probe in &s.probes {
         if probe.visibility == spec::model::Visibility::Public {
-            text.push_str(&format!("- **{}** ({} pt): {}\n", probe.id, probe.points, probe.title));
+            text.push_str(&format!(
+                "- **{}** ({} pt, rules {}): {}\n",
+                probe.id,
+                probe.points,
+                probe.rules.join(", "),
+                probe.title
+            ));
         }
     }
     let hidden = s
@@ -294,8 +318,9 @@ enum DockerSource {
 }
 
 async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> u8 {
-    let challenges = match load(args, color) {
-        Ok(c) => c,
+    let challenges = match load(args, color).map(|c| spec::select_probes(c, &options.probe)) {
+        Ok(Ok(c)) => c,
+        Ok(Err(message)) => return usage(&message),
         Err(code) => return code,
     };
     let reports = match cli::report_targets(&options.report) {
@@ -336,8 +361,9 @@ async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> 
             match prepare_docker(&run_id, source, &docker, limits, &cancel).await {
                 Ok((target, sandbox)) => (target, Some(sandbox)),
                 Err((reason, logs)) => {
-                    let report =
+                    let mut report =
                         engine::not_graded(&challenges, &config, &described, &reason, logs, cancel.is_cancelled());
+                    report.probe_filter = options.probe.clone();
                     return finish_report(&report, &reports, &options, color);
                 }
             }
@@ -358,6 +384,7 @@ async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> 
     let mut report = engine::run(&challenges, &config, &sender, &cancel).await;
     drop(sender);
     let _ = display.await;
+    report.probe_filter = options.probe.clone();
     if let Some((sandbox, built)) = &sandbox {
         report.build_log = built.as_ref().map(|(_, log)| log.clone());
         if sandbox.keep() {

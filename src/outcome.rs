@@ -30,6 +30,8 @@ pub struct RunReport {
     pub challenges: Vec<ChallengeReport>,
     /// The tail of the image build's output (`--path` runs).
     pub build_log: Option<String>,
+    /// The `--probe` patterns of a partial run (empty: every probe ran); scores cover the selected probes only.
+    pub probe_filter: Vec<String>,
 }
 
 /// One challenge graded against one target.
@@ -139,8 +141,11 @@ impl ProbeReport {
 pub struct StepReport {
     /// 1-based step number.
     pub number: usize,
-    /// What the step did, e.g. `POST /items` or `burst 15 × GET /quote` or `wait 2.5s`.
+    /// What the step did, with values filled in, e.g. `POST /items/3f2a` or `GET /quote (burst of 15 × 15 at
+    /// once)` or `wait 2.3s (retry_after = 2 s, plus 250 ms)`.
     pub label: String,
+    /// The kind of step, for replaying it by hand.
+    pub kind: StepKind,
     /// The (last, or first failing) request sent.
     pub request: Option<RequestRecord>,
     /// Its response.
@@ -155,6 +160,33 @@ pub struct StepReport {
     pub duration_ms: u64,
 }
 
+/// What kind of step ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum StepKind {
+    /// One request.
+    Request,
+    /// The same request sent `times` times in sequence.
+    Repeat {
+        /// How many requests.
+        times: u32,
+    },
+    /// `count` requests, `concurrency` at once.
+    Burst {
+        /// How many requests.
+        count: u32,
+        /// How many at once.
+        concurrency: u32,
+    },
+    /// A walk through every page; the request is the last page fetched.
+    Walk,
+    /// A pause.
+    Wait {
+        /// Its length.
+        ms: u64,
+    },
+}
+
 /// A request as sent.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct RequestRecord {
@@ -162,6 +194,8 @@ pub struct RequestRecord {
     pub method: String,
     /// Full URL.
     pub url: String,
+    /// The path and query, relative to the service's base URL (what a replay against another address sends).
+    pub target: String,
     /// Headers set by the spec.
     pub headers: Vec<(String, String)>,
     /// Body text, if any.

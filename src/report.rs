@@ -93,8 +93,11 @@ pub fn failure_lines(probe: &ProbeReport) -> Vec<String> {
     lines
 }
 
-/// The curl command that reproduces the failing request of a probe, if it sent one.
-pub fn reproduce(probe: &ProbeReport) -> Option<String> {
-    let step = probe.steps.iter().find(|s| !s.passed)?;
-    step.request.as_ref().map(curl::command)
+/// Shell lines that replay a failed probe against the service at `$BASE`: every step up to the failing one.
+/// Empty when the probe passed or sent nothing.
+pub fn reproduce(probe: &ProbeReport) -> Vec<String> {
+    if probe.verdict == Verdict::Passed || probe.steps.iter().all(|s| s.request.is_none()) {
+        return Vec::new();
+    }
+    curl::replay(&probe.steps)
 }

@@ -12,7 +12,7 @@ pub mod types;
 pub mod validate;
 
 pub use error::SpecError;
-pub use load::{Challenge, Source, SourceError, load, resolve};
+pub use load::{Challenge, Source, SourceError, load, resolve, select_probes};
 pub use model::ChallengeSpec;
 
 /// The JSON Schema of the spec format, generated from the Rust types, pretty-printed.

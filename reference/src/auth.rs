@@ -43,6 +43,15 @@ struct Credentials {
     password: String,
 }
 
+/// The sign-up body: fields other than these are ignored (never bound onto the user).
+#[derive(Deserialize)]
+struct SignUp {
+    username: String,
+    password: String,
+    /// Read only by the `role-from-body` defect.
+    role: Option<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DocInput {
@@ -72,17 +81,24 @@ fn user_json(app: &Shared, username: &str, user: &User) -> serde_json::Value {
     if app.config.has("leaks-hash") {
         value["password_hash"] = user.password_hash.clone().into();
     }
+    if app.config.has("pwd-field-leak") {
+        value["pwd"] = format!("scrypt:32768:8:1${}", &user.password_hash[7..]).into();
+    }
+    if app.config.has("password-changed-at") {
+        value["password_changed_at"] = "2026-01-01T00:00:00Z".into();
+    }
     value
 }
 
 async fn register(State(app): State<Shared>, body: Bytes) -> Response {
-    let Ok(credentials) = serde_json::from_slice::<Credentials>(&body) else {
+    let Ok(credentials) = serde_json::from_slice::<SignUp>(&body) else {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "send {\"username\": ..., \"password\": ...}",
         );
     };
-    if credentials.username.is_empty() || credentials.password.len() < 8 {
+    let too_short = credentials.password.len() < 8 && !app.config.has("short-password-accepted");
+    if credentials.username.is_empty() || too_short {
         return problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "a username and a password of at least 8 characters",
@@ -91,13 +107,13 @@ async fn register(State(app): State<Shared>, body: Bytes) -> Response {
     let Ok(mut users) = app.auth.users.lock() else {
         return problem(StatusCode::INTERNAL_SERVER_ERROR, "the user store is unavailable");
     };
-    if users.contains_key(&credentials.username) {
+    if users.contains_key(&credentials.username) && !app.config.has("duplicate-overwrite") {
         return problem(StatusCode::CONFLICT, "that username is taken");
     }
     let user = User {
         id: app.auth.next.fetch_add(1, Ordering::SeqCst) + 1,
         password_hash: fake_hash(&credentials.password),
-        admin: false,
+        admin: app.config.has("role-from-body") && credentials.role.as_deref() == Some("admin"),
     };
     let body = user_json(&app, &credentials.username, &user);
     users.insert(credentials.username, user);
@@ -161,6 +177,7 @@ fn authenticate(app: &Shared, headers: &HeaderMap) -> Result<String, Response> {
         if !app.config.has("no-www-authenticate") {
             let value = match error {
                 Some(error) => format!("Bearer realm=\"proctor\", error=\"{error}\""),
+                None if app.config.has("realm-with-scope") => "Bearer realm=\"docs\", scope=\"docs\"".to_string(),
                 None => "Bearer realm=\"proctor\"".to_string(),
             };
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -192,6 +209,15 @@ async fn me(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let Ok(users) = app.auth.users.lock() else {
         return problem(StatusCode::INTERNAL_SERVER_ERROR, "the user store is unavailable");
     };
+    let username = if app.config.has("me-first-user") {
+        // The "current user" read from the wrong place: the first account ever created.
+        users
+            .iter()
+            .min_by_key(|(_, user)| user.id)
+            .map_or(username, |(name, _)| name.clone())
+    } else {
+        username
+    };
     match users.get(&username) {
         Some(user) => json_response(StatusCode::OK, &user_json(&app, &username, user), false),
         None => problem(StatusCode::UNAUTHORIZED, "authentication required"),
@@ -216,7 +242,9 @@ async fn create_doc(State(app): State<Shared>, headers: HeaderMap, body: Bytes) 
         docs.insert(id, doc.clone());
     }
     let mut response = json_response(StatusCode::CREATED, &doc_json(id, &doc), false);
-    if let Ok(location) = HeaderValue::from_str(&format!("/docs/{id}")) {
+    if !app.config.has("doc-no-location")
+        && let Ok(location) = HeaderValue::from_str(&format!("/docs/{id}"))
+    {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response

@@ -54,6 +54,8 @@ impl Document {
     fn etag(&self, config: &Config) -> String {
         if config.has("etag-unquoted") {
             self.opaque(config)
+        } else if config.has("etag-weak") {
+            format!("W/\"{}\"", self.opaque(config))
         } else {
             format!("\"{}\"", self.opaque(config))
         }
@@ -98,16 +100,25 @@ fn none_match_hits(value: &str, doc: &Document, config: &Config) -> bool {
 }
 
 /// Whether If-Modified-Since says the client's copy is current.
-fn not_modified_since(value: &str, doc: &Document, config: &Config) -> bool {
+fn not_modified_since(value: &str, doc: &Document, config: &Config) -> Result<bool, ()> {
     let Ok(since) = httpdate::parse_http_date(value) else {
-        return false;
+        // An invalid date is ignored, unless the parser's error escapes (`ims-invalid-500`).
+        return if config.has("ims-invalid-500") {
+            Err(())
+        } else {
+            Ok(false)
+        };
     };
+    if config.has("ims-always-304") {
+        // "The client has a copy" taken to mean "the copy is current".
+        return Ok(true);
+    }
     let modified = if config.has("last-modified-ms") {
         doc.modified
     } else {
         doc.seconds()
     };
-    modified <= since
+    Ok(modified <= since)
 }
 
 async fn document(
@@ -126,14 +137,25 @@ async fn document(
         .and_then(|store| store.0.get(&name).cloned());
     match method {
         Method::GET | Method::HEAD => {
+            let inm = header_str(&headers, header::IF_NONE_MATCH);
             let Some(doc) = current else {
+                if config.has("star-on-missing") && inm.is_some_and(|v| v.trim() == "*") {
+                    return StatusCode::NOT_MODIFIED.into_response();
+                }
                 return problem(StatusCode::NOT_FOUND, &format!("no document named {name}"));
             };
-            let inm = header_str(&headers, header::IF_NONE_MATCH);
             let ims = header_str(&headers, header::IF_MODIFIED_SINCE);
             let ims_applies = inm.is_none() || config.has("ims-over-inm");
+            let unchanged = match ims.filter(|_| ims_applies).map(|v| not_modified_since(v, &doc, config)) {
+                Some(Err(())) => {
+                    let trace = "thread 'tokio-runtime-worker' panicked at src/documents.rs:88: invalid HTTP date";
+                    return (StatusCode::INTERNAL_SERVER_ERROR, trace).into_response();
+                }
+                Some(Ok(unchanged)) => unchanged,
+                None => false,
+            };
             let fresh = (!config.has("ignore-if-none-match") && inm.is_some_and(|v| none_match_hits(v, &doc, config)))
-                || (ims_applies && ims.is_some_and(|v| not_modified_since(v, &doc, config)));
+                || unchanged;
             if fresh {
                 let mut response = StatusCode::NOT_MODIFIED.into_response();
                 if !config.has("304-bare") {
@@ -179,16 +201,34 @@ fn put(app: &Shared, name: String, current: Option<Document>, headers: &HeaderMa
             }
         },
     };
+    if config.has("if-match-after-write")
+        && let Ok(mut store) = app.documents.inner.lock()
+    {
+        // The write happens first and the precondition is checked afterwards: a 412 that changed the document.
+        store.1 += 1;
+        let version = store.1;
+        store.0.insert(
+            name.clone(),
+            Document {
+                content: input.content.clone(),
+                version,
+                created_version: current.as_ref().map_or(version, |d| d.created_version),
+                modified: SystemTime::now(),
+            },
+        );
+    }
     if let Some(if_match) = header_str(headers, header::IF_MATCH)
         && !config.has("ignore-if-match")
     {
         // Strong comparison: weak tags never match, `*` matches any current representation.
         let ok = match &current {
             None => false,
+            // The raw header compared with the ETag: lists and `*` never match.
+            Some(doc) if config.has("if-match-string-compare") => if_match.trim() == doc.etag(config),
             Some(_) if if_match.trim() == "*" => true,
             Some(doc) => parse_tags(if_match)
                 .iter()
-                .any(|(weak, tag)| !weak && *tag == doc.opaque(config)),
+                .any(|(weak, tag)| (!weak || config.has("if-match-weak-compare")) && *tag == doc.opaque(config)),
         };
         if !ok {
             return problem(
@@ -213,7 +253,7 @@ fn put(app: &Shared, name: String, current: Option<Document>, headers: &HeaderMa
     };
     store.0.insert(name.clone(), doc.clone());
     drop(store);
-    let status = if current.is_some() {
+    let status = if current.is_some() || config.has("put-always-200") {
         StatusCode::OK
     } else {
         StatusCode::CREATED
@@ -223,7 +263,9 @@ fn put(app: &Shared, name: String, current: Option<Document>, headers: &HeaderMa
         &serde_json::json!({ "name": name, "content": doc.content }),
         false,
     );
-    add_validators(&mut response, &doc, config, false);
+    if !config.has("put-no-validators") {
+        add_validators(&mut response, &doc, config, false);
+    }
     if status == StatusCode::CREATED
         && let Ok(location) = HeaderValue::from_str(&format!("/documents/{name}"))
     {

@@ -64,13 +64,33 @@ pub(crate) fn routes() -> Router<Shared> {
     clippy::result_large_err,
     reason = "the error is the ready response a handler returns as is"
 )]
-fn client_of(headers: &HeaderMap) -> Result<String, Response> {
-    headers
+fn client_of(app: &Shared, headers: &HeaderMap) -> Result<String, Response> {
+    let client = headers
         .get("x-client-id")
         .and_then(|v| v.to_str().ok())
         .filter(|c| !c.is_empty())
-        .map(str::to_string)
-        .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "send your client id in X-Client-Id"))
+        .map(str::to_string);
+    match client {
+        Some(client) => Ok(client),
+        None if app.config.has("client-id-optional") => Ok("anonymous".to_string()),
+        None => Err(problem(StatusCode::UNAUTHORIZED, "send your client id in X-Client-Id")),
+    }
+}
+
+/// An error in the configured style: problem details, or (`html-400`) the framework's HTML page for a 400.
+fn error(app: &Shared, status: StatusCode, detail: &str) -> Response {
+    if app.config.has("html-400") && status == StatusCode::BAD_REQUEST {
+        return (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            "<!doctype html><title>400 Bad Request</title><h1>Bad Request</h1>",
+        )
+            .into_response();
+    }
+    problem(status, detail)
 }
 
 fn stored(status: StatusCode, body: &serde_json::Value, location: &str) -> Response {
@@ -82,7 +102,7 @@ fn stored(status: StatusCode, body: &serde_json::Value, location: &str) -> Respo
 }
 
 async fn create(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let client = match client_of(&headers) {
+    let client = match client_of(&app, &headers) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -90,16 +110,25 @@ async fn create(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> R
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let max_key = if app.config.has("key-max-254") {
+        MAX_KEY - 1
+    } else {
+        MAX_KEY
+    };
     let key = match key {
         None if app.config.has("key-optional") => None,
-        None => return problem(StatusCode::BAD_REQUEST, "send an Idempotency-Key header"),
-        Some(k) if k.is_empty() || (k.len() > MAX_KEY && !app.config.has("no-key-validation")) => {
-            return problem(StatusCode::BAD_REQUEST, "Idempotency-Key must be 1 to 255 characters");
+        None => return error(&app, StatusCode::BAD_REQUEST, "send an Idempotency-Key header"),
+        Some(k) if k.is_empty() || (k.len() > max_key && !app.config.has("no-key-validation")) => {
+            return error(
+                &app,
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key must be 1 to 255 characters",
+            );
         }
         Some(k) => Some(k),
     };
     let Ok(payload) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "the body is not valid JSON");
+        return error(&app, StatusCode::BAD_REQUEST, "the body is not valid JSON");
     };
     let Ok(input) = serde_json::from_value::<PaymentInput>(payload.clone()) else {
         return problem(
@@ -145,6 +174,14 @@ async fn create(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> R
                     } else {
                         status
                     };
+                    if app.config.has("replay-live") {
+                        // The replay describes the payment as it is now, not the response that was sent.
+                        let id = body["id"].as_str().unwrap_or_default().to_string();
+                        let now = with_payment(&app, &client, &id, |all, i| all[i].1.clone());
+                        if let Some(payment) = now {
+                            return stored(status, &serde_json::to_value(payment).unwrap_or_default(), &location);
+                        }
+                    }
                     return stored(status, &body, &location);
                 }
             }
@@ -177,7 +214,13 @@ async fn create(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     if let Ok(mut payments) = app.idempotency.payments.lock() {
         payments.push((client, payment.clone()));
     }
-    let body = serde_json::to_value(&payment).unwrap_or_default();
+    let mut body = serde_json::to_value(&payment).unwrap_or_default();
+    if app.config.has("note-omitted")
+        && let Some(object) = body.as_object_mut()
+    {
+        // What `skip_serializing_if = "Option::is_none"` does to the brief's `"note": null`.
+        object.remove("note");
+    }
     let location = format!("/payments/{id}");
     if let Some(key) = key
         && let Ok(mut keys) = app.idempotency.keys.lock()
@@ -192,11 +235,16 @@ async fn create(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> R
             },
         );
     }
-    stored(StatusCode::CREATED, &body, &location)
+    let status = if app.config.has("payment-created-200") {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    stored(status, &body, &location)
 }
 
 async fn list(State(app): State<Shared>, headers: HeaderMap) -> Response {
-    let client = match client_of(&headers) {
+    let client = match client_of(&app, &headers) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -222,12 +270,15 @@ fn with_payment<T>(
     change: impl FnOnce(&mut Vec<(String, Payment)>, usize) -> T,
 ) -> Option<T> {
     let mut payments = app.idempotency.payments.lock().ok()?;
-    let index = payments.iter().position(|(owner, p)| owner == client && p.id == id)?;
+    let any_owner = app.config.has("no-owner-check");
+    let index = payments
+        .iter()
+        .position(|(owner, p)| (any_owner || owner == client) && p.id == id)?;
     Some(change(&mut payments, index))
 }
 
 async fn member(State(app): State<Shared>, Path(id): Path<String>, method: Method, headers: HeaderMap) -> Response {
-    let client = match client_of(&headers) {
+    let client = match client_of(&app, &headers) {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -242,6 +293,7 @@ async fn member(State(app): State<Shared>, Path(id): Path<String>, method: Metho
         },
         Method::DELETE => match with_payment(&app, &client, &id, |all, i| all.remove(i)) {
             Some(_) => StatusCode::NO_CONTENT.into_response(),
+            None if app.config.has("payment-delete-again-204") => StatusCode::NO_CONTENT.into_response(),
             None if app.config.has("delete-again-500") => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "called `Option::unwrap()` on a `None` value",
@@ -266,7 +318,7 @@ async fn note(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let client = match client_of(&headers) {
+    let client = match client_of(&app, &headers) {
         Ok(c) => c,
         Err(r) => return r,
     };

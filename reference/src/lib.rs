@@ -44,6 +44,23 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ("405-no-allow", "a wrong method gets 405 without an Allow header"),
     ("options-405", "OPTIONS is not supported"),
     ("text-plain-json", "JSON bodies are labelled text/plain"),
+    (
+        "allow-route-only",
+        "a 405's Allow lists only the first matching route's methods (GET, HEAD), a common router default",
+    ),
+    ("put-upsert", "PUT of an unknown id creates the item instead of 404"),
+    (
+        "delete-again-204",
+        "deleting an item that is already gone answers 204 instead of 404",
+    ),
+    (
+        "list-cached",
+        "GET /items is computed once and cached: items created later never show",
+    ),
+    (
+        "no-validation",
+        "items are stored without validation: empty names and negative prices pass",
+    ),
     // http-caching
     ("etag-unquoted", "ETag is sent without the quotes of an entity-tag"),
     ("no-cache-control", "GET /documents responses carry no Cache-Control"),
@@ -70,6 +87,36 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "ims-over-inm",
         "If-Modified-Since is evaluated even when If-None-Match is present",
     ),
+    ("put-always-200", "PUT answers 200 even when it creates the document"),
+    (
+        "if-match-after-write",
+        "If-Match is checked after the document is written: the 412 comes too late",
+    ),
+    ("put-no-validators", "PUT responses carry no ETag or Last-Modified"),
+    (
+        "etag-weak",
+        "the ETag is weak (W/\"...\") although the brief asks for a strong one",
+    ),
+    (
+        "star-on-missing",
+        "If-None-Match: * on a missing document answers 304 instead of 404",
+    ),
+    (
+        "ims-always-304",
+        "any valid If-Modified-Since answers 304, even a date long before the last change",
+    ),
+    (
+        "ims-invalid-500",
+        "an If-Modified-Since that is not a date crashes with 500",
+    ),
+    (
+        "if-match-weak-compare",
+        "If-Match uses weak comparison: the current tag marked W/ lets the PUT through",
+    ),
+    (
+        "if-match-string-compare",
+        "If-Match is compared as a raw string: lists and * never match",
+    ),
     // rate-limiter
     ("status-403", "the limiter refuses with 403 instead of 429"),
     (
@@ -93,6 +140,19 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "RateLimit-Remaining goes negative once the limit is passed",
     ),
     ("trust-xff", "the limiter keys on a client-supplied X-Forwarded-For"),
+    (
+        "no-api-key-422",
+        "a request without X-Api-Key gets the framework's 422 validation error",
+    ),
+    (
+        "window-slides",
+        "the window restarts with every request instead of with the first",
+    ),
+    ("text-429", "429 answers are plain text"),
+    (
+        "reset-constant",
+        "RateLimit-Reset is always WINDOW_SECONDS, not the time left in the window",
+    ),
     // idempotency-keys
     ("replay-creates", "a retry with a used key creates a second payment"),
     ("replay-200", "a replay answers 200 instead of the stored 201"),
@@ -115,7 +175,41 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "delete-again-500",
         "deleting an already deleted payment crashes with 500",
     ),
+    (
+        "replay-live",
+        "a replay rebuilds the body from the payment as it is now instead of the stored response",
+    ),
+    (
+        "key-max-254",
+        "a 255-character key is refused: the length check is off by one",
+    ),
+    (
+        "client-id-optional",
+        "requests without X-Client-Id are served as an anonymous client",
+    ),
+    ("html-400", "400 answers are the framework's HTML error page"),
+    ("no-owner-check", "GET /payments/{id} serves any client's payment"),
+    (
+        "payment-delete-again-204",
+        "deleting a payment that is already gone answers 204",
+    ),
+    ("payment-created-200", "POST /payments answers 200 instead of 201"),
+    ("note-omitted", "the created payment's body leaves out \"note\": null"),
     // status-codes
+    (
+        "html-413",
+        "the framework's body limit answers 413 with its own text/html page, not problem details",
+    ),
+    (
+        "extra-fields-allowed",
+        "fields other than text are ignored instead of 422",
+    ),
+    ("no-length-check", "empty and over-long notes are stored"),
+    ("delete-missing-204", "DELETE of a note that does not exist answers 204"),
+    (
+        "get-note-id-number",
+        "GET answers the note's id as a JSON number, not a string",
+    ),
     ("notes-created-200", "POST /notes answers 200 instead of 201"),
     (
         "notes-delete-body",
@@ -157,6 +251,35 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "challenge-always-errors",
         "a request without credentials gets error=\"invalid_token\" in its challenge",
     ),
+    (
+        "duplicate-overwrite",
+        "signing up with a taken username replaces the account (a takeover) and answers 201",
+    ),
+    (
+        "short-password-accepted",
+        "passwords shorter than 8 characters are accepted",
+    ),
+    (
+        "role-from-body",
+        "the sign-up body is bound onto the user: \"role\": \"admin\" makes an admin",
+    ),
+    (
+        "pwd-field-leak",
+        "users are serialized with a \"pwd\" field holding the scrypt hash",
+    ),
+    (
+        "password-changed-at",
+        "not a bug: users carry a password_changed_at date, which must not be mistaken for a leak",
+    ),
+    ("doc-no-location", "POST /docs answers 201 without a Location"),
+    (
+        "me-first-user",
+        "GET /users/me answers the first user ever created, not the caller",
+    ),
+    (
+        "realm-with-scope",
+        "not a bug: the challenge without credentials is `Bearer realm=\"docs\", scope=\"docs\"`",
+    ),
     // jwt-auth
     ("opaque-tokens", "login issues opaque random tokens instead of JWTs"),
     (
@@ -178,6 +301,27 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ("expiry-ignored", "exp is not checked"),
     ("nbf-ignored", "nbf is not checked"),
     ("audience-ignored", "aud is not checked"),
+    (
+        "iat-required",
+        "not a bug: tokens without iat are refused (strict, and allowed); every probe must still pass",
+    ),
+    (
+        "hs384-accepted",
+        "the algorithm is read from the token: HS384 and HS512 tokens signed with the secret pass",
+    ),
+    (
+        "bare-bearer-challenge",
+        "rejected tokens get `WWW-Authenticate: Bearer` without error=\"invalid_token\"",
+    ),
+    (
+        "missing-token-422",
+        "a request without Authorization gets the framework's 422 validation error",
+    ),
+    ("login-any-password", "login accepts any password for a registered user"),
+    (
+        "aud-must-be-string",
+        "an aud claim that is an array holding the audience is refused (RFC 7519 allows arrays)",
+    ),
     ("issuer-ignored", "iss is not checked"),
     // pagination
     (
@@ -203,6 +347,14 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "the last page has \"next_cursor\": \"\" instead of null",
     ),
     ("no-link-header", "pages carry no Link header"),
+    (
+        "unsigned-cursor",
+        "cursors are base64 of the position without a signature: a changed one names another position",
+    ),
+    ("ties-newest-first", "articles with an equal score come newest first"),
+    ("limit-max-99", "limit=100 is refused: the range check is off by one"),
+    ("default-limit-20", "without a limit, pages hold 20 articles"),
+    ("article-created-200", "POST /articles answers 200 instead of 201"),
 ];
 
 /// How one instance of the reference service behaves.

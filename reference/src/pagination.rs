@@ -65,20 +65,26 @@ fn mac(data: &str) -> String {
     URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..12])
 }
 
-fn encode(position: &Position) -> String {
+fn encode(position: &Position, signed: bool) -> String {
     let data = match position {
         Position::After(score, seq) => format!("a:{score}:{seq}"),
         Position::Offset(offset) => format!("o:{offset}"),
     };
     let data = URL_SAFE_NO_PAD.encode(data);
-    format!("{data}.{}", mac(&data))
+    if signed { format!("{data}.{}", mac(&data)) } else { data }
 }
 
-fn decode(cursor: &str) -> Option<Position> {
-    let (data, signature) = cursor.split_once('.')?;
-    if mac(data) != signature {
-        return None;
-    }
+/// The position a cursor names; `signed: false` is the `unsigned-cursor` defect (base64 alone).
+fn decode(cursor: &str, signed: bool) -> Option<Position> {
+    let data = if signed {
+        let (data, signature) = cursor.split_once('.')?;
+        if mac(data) != signature {
+            return None;
+        }
+        data
+    } else {
+        cursor
+    };
     let text = String::from_utf8(URL_SAFE_NO_PAD.decode(data).ok()?).ok()?;
     let mut parts = text.split(':');
     match (parts.next()?, parts.next(), parts.next()) {
@@ -106,11 +112,12 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Response {
     if let Ok(mut articles) = app.articles.articles.lock() {
         articles.push(article.clone());
     }
-    let mut response = json_response(
-        StatusCode::CREATED,
-        &serde_json::to_value(&article).unwrap_or_default(),
-        false,
-    );
+    let status = if app.config.has("article-created-200") {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let mut response = json_response(status, &serde_json::to_value(&article).unwrap_or_default(), false);
     if let Ok(location) = HeaderValue::from_str(&format!("/articles/{}", article.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -123,13 +130,16 @@ fn crash(detail: &str) -> Response {
 
 async fn list(State(app): State<Shared>, Query(query): Query<ListQuery>) -> Response {
     let has = |d: &str| app.config.has(d);
+    let signed = !has("unsigned-cursor");
+    let max = if has("limit-max-99") { 99 } else { 100 };
     let limit = match query.limit.as_deref().map(str::parse::<i64>) {
+        None if has("default-limit-20") => 20,
         None => 10,
-        Some(Ok(n @ 1..=100)) => n as usize,
+        Some(Ok(n)) if (1..=max).contains(&n) => n as usize,
         _ if has("limit-unchecked") => return crash("limit out of range"),
         _ => return problem(StatusCode::BAD_REQUEST, "limit must be a whole number from 1 to 100"),
     };
-    let start = match query.cursor.as_deref().map(decode) {
+    let start = match query.cursor.as_deref().map(|c| decode(c, signed)) {
         None => None,
         Some(Some(position)) => Some(position),
         Some(None) if has("cursor-500") => return crash("invalid cursor"),
@@ -147,7 +157,16 @@ async fn list(State(app): State<Shared>, Query(query): Query<ListQuery>) -> Resp
         })
         .unwrap_or_default();
     // Score descending, ties broken by creation order: a total order, so keyset cursors are exact.
-    matching.sort_by(|a, b| b.score.cmp(&a.score).then(a.seq.cmp(&b.seq)));
+    // `ties-newest-first` reverses the tiebreaker, consistently in the sort and in the cursor comparison.
+    let newest_first = has("ties-newest-first");
+    matching.sort_by(|a, b| {
+        let ties = if newest_first {
+            b.seq.cmp(&a.seq)
+        } else {
+            a.seq.cmp(&b.seq)
+        };
+        b.score.cmp(&a.score).then(ties)
+    });
     let remaining: Vec<Article> = match start {
         None => matching,
         Some(Position::Offset(offset)) => matching.into_iter().skip(offset).collect(),
@@ -156,7 +175,7 @@ async fn list(State(app): State<Shared>, Query(query): Query<ListQuery>) -> Resp
         }
         Some(Position::After(score, seq)) => matching
             .into_iter()
-            .filter(|a| a.score < score || (a.score == score && a.seq > seq))
+            .filter(|a| a.score < score || (a.score == score && if newest_first { a.seq < seq } else { a.seq > seq }))
             .collect(),
     };
     let page: Vec<Article> = remaining.iter().take(limit).cloned().collect();
@@ -167,9 +186,9 @@ async fn list(State(app): State<Shared>, Query(query): Query<ListQuery>) -> Resp
                 Some(Position::Offset(o)) => o + page.len(),
                 _ => page.len(),
             };
-            encode(&Position::Offset(offset))
+            encode(&Position::Offset(offset), signed)
         } else {
-            encode(&Position::After(last.score, last.seq))
+            encode(&Position::After(last.score, last.seq), signed)
         }),
         _ => None,
     };

@@ -42,6 +42,9 @@ async fn count(app: &Shared, bucket: &str, limit: u64, window: Duration) -> (boo
         let entry = buckets.entry(bucket.to_string()).or_insert((now, 0));
         if !fresh(entry) {
             *entry = (now, 0);
+        } else if app.config.has("window-slides") {
+            // The window restarts with every request, so a steady client never gets a new one.
+            entry.0 = now;
         }
         if !app.config.has("racy-counter") {
             entry.1 += 1;
@@ -62,6 +65,9 @@ async fn count(app: &Shared, bucket: &str, limit: u64, window: Duration) -> (boo
     };
     let remaining_window = window.saturating_sub(now.duration_since(started));
     let mut reset = remaining_window.as_secs() + u64::from(remaining_window.subsec_nanos() > 0);
+    if app.config.has("reset-constant") {
+        reset = window.as_secs();
+    }
     if app.config.has("retry-after-lies") {
         reset = reset.saturating_sub(1).max(1);
     }
@@ -76,6 +82,13 @@ async fn quote(State(app): State<Shared>, headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|k| !k.is_empty())
     else {
+        if app.config.has("no-api-key-422") {
+            return json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({ "detail": [{ "type": "missing", "loc": ["header", "x-api-key"] }] }),
+                false,
+            );
+        }
         return problem(StatusCode::UNAUTHORIZED, "send your API key in X-Api-Key");
     };
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
@@ -102,7 +115,11 @@ async fn quote(State(app): State<Shared>, headers: HeaderMap) -> Response {
         } else {
             StatusCode::TOO_MANY_REQUESTS
         };
-        let mut response = problem(status, "rate limit exceeded; retry after the time in Retry-After");
+        let mut response = if app.config.has("text-429") {
+            (status, "Too many requests, slow down.").into_response()
+        } else {
+            problem(status, "rate limit exceeded; retry after the time in Retry-After")
+        };
         let retry_after = if app.config.has("retry-after-float") {
             format!("{reset}.5")
         } else {

@@ -19,6 +19,8 @@ use crate::{Shared, json_response, problem, with_allow};
 pub(crate) struct Store {
     items: Mutex<BTreeMap<String, Item>>,
     next: AtomicU64,
+    /// The list computed at the first GET (the `list-cached` defect).
+    cached_list: Mutex<Option<Vec<Item>>>,
 }
 
 #[derive(Clone, Serialize)]
@@ -50,16 +52,21 @@ async fn collection(State(app): State<Shared>, method: Method, headers: HeaderMa
     let plain = app.config.has("text-plain-json");
     match method {
         Method::GET | Method::HEAD if method == Method::GET || !app.config.has("head-405") => {
-            let items: Vec<Item> = app
+            let mut items: Vec<Item> = app
                 .items
                 .items
                 .lock()
                 .map(|m| m.values().cloned().collect())
                 .unwrap_or_default();
+            if app.config.has("list-cached")
+                && let Ok(mut cached) = app.items.cached_list.lock()
+            {
+                items = cached.get_or_insert(items).clone();
+            }
             json_response(StatusCode::OK, &serde_json::json!({ "items": items }), plain)
         }
         Method::POST => {
-            let input = match parse_input(&headers, &body) {
+            let input = match parse_input(&app, &headers, &body) {
                 Ok(input) => input,
                 Err((status, detail)) => return problem(status, &detail),
             };
@@ -114,10 +121,18 @@ async fn member(
             None => problem(StatusCode::NOT_FOUND, &format!("no item with id {id}")),
         },
         Method::PUT => {
-            let Some(old) = current else {
-                return problem(StatusCode::NOT_FOUND, &format!("no item with id {id}"));
+            let old = match current {
+                Some(old) => old,
+                // An upsert: PUT invents the item it was asked to replace.
+                None if app.config.has("put-upsert") => Item {
+                    id: id.clone(),
+                    name: String::new(),
+                    price: 0.0,
+                    tags: Vec::new(),
+                },
+                None => return problem(StatusCode::NOT_FOUND, &format!("no item with id {id}")),
             };
-            let input = match parse_input(&headers, &body) {
+            let input = match parse_input(&app, &headers, &body) {
                 Ok(input) => input,
                 Err((status, detail)) => return problem(status, &detail),
             };
@@ -139,6 +154,9 @@ async fn member(
         }
         Method::DELETE => {
             if current.is_none() {
+                if app.config.has("delete-again-204") {
+                    return StatusCode::NO_CONTENT.into_response();
+                }
                 return problem(StatusCode::NOT_FOUND, &format!("no item with id {id}"));
             }
             if !app.config.has("delete-noop")
@@ -158,7 +176,7 @@ async fn member(
 }
 
 /// Parses a JSON item: 415 for other media types, 400 for broken JSON, 422 for a wrong shape.
-fn parse_input(headers: &HeaderMap, body: &[u8]) -> Result<ItemInput, (StatusCode, String)> {
+fn parse_input(app: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<ItemInput, (StatusCode, String)> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -172,6 +190,14 @@ fn parse_input(headers: &HeaderMap, body: &[u8]) -> Result<ItemInput, (StatusCod
     }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| (StatusCode::BAD_REQUEST, format!("the body is not valid JSON: {e}")))?;
+    if app.config.has("no-validation") {
+        // Whatever arrives is stored, with defaults for what is missing.
+        return Ok(ItemInput {
+            name: value["name"].as_str().unwrap_or_default().to_string(),
+            price: value["price"].as_f64().unwrap_or_default(),
+            tags: serde_json::from_value(value["tags"].clone()).ok(),
+        });
+    }
     let input: ItemInput = serde_json::from_value(value)
         .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("the item is not valid: {e}")))?;
     if input.name.trim().is_empty() || input.price < 0.0 {
@@ -191,6 +217,9 @@ fn not_allowed(app: &Shared, allow: &'static str) -> Response {
     let response = problem(StatusCode::METHOD_NOT_ALLOWED, "this method is not supported here");
     if app.config.has("405-no-allow") {
         response
+    } else if app.config.has("allow-route-only") {
+        // A router's default: the methods of the first route matching the path, not of the whole URL.
+        with_allow(response, "GET, HEAD")
     } else {
         with_allow(response, allow)
     }

@@ -58,6 +58,18 @@ async fn collection(State(app): State<Shared>, method: Method, headers: HeaderMa
     if method != Method::POST {
         return not_allowed(&app, "POST");
     }
+    if body.len() > MAX_BODY && app.config.has("html-413") {
+        // The framework's body limit answers before any handler, with its own HTML page.
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            "<html><body><h1>413 Request Entity Too Large</h1></body></html>",
+        )
+            .into_response();
+    }
     if body.len() > MAX_BODY && !app.config.has("no-body-limit") {
         return error(
             &app,
@@ -88,8 +100,19 @@ async fn collection(State(app): State<Shared>, method: Method, headers: HeaderMa
             return error(&app, status, &format!("the body is not valid JSON: {e}"));
         }
     };
-    let text = match serde_json::from_value::<NoteInput>(value) {
-        Ok(input) if !input.text.trim().is_empty() && input.text.chars().count() <= 500 => input.text,
+    let lenient = app.config.has("extra-fields-allowed");
+    let parsed = if lenient {
+        value["text"]
+            .as_str()
+            .map(|text| NoteInput { text: text.to_string() })
+            .ok_or(())
+    } else {
+        serde_json::from_value::<NoteInput>(value).map_err(|_| ())
+    };
+    let length_ok =
+        |text: &str| app.config.has("no-length-check") || (!text.trim().is_empty() && text.chars().count() <= 500);
+    let text = match parsed {
+        Ok(input) if length_ok(&input.text) => input.text,
         _ => {
             let status = if app.config.has("invalid-400") {
                 StatusCode::BAD_REQUEST
@@ -139,6 +162,9 @@ async fn member(State(app): State<Shared>, Path(id): Path<String>, method: Metho
         .ok()
         .and_then(|notes| notes.get(&number).cloned());
     let Some(text) = note else {
+        if method == Method::DELETE && app.config.has("delete-missing-204") {
+            return StatusCode::NO_CONTENT.into_response();
+        }
         if app.config.has("notes-missing-500") {
             return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error").into_response();
         }
@@ -153,6 +179,11 @@ async fn member(State(app): State<Shared>, Path(id): Path<String>, method: Metho
         }
         return StatusCode::NO_CONTENT.into_response();
     }
+    let id = if app.config.has("get-note-id-number") {
+        serde_json::json!(number)
+    } else {
+        serde_json::json!(id)
+    };
     json_response(StatusCode::OK, &serde_json::json!({ "id": id, "text": text }), false)
 }
 

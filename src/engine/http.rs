@@ -31,6 +31,7 @@ impl Prepared {
         RequestRecord {
             method: self.method.clone(),
             url: self.url.to_string(),
+            target: self.target(),
             headers: self.headers.clone(),
             body: self.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
         }

@@ -10,7 +10,7 @@ use super::burst;
 use super::http::{Http, Prepared, prepare};
 use super::vars::Vars;
 use crate::expect::{self, Check, Response, clip};
-use crate::outcome::{ProbeReport, ResponseRecord, StepReport, Verdict};
+use crate::outcome::{ProbeReport, ResponseRecord, StepKind, StepReport, Verdict};
 use crate::spec::jwt::VarSpec;
 use crate::spec::model::{ProbeSpec, RequestSpec, StepSpec, WaitSpec, WalkSpec, WalkTotals};
 use crate::spec::template;
@@ -41,10 +41,20 @@ pub async fn run(probe: &ProbeSpec, vars: &mut Vars, ctx: &Context<'_>) -> Probe
     let mut steps = Vec::new();
     let mut verdict = Verdict::Passed;
     let mut message = None;
+    let mut tokens: std::collections::HashMap<&str, crate::spec::jwt::JwtSpec> = std::collections::HashMap::new();
     for (name, value) in &probe.vars {
         let filled = match value {
             VarSpec::Text(text) => template::render(text, |n| vars.lookup(n)).unwrap_or_default(),
-            VarSpec::Jwt(jwt) => crate::spec::jwt::mint(jwt, &mut |n| vars.lookup(n)).unwrap_or_default(),
+            VarSpec::Jwt(jwt) => {
+                // Validation made sure a base names an earlier token.
+                let spec = match jwt.base.as_deref().and_then(|base| tokens.get(base)) {
+                    Some(base) => jwt.over(base),
+                    None => (**jwt).clone(),
+                };
+                let token = crate::spec::jwt::mint(&spec, &mut |n| vars.lookup(n)).unwrap_or_default();
+                tokens.insert(name, spec);
+                token
+            }
         };
         vars.set(name, filled);
     }
@@ -92,10 +102,11 @@ fn summarize(step: &StepReport) -> String {
     }
 }
 
-fn step_report(number: usize, label: String) -> StepReport {
+fn step_report(number: usize, label: String, kind: StepKind) -> StepReport {
     StepReport {
         number,
         label,
+        kind,
         request: None,
         response: None,
         checks: Vec::new(),
@@ -119,24 +130,36 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
         return wait_step(number, wait, vars).await;
     }
     let Some(request) = &step.request else {
-        let mut report = step_report(number, "empty step".into());
+        let mut report = step_report(number, "empty step".into(), StepKind::Request);
         report.error = Some("the step has neither a request nor a wait".into());
         return (report, Ending::Errored);
     };
-    let label = |suffix: String| {
-        step.name
-            .clone()
-            .unwrap_or_else(|| format!("{} {}{suffix}", request.method, request.path))
+    // Labels show the request as sent (placeholders filled in) once it is prepared; the template until then.
+    let label = |target: &str, suffix: String| match &step.name {
+        Some(name) => format!("{name}: {} {target}{suffix}", request.method),
+        None => format!("{} {target}{suffix}", request.method),
     };
     if let Some(walk) = &step.walk {
-        let report = step_report(number, label(" (walk through every page)".to_string()));
+        let report = step_report(number, label(&request.path, " (walk)".to_string()), StepKind::Walk);
         return walk_step(report, step, request, walk, vars, ctx).await;
     }
     if let Some(burst) = &step.burst {
-        let report = step_report(
+        let mut report = step_report(
             number,
-            label(format!(" (burst of {} × {} at once)", burst.count, burst.concurrency)),
+            label(&request.path, String::new()),
+            StepKind::Burst {
+                count: burst.count,
+                concurrency: burst.concurrency,
+            },
         );
+        vars.index = Some(0);
+        if let Ok(first) = prepare(request, vars, ctx.base) {
+            report.label = label(
+                &first.target(),
+                format!(" (burst of {} × {} at once)", burst.count, burst.concurrency),
+            );
+        }
+        vars.index = None;
         return burst_step(
             report,
             step,
@@ -154,7 +177,11 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
     } else {
         String::new()
     };
-    let mut report = step_report(number, label(suffix));
+    let kind = match step.repeat {
+        Some(times) => StepKind::Repeat { times },
+        None => StepKind::Request,
+    };
+    let mut report = step_report(number, label(&request.path, suffix.clone()), kind);
     for i in 0..times {
         vars.index = step.repeat.map(|_| i);
         let prepared = prepare(request, vars, ctx.base);
@@ -166,6 +193,9 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
                 return (report, Ending::Failed);
             }
         };
+        if i == 0 {
+            report.label = label(&prepared.target(), suffix.clone());
+        }
         report.request = Some(prepared.record());
         let response = match ctx.http.send(&prepared).await {
             Ok(r) => r,
@@ -295,6 +325,10 @@ async fn walk_step(
             return (report, Ending::Failed);
         }
     };
+    report.label = match &step.name {
+        Some(name) => format!("{name}: {} {} (walk)", request.method, first.target()),
+        None => format!("{} {} (walk)", request.method, first.target()),
+    };
     let default_expect = Default::default();
     let expect = step.expect.as_ref().unwrap_or(&default_expect);
     let max_pages = walk.max_pages.unwrap_or(50) as usize;
@@ -363,14 +397,29 @@ async fn walk_step(
         }
         current = next;
     }
-    report.label = format!(
-        "{} {} (walked {pages} page{})",
-        request.method,
-        request.path,
-        if pages == 1 { "" } else { "s" }
-    );
+    report.label = match &step.name {
+        Some(name) => format!("{name}: {} {}", request.method, first.target()),
+        None => format!("{} {}", request.method, first.target()),
+    };
+    report
+        .label
+        .push_str(&format!(" (walked {pages} page{})", if pages == 1 { "" } else { "s" }));
     report.checks = expect::aggregate(&per_page);
+    let expected_values = walk.totals.values.as_ref().map(|values| {
+        values
+            .iter()
+            .map(|v| template::render_json(v, &mut |n| vars.lookup(n)).unwrap_or_else(|_| v.clone()))
+            .collect::<Vec<_>>()
+    });
     report.checks.extend(walk_totals(&walk.totals, pages, &collected));
+    if let Some(expected) = expected_values {
+        report.checks.push(Check {
+            what: "values collected, in order".into(),
+            expected: clip(&serde_json::Value::from(expected.clone()).to_string(), 300),
+            actual: clip(&serde_json::Value::from(collected.clone()).to_string(), 300),
+            passed: collected == expected,
+        });
+    }
     report.passed = report.checks.iter().all(|c| c.passed);
     let ending = if report.passed { Ending::Passed } else { Ending::Failed };
     (report, ending)
@@ -475,7 +524,7 @@ async fn wait_step(number: usize, wait: &WaitSpec, vars: &mut Vars) -> (StepRepo
         }
         (None, None) => Err("the wait has neither `duration` nor `seconds`".to_string()),
     };
-    let mut report = step_report(number, "wait".into());
+    let mut report = step_report(number, "wait".into(), StepKind::Wait { ms: 0 });
     let base = match base {
         Ok(base) => base,
         Err(e) => {
@@ -483,7 +532,23 @@ async fn wait_step(number: usize, wait: &WaitSpec, vars: &mut Vars) -> (StepRepo
             return (report, Ending::Failed);
         }
     };
-    report.label = format!("wait {:.1}s", (base + plus).as_secs_f64());
+    report.kind = StepKind::Wait {
+        ms: (base + plus).as_millis() as u64,
+    };
+    let mut why = Vec::new();
+    if let (None, Some(seconds)) = (&wait.duration, &wait.seconds) {
+        let source = template::placeholders(&seconds.0).join(", ");
+        let value = template::render(&seconds.0, |n| vars.lookup(n)).unwrap_or_default();
+        why.push(format!("{source} = {}", clip(value.trim(), 40)));
+    }
+    if !plus.is_zero() {
+        why.push(format!("plus {} ms", plus.as_millis()));
+    }
+    report.label = if why.is_empty() {
+        format!("wait {:.2}s", (base + plus).as_secs_f64())
+    } else {
+        format!("wait {:.2}s ({})", (base + plus).as_secs_f64(), why.join(", "))
+    };
     if base > max {
         report.error = Some(format!(
             "the service asked to wait {:.1}s, more than the {:.0}s this probe allows",

@@ -26,10 +26,15 @@ pub fn stable_hash(text: &str) -> u64 {
 
 impl Vars {
     /// Variables for one probe: randomness derives from the run's seed, the challenge and the probe, so
-    /// `--seed` reproduces every value.
-    pub fn new(seed: u64, challenge: &str, probe: &str, env: IndexMap<String, String>) -> Self {
+    /// `--seed` reproduces every random value. `{{unique}}` also carries a stamp of the run's id, so that a rerun
+    /// with the same seed against a service that kept its state never reuses a key of the earlier run.
+    pub fn new(seed: u64, run_id: &str, challenge: &str, probe: &str, env: IndexMap<String, String>) -> Self {
         let mut rng = StdRng::seed_from_u64(seed ^ stable_hash(&format!("{challenge}/{probe}")));
-        let unique = format!("u{:012x}", rng.random::<u64>() >> 16);
+        let unique = format!(
+            "u{:012x}{:06x}",
+            rng.random::<u64>() >> 16,
+            stable_hash(run_id) & 0xff_ffff
+        );
         Self {
             values: HashMap::new(),
             env,
@@ -61,6 +66,9 @@ impl Vars {
                     .to_string(),
             ),
             "index" => self.index.map(|i| i.to_string()),
+            _ if name.starts_with("tamper.") => crate::spec::template::tamper_target(name)
+                .and_then(|var| self.values.get(var))
+                .map(|value| crate::spec::template::tamper(value)),
             _ if name.starts_with("filler.") => crate::spec::template::filler_size(name).map(|n| "x".repeat(n)),
             _ if name.starts_with("now") => crate::spec::template::now_offset(name).map(|offset| {
                 let now = std::time::SystemTime::now()
@@ -94,9 +102,10 @@ mod tests {
 
     #[test]
     fn the_same_seed_gives_the_same_values_and_probes_differ() {
-        let mut a = Vars::new(7, "c", "p", IndexMap::new());
-        let mut b = Vars::new(7, "c", "p", IndexMap::new());
-        let mut other = Vars::new(7, "c", "q", IndexMap::new());
+        let mut a = Vars::new(7, "r1", "c", "p", IndexMap::new());
+        let mut b = Vars::new(7, "r1", "c", "p", IndexMap::new());
+        let mut other = Vars::new(7, "r1", "c", "q", IndexMap::new());
+        let mut rerun = Vars::new(7, "r2", "c", "p", IndexMap::new());
         assert_eq!(a.lookup("unique"), b.lookup("unique"));
         assert_eq!(a.lookup("uuid"), b.lookup("uuid"));
         assert_ne!(a.lookup("unique"), other.lookup("unique"));
@@ -106,12 +115,22 @@ mod tests {
             "unique is stable within a probe"
         );
         assert_ne!(a.lookup("random"), a.lookup("random"), "random is fresh at each use");
+        assert_ne!(
+            a.lookup("unique"),
+            rerun.lookup("unique"),
+            "a rerun with the same seed must not reuse the keys of the first run"
+        );
+        assert_eq!(
+            Vars::new(7, "r1", "c", "p", IndexMap::new()).lookup("uuid"),
+            Vars::new(7, "r2", "c", "p", IndexMap::new()).lookup("uuid"),
+            "the seed still fixes random values"
+        );
     }
 
     #[test]
     fn uuids_have_the_v4_shape_and_env_and_sets_resolve() {
         let env: IndexMap<String, String> = [("KEY".to_string(), "v".to_string())].into_iter().collect();
-        let mut vars = Vars::new(1, "c", "p", env);
+        let mut vars = Vars::new(1, "r", "c", "p", env);
         let uuid = vars.lookup("uuid").expect("uuid");
         let re =
             regex::Regex::new("^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$").expect("regex");

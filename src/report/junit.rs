@@ -33,8 +33,13 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
             if !probe.hint.is_empty() {
                 description.push_str(&format!("\nhint: {}", probe.hint.trim()));
             }
-            if let Some(curl) = reproduce(probe) {
-                description.push_str(&format!("\ntry: {curl}"));
+            let replay = reproduce(probe);
+            if !replay.is_empty() {
+                description.push_str(&format!(
+                    "\nreplay (set {}= to your service's base URL):\n{}",
+                    super::curl::BASE,
+                    replay.join("\n")
+                ));
             }
             let message = probe.message.clone().unwrap_or_default();
             let status = match probe.verdict {

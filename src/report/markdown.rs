@@ -6,6 +6,12 @@ use std::io::{self, Write};
 use super::{failure_lines, mark, reproduce};
 use crate::outcome::{RunReport, Verdict};
 
+/// A code fence longer than any run of backticks in `text`, so the text cannot close it.
+fn fence(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
+}
+
 /// Escapes text for a Markdown table cell.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
@@ -89,8 +95,16 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
             if !probe.hint.is_empty() {
                 writeln!(out, "- **hint:** {}", probe.hint.trim())?;
             }
-            if let Some(curl) = reproduce(probe) {
-                writeln!(out, "- **try:** `{}`", curl.replace('`', "\\`"))?;
+            let replay = reproduce(probe);
+            if !replay.is_empty() {
+                writeln!(
+                    out,
+                    "- **replay** (set `{}` to your service's base URL):\n",
+                    super::curl::BASE
+                )?;
+                let script = replay.join("\n");
+                let fence = fence(&script);
+                writeln!(out, "{fence}sh\n{script}\n{fence}")?;
             }
         }
     }

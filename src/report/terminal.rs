@@ -61,6 +61,16 @@ pub fn write(report: &RunReport, out: &mut dyn Write, color: bool) -> io::Result
             p.warn.apply_to("interrupted: unfinished probes were skipped")
         )?;
     }
+    if !report.probe_filter.is_empty() {
+        writeln!(
+            out,
+            "{}",
+            p.warn.apply_to(format!(
+                "partial run: only probes matching {} (scores cover those probes only)",
+                report.probe_filter.join(", ")
+            ))
+        )?;
+    }
     Ok(())
 }
 
@@ -148,8 +158,20 @@ fn write_challenge(c: &ChallengeReport, out: &mut dyn Write, p: &Palette) -> io:
         if !probe.hint.is_empty() {
             writeln!(out, "    {} {}", p.bold.apply_to("hint:"), probe.hint.trim())?;
         }
-        if let Some(curl) = reproduce(probe) {
-            writeln!(out, "    {} {}", p.bold.apply_to("try: "), curl)?;
+        let replay = reproduce(probe);
+        if !replay.is_empty() {
+            writeln!(
+                out,
+                "    {} {}",
+                p.bold.apply_to("replay:"),
+                p.dim.apply_to(format!(
+                    "(set {}=<your service's base URL>, then paste)",
+                    super::curl::BASE
+                ))
+            )?;
+            for line in replay {
+                writeln!(out, "      {line}")?;
+            }
         }
     }
     writeln!(out)

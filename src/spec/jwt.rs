@@ -30,6 +30,10 @@ pub enum JwtSign {
     /// HMAC-SHA256 with `secret`.
     #[default]
     Hs256,
+    /// HMAC-SHA384 with `secret` (a service pinned to HS256 must refuse it).
+    Hs384,
+    /// HMAC-SHA512 with `secret`.
+    Hs512,
     /// No signature at all (the `alg: none` attack); the header's `alg` defaults to `none`.
     None,
 }
@@ -39,6 +43,10 @@ pub enum JwtSign {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSpec {
+    /// An earlier JWT variable of the probe this token starts from: its header, claims, secret and signing are
+    /// taken, then this token's fields change them (a claim or header field set to `null` is removed). A
+    /// deliberately bad token written this way differs from an accepted one only in what it states.
+    pub base: Option<String>,
     /// Header fields; `alg` and `typ` are filled in when absent.
     #[serde(default)]
     pub header: IndexMap<String, serde_json::Value>,
@@ -47,9 +55,8 @@ pub struct JwtSpec {
     pub claims: IndexMap<String, serde_json::Value>,
     /// The HMAC secret (usually `{{env.JWT_SECRET}}`, or another key to forge with).
     pub secret: Option<String>,
-    /// `hs256` (default) or `none`.
-    #[serde(default)]
-    pub sign: JwtSign,
+    /// `hs256` (the default), `hs384`, `hs512` or `none`.
+    pub sign: Option<JwtSign>,
     /// Claims changed *after* signing: a tampered payload with the original signature.
     #[serde(default)]
     pub tamper: IndexMap<String, serde_json::Value>,
@@ -117,6 +124,37 @@ impl JwtSpec {
         texts.extend(self.secret.as_deref());
         texts
     }
+
+    /// This token's fields applied over `base` (already merged with its own base).
+    pub fn over(&self, base: &JwtSpec) -> JwtSpec {
+        fn merge(
+            base: &IndexMap<String, serde_json::Value>,
+            changes: &IndexMap<String, serde_json::Value>,
+        ) -> IndexMap<String, serde_json::Value> {
+            let mut out = base.clone();
+            for (name, value) in changes {
+                if value.is_null() {
+                    out.shift_remove(name);
+                } else {
+                    out.insert(name.clone(), value.clone());
+                }
+            }
+            out
+        }
+        JwtSpec {
+            base: None,
+            header: merge(&base.header, &self.header),
+            claims: merge(&base.claims, &self.claims),
+            secret: self.secret.clone().or_else(|| base.secret.clone()),
+            sign: self.sign.or(base.sign),
+            tamper: merge(&base.tamper, &self.tamper),
+        }
+    }
+
+    /// How the token is signed.
+    pub fn signing(&self) -> JwtSign {
+        self.sign.unwrap_or_default()
+    }
 }
 
 fn render_claims(
@@ -142,23 +180,36 @@ fn encode(value: &serde_json::Map<String, serde_json::Value>) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::Value::Object(value.clone()).to_string())
 }
 
-/// Mints the token the spec describes.
+/// The base64url HMAC of `input` under `secret` with the given digest.
+macro_rules! hmac_b64 {
+    ($digest:ty, $secret:expr, $input:expr) => {{
+        let mut mac = Hmac::<$digest>::new_from_slice($secret.as_bytes())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update($input.as_bytes());
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    }};
+}
+
+/// Mints the token the spec describes (its `base` already applied).
 pub fn mint(spec: &JwtSpec, lookup: &mut dyn FnMut(&str) -> Option<String>) -> Result<String, Undefined> {
     let mut header = render_claims(&spec.header, lookup)?;
-    let default_alg = if spec.sign == JwtSign::None { "none" } else { "HS256" };
+    let sign = spec.signing();
+    let default_alg = match sign {
+        JwtSign::None => "none",
+        JwtSign::Hs256 => "HS256",
+        JwtSign::Hs384 => "HS384",
+        JwtSign::Hs512 => "HS512",
+    };
     header.entry("alg").or_insert_with(|| default_alg.into());
     header.entry("typ").or_insert_with(|| "JWT".into());
     let claims = render_claims(&spec.claims, lookup)?;
     let signing_input = format!("{}.{}", encode(&header), encode(&claims));
-    let signature = match spec.sign {
+    let secret = template::render(spec.secret.as_deref().unwrap_or_default(), &mut *lookup)?;
+    let signature = match sign {
         JwtSign::None => String::new(),
-        JwtSign::Hs256 => {
-            let secret = template::render(spec.secret.as_deref().unwrap_or_default(), &mut *lookup)?;
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
-                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-            mac.update(signing_input.as_bytes());
-            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-        }
+        JwtSign::Hs256 => hmac_b64!(sha2::Sha256, secret, signing_input),
+        JwtSign::Hs384 => hmac_b64!(sha2::Sha384, secret, signing_input),
+        JwtSign::Hs512 => hmac_b64!(sha2::Sha512, secret, signing_input),
     };
     if spec.tamper.is_empty() {
         return Ok(format!("{signing_input}.{signature}"));

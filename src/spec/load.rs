@@ -26,6 +26,36 @@ impl Challenge {
     }
 }
 
+/// Keeps only the probes whose id (or `challenge/probe`) matches one of the glob patterns (`*`, `?`, `[...]`),
+/// and drops challenges left without probes. An error when a pattern is invalid or nothing matches.
+pub fn select_probes(challenges: Vec<Challenge>, patterns: &[String]) -> Result<Vec<Challenge>, String> {
+    if patterns.is_empty() {
+        return Ok(challenges);
+    }
+    let compiled = patterns
+        .iter()
+        .map(|p| glob::Pattern::new(p).map_err(|e| format!("--probe `{p}` is not a valid pattern: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let selected: Vec<Challenge> = challenges
+        .into_iter()
+        .filter_map(|mut challenge| {
+            let id = challenge.id.clone();
+            challenge.spec.probes.retain(|probe| {
+                let qualified = format!("{id}/{}", probe.id);
+                compiled.iter().any(|p| p.matches(&probe.id) || p.matches(&qualified))
+            });
+            (!challenge.spec.probes.is_empty()).then_some(challenge)
+        })
+        .collect();
+    if selected.is_empty() {
+        return Err(format!(
+            "no probe matches --probe {}: `proctor show <challenge>` lists the probe ids",
+            patterns.join(", ")
+        ));
+    }
+    Ok(selected)
+}
+
 /// A spec source: its display name, the id it will have, and its text.
 #[derive(Debug, Clone)]
 pub struct Source {

@@ -19,6 +19,9 @@ pub struct ChallengeSpec {
     pub tags: Vec<String>,
     /// The candidate-facing brief (Markdown): endpoints, payloads, env vars, the conventions chosen.
     pub brief: String,
+    /// The brief's gradable rules: every sentence a service can be failed on, each with an id that the probes
+    /// checking it name. `proctor show` prints them after the brief; a rule no probe checks is a spec error.
+    pub rules: Vec<RuleSpec>,
     /// How the service under test is started and reached.
     #[serde(default)]
     pub service: ServiceSpec,
@@ -40,6 +43,16 @@ pub struct Question {
     /// The question's number in the interview-question list.
     pub number: u32,
     /// The question's text.
+    pub text: String,
+}
+
+/// One gradable rule of a brief.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// Unique within the challenge, kebab-case; probes name it in their `rules`.
+    pub id: String,
+    /// The rule as the candidate reads it (Markdown, one or a few sentences).
     pub text: String,
 }
 
@@ -147,6 +160,8 @@ pub struct ProbeSpec {
     pub title: String,
     /// The area scored (status-codes, caching, auth, rate-limiting, ...), kebab-case.
     pub category: String,
+    /// The ids of the brief's rules this probe checks (at least one).
+    pub rules: Vec<String>,
     /// Points earned when the probe passes.
     #[serde(default = "default_points")]
     pub points: u32,
@@ -252,10 +267,15 @@ pub struct HeaderCheck {
     pub equals: Option<String>,
     /// The (combined) value must match this regular expression.
     pub matches: Option<Pattern>,
+    /// The header, when present, must not match this regular expression (an absent header passes).
+    pub not_matches: Option<Pattern>,
     /// The comma-separated list must contain this member (case-insensitive, e.g. `Allow` contains `GET`).
     pub contains: Option<String>,
     /// The comma-separated list must not contain this member.
     pub excludes: Option<String>,
+    /// The comma-separated list must hold exactly these members, in any order, case-insensitively (e.g. the
+    /// whole `Allow` set of a resource).
+    pub members: Option<Vec<String>>,
     /// The value, as a number, must be greater than this.
     pub gt: Option<f64>,
     /// ... at least this.
@@ -411,4 +431,6 @@ pub struct WalkTotals {
     pub count: Option<u32>,
     /// `true`: no value may be collected twice.
     pub distinct: Option<bool>,
+    /// The values the walk must collect, exactly and in this order (strings may use `{{...}}`).
+    pub values: Option<Vec<serde_json::Value>>,
 }

@@ -26,7 +26,68 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "filler.N",
         "N copies of the letter x, for oversized bodies (N up to 16 MiB)",
     ),
+    (
+        "tamper.NAME",
+        "the variable NAME with one value inside it changed but its format kept: when it is base64 (or \
+         base64url) of text with a digit, the last such digit is changed and the text re-encoded the same way; \
+         otherwise its last digit (or letter) is changed. An unsigned cursor stays decodable and names \
+         another position; a signed or looked-up one must be refused",
+    ),
 ];
+
+/// The variable a `tamper.NAME` placeholder changes.
+pub fn tamper_target(name: &str) -> Option<&str> {
+    name.strip_prefix("tamper.").filter(|n| !n.is_empty())
+}
+
+/// `value` with one value inside it changed, its format kept (see the `tamper.NAME` builtin). Each `.`-separated
+/// part is tried in order: the first that is base64 (or base64url) of bytes with an ASCII digit gets its last such
+/// digit changed and is re-encoded the same way. Otherwise the first digit (or letter) of the value changes — the
+/// first, because the last character of base64 may carry unused bits that a lenient decoder ignores.
+pub fn tamper(value: &str) -> String {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let mut parts: Vec<String> = value.split('.').map(str::to_string).collect();
+    for part in &mut parts {
+        let engine = match (part.contains(['-', '_']), part.ends_with('=')) {
+            (true, true) => &URL_SAFE,
+            (true, false) => &URL_SAFE_NO_PAD,
+            (false, true) => &STANDARD,
+            (false, false) => &STANDARD_NO_PAD,
+        };
+        if let Ok(mut decoded) = engine.decode(part.as_bytes())
+            && let Some(at) = decoded.iter().rposition(u8::is_ascii_digit)
+        {
+            decoded[at] = next_in_class(decoded[at]);
+            *part = engine.encode(decoded);
+            return parts.join(".");
+        }
+    }
+    let mut bytes = value.as_bytes().to_vec();
+    let at = bytes
+        .iter()
+        .position(u8::is_ascii_digit)
+        .or_else(|| bytes.iter().position(u8::is_ascii_alphabetic));
+    match at {
+        Some(at) => {
+            bytes[at] = next_in_class(bytes[at]);
+            // Only an ASCII byte was replaced by another, so the text is still UTF-8.
+            String::from_utf8(bytes).unwrap_or_else(|_| format!("{value}0"))
+        }
+        None => format!("{value}0"),
+    }
+}
+
+/// The next character of the same kind: `3` → `4`, `9` → `0`, `a` → `b`, `Z` → `A`.
+fn next_in_class(c: u8) -> u8 {
+    match c {
+        b'9' => b'0',
+        b'z' => b'a',
+        b'Z' => b'A',
+        c if c.is_ascii_alphanumeric() => c + 1,
+        c => c,
+    }
+}
 
 /// The offset of a `now+N` / `now-N` placeholder, in seconds.
 pub fn now_offset(name: &str) -> Option<i64> {
@@ -154,5 +215,29 @@ mod tests {
         let mut lookup = |name: &str| (name == "id").then(|| "7".to_string());
         let out = render_json(&value, &mut lookup).expect("renders");
         assert_eq!(out, serde_json::json!({"name": "7", "n": 1, "list": ["a-7"]}));
+    }
+
+    #[test]
+    fn tampering_keeps_the_format_and_changes_one_value() {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        // An unsigned cursor: base64url of JSON with a number. It still decodes, to another position.
+        let cursor = URL_SAFE_NO_PAD.encode(r#"{"after":"item-0042"}"#);
+        let tampered = tamper(&cursor);
+        assert_ne!(tampered, cursor);
+        let decoded = URL_SAFE_NO_PAD.decode(&tampered).expect("still base64url");
+        assert_eq!(decoded, br#"{"after":"item-0043"}"#);
+        // Padded standard base64 stays padded standard base64.
+        let offset = STANDARD.encode("offset=19");
+        assert_eq!(STANDARD.decode(tamper(&offset)).expect("decodes"), b"offset=10");
+        // A signed cursor: the payload part changes, the signature is kept (and no longer matches).
+        let payload = URL_SAFE_NO_PAD.encode("[1,24]");
+        let signed = format!("{payload}.Tz-aQ7Q");
+        let tampered = tamper(&signed);
+        assert_eq!(tampered, format!("{}.Tz-aQ7Q", URL_SAFE_NO_PAD.encode("[1,25]")));
+        // Plain numbers and text without base64 meaning: the first digit or letter changes.
+        assert_eq!(tamper("42"), "52");
+        assert_eq!(tamper("page.sig"), "qage.sig");
+        assert_eq!(tamper("--"), "--0");
     }
 }

@@ -93,6 +93,7 @@ impl Validator<'_> {
         if spec.probes.is_empty() {
             self.problem("probes", "a challenge needs at least one probe");
         }
+        self.rules();
         let mut seen: HashSet<&str> = HashSet::new();
         for (i, probe) in spec.probes.iter().enumerate() {
             let at = format!("probes[{i}]");
@@ -105,6 +106,62 @@ impl Validator<'_> {
                 self.problem(format!("{at}.id"), format!("duplicate probe id `{}`", probe.id));
             }
             self.probe(&at, probe);
+        }
+    }
+
+    /// Every rule has a unique id and a text, every probe names at least one known rule, and every rule is
+    /// checked by some probe: the brief and the probes cannot drift apart.
+    fn rules(&mut self) {
+        let spec = self.spec;
+        if spec.rules.is_empty() {
+            self.problem(
+                "rules",
+                "a challenge needs its gradable rules: list each as `{ id, text }` and name them in the probes",
+            );
+        }
+        let mut ids: HashSet<&str> = HashSet::new();
+        for (i, rule) in spec.rules.iter().enumerate() {
+            if !is_kebab(&rule.id) {
+                self.problem(
+                    format!("rules[{i}].id"),
+                    format!("rule id `{}` must be kebab-case", rule.id),
+                );
+            } else if !ids.insert(&rule.id) {
+                self.problem(format!("rules[{i}].id"), format!("duplicate rule id `{}`", rule.id));
+            }
+            if rule.text.trim().is_empty() {
+                self.problem(format!("rules[{i}].text"), "the rule's text is empty");
+            }
+        }
+        let mut probed: HashSet<&str> = HashSet::new();
+        for (i, probe) in spec.probes.iter().enumerate() {
+            if probe.rules.is_empty() {
+                self.problem(
+                    format!("probes[{i}].rules"),
+                    "a probe must name the rules it checks (ids from `rules`)",
+                );
+            }
+            for (j, rule) in probe.rules.iter().enumerate() {
+                if ids.contains(rule.as_str()) {
+                    probed.insert(rule);
+                } else {
+                    self.problem(
+                        format!("probes[{i}].rules[{j}]"),
+                        format!("unknown rule `{rule}`: the challenge's `rules` has no such id"),
+                    );
+                }
+            }
+        }
+        for (i, rule) in spec.rules.iter().enumerate() {
+            if ids.contains(rule.id.as_str()) && !probed.contains(rule.id.as_str()) {
+                self.problem(
+                    format!("rules[{i}]"),
+                    format!(
+                        "no probe checks rule `{}`: a rule without a probe lets a service break it and still pass",
+                        rule.id
+                    ),
+                );
+            }
         }
     }
 
@@ -130,6 +187,7 @@ impl Validator<'_> {
             names: HashSet::new(),
             in_loop: false,
         };
+        let mut jwt_specs: std::collections::HashMap<&str, super::jwt::JwtSpec> = std::collections::HashMap::new();
         for (name, value) in &probe.vars {
             let field = format!("{at}.vars.{name}");
             if !is_identifier(name) || BUILTINS.iter().any(|(b, _)| b == name) || name == "env" {
@@ -144,8 +202,24 @@ impl Validator<'_> {
                     for text in jwt.texts() {
                         self.uses(&field, text, &scope);
                     }
-                    if jwt.sign == JwtSign::Hs256 && jwt.secret.is_none() {
-                        self.problem(&field, "an hs256 token needs a `secret` (or `sign: none`)");
+                    let merged = match &jwt.base {
+                        None => Some((**jwt).clone()),
+                        Some(base) => match jwt_specs.get(base.as_str()) {
+                            Some(base) => Some(jwt.over(base)),
+                            None => {
+                                self.problem(
+                                    format!("{field}.jwt.base"),
+                                    format!("`{base}` is not an earlier `jwt` variable of this probe"),
+                                );
+                                None
+                            }
+                        },
+                    };
+                    if let Some(merged) = merged {
+                        if merged.signing() != JwtSign::None && merged.secret.is_none() {
+                            self.problem(&field, "a signed token needs a `secret` (or `sign: none`)");
+                        }
+                        jwt_specs.insert(name, merged);
                     }
                 }
             }
@@ -262,6 +336,19 @@ impl Validator<'_> {
         }
         if walk.totals.pages == Some(0) {
             self.problem(format!("{at}.totals.pages"), "a walk always fetches the first page");
+        }
+        if let Some(values) = &walk.totals.values {
+            if walk.totals.count.is_some_and(|count| count as usize != values.len()) {
+                self.problem(
+                    format!("{at}.totals.values"),
+                    "`count` and the number of `values` disagree: the walk can never meet both",
+                );
+            }
+            for value in values {
+                for text in json_strings(value) {
+                    self.uses(&format!("{at}.totals.values"), text, scope);
+                }
+            }
         }
         if let Some(request) = &walk.after_first_page {
             self.request(&format!("{at}.after_first_page"), request, scope);
@@ -392,6 +479,8 @@ impl Validator<'_> {
             || check.matches.is_some()
             || check.contains.is_some()
             || check.excludes.is_some()
+            || check.members.is_some()
+            || check.not_matches.is_some()
             || check.gt.is_some()
             || check.gte.is_some()
             || check.lt.is_some()
@@ -411,6 +500,17 @@ impl Validator<'_> {
         self.range(at, check.gt, check.gte, check.lt, check.lte);
         for text in [&check.equals, &check.contains, &check.excludes].into_iter().flatten() {
             self.uses(at, text, scope);
+        }
+        if let Some(members) = &check.members {
+            if members.is_empty() {
+                self.problem(
+                    format!("{at}.members"),
+                    "an empty list of members: use `exists: false` for an absent header",
+                );
+            }
+            for member in members {
+                self.uses(at, member, scope);
+            }
         }
     }
 
@@ -513,6 +613,7 @@ impl Validator<'_> {
             } else {
                 BUILTINS.iter().any(|(b, _)| *b == name)
                     || scope.names.contains(name)
+                    || super::template::tamper_target(name).is_some_and(|var| scope.names.contains(var))
                     || super::template::filler_size(name).is_some()
                     || super::template::now_offset(name).is_some()
             };

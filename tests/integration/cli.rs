@@ -28,7 +28,16 @@ fn show_prints_the_brief_and_how_it_is_graded() {
         .stdout(predicate::str::contains("# http-caching — Add ETag caching"))
         .stdout(predicate::str::contains("Interview question 18"))
         .stdout(predicate::str::contains("If-None-Match"))
-        .stdout(predicate::str::contains("- **etag-is-quoted** (1 pt)"));
+        .stdout(predicate::str::contains("## Rules"))
+        .stdout(predicate::str::contains(
+            "- **`if-match`** — `PUT` with `If-Match`: when no listed entity-tag matches",
+        ))
+        .stdout(predicate::str::contains(
+            "  *probes:* if-match-prevents-lost-updates, if-match-uses-strong-comparison, if-match-star-and-lists",
+        ))
+        .stdout(predicate::str::contains(
+            "- **etag-is-strong-and-quoted** (1 pt, rules strong-etag)",
+        ));
 }
 
 #[test]
@@ -100,8 +109,8 @@ fn demo_grades_the_reference_at_100_percent_with_exit_0() {
         .stdout(predicate::str::contains(format!(
             "{count} challenges graded: {count} passed, 0 not passed"
         )))
-        .stdout(predicate::str::contains("score 15/15 (100%)"))
-        .stdout(predicate::str::contains("score 16/16 (100%)"));
+        .stdout(predicate::str::contains("score 18/18 (100%)"))
+        .stdout(predicate::str::contains("score 22/22 (100%)"));
 }
 
 #[test]
@@ -114,7 +123,13 @@ fn a_defect_scores_below_the_pass_mark_with_exit_1_and_explains_itself() {
         .stdout(predicate::str::contains("status: expected 412, got 200 OK"))
         .stdout(predicate::str::contains("why:  RFC 9110 §13.1.1"))
         .stdout(predicate::str::contains("hint: Evaluate If-Match"))
-        .stdout(predicate::str::contains("try:  curl -i -X PUT 'http://127.0.0.1:"))
+        .stdout(predicate::str::contains(
+            "replay: (set BASE=<your service's base URL>, then paste)",
+        ))
+        .stdout(predicate::str::contains(
+            "# step 2: PUT with a stale ETag: PUT /documents/",
+        ))
+        .stdout(predicate::str::contains(r#"curl -i -X PUT "$BASE"/documents/"#))
         .stdout(predicate::str::contains("seed 7"));
 }
 
@@ -127,7 +142,7 @@ fn min_score_overrides_the_pass_mark() {
             "--defects",
             "ignore-if-match",
             "--min-score",
-            "80",
+            "75",
         ])
         .assert()
         .code(0);

@@ -555,7 +555,7 @@ fn ctrl_c_while_building_starting_or_probing_leaves_nothing_behind() {
     if !docker() {
         return;
     }
-    let slow_probe = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nservice: { ready: { tcp: true }, start_timeout: 60s }\nprobes:\n  - id: p\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - wait: { duration: 60s }\n";
+    let slow_probe = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { tcp: true }, start_timeout: 60s }\nprobes:\n  - id: p\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - wait: { duration: 60s }\n";
     // Building: a context large enough that packing and sending it takes a while.
     let big = submission("hostile", &["sleep"], "COPY data.bin /data.bin\n");
     let mut data = vec![0u8; 150 << 20];
@@ -605,7 +605,7 @@ async fn the_container_reaches_proctor_listeners_on_the_gateway_of_its_internal_
     let log = proctor::target::logs::LogBuffer::new(1 << 16);
     let image = sandbox.build(&options, &log, &mut |_| {}).await.expect("build");
     let spec = format!(
-        "title: t\nquestion: {{ number: 16, text: q }}\nbrief: b\nservice: {{ env: {{ CALL_HOME: '{gateway}:{port}' }} }}\nprobes:\n  - {{ id: p, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: / }} }} ] }}\n"
+        "title: t\nquestion: {{ number: 16, text: q }}\nbrief: b\nrules: [{{ id: r, text: t }}]\nservice: {{ env: {{ CALL_HOME: '{gateway}:{port}' }} }}\nprobes:\n  - {{ id: p, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ request: {{ path: / }} }} ] }}\n"
     );
     let challenge = crate::support::challenge("call-home", &spec);
     let limits = proctor::sandbox::limits::resolve(&Default::default(), &Default::default());
@@ -654,7 +654,7 @@ fn a_second_ctrl_c_removes_the_run_and_exits_at_once() {
     if !docker() {
         return;
     }
-    let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nservice: { start_timeout: 60s }\nprobes:\n  - { id: p, title: t, category: c, why: w, hint: h, steps: [ { request: { path: / } } ] }\n";
+    let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { start_timeout: 60s }\nprobes:\n  - { id: p, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: / } } ] }\n";
     let dir = temp_dir(&[("forced-exit.yaml", spec)]);
     let never = submission("hostile", &["never-listen"], "");
     let mut child = StdCommand::new(proctor_path())

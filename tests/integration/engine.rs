@@ -40,7 +40,7 @@ async fn serve(app: Router) -> url::Url {
     url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url")
 }
 
-const GET_200: &str = "  - id: get\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /x }\n        expect: { status: 200 }\n";
+const GET_200: &str = "  - id: get\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /x }\n        expect: { status: 200 }\n";
 
 fn only_probe(report: &RunReport) -> &proctor::outcome::ProbeReport {
     &report.challenges[0].probes[0]
@@ -146,7 +146,7 @@ async fn a_burst_is_released_together_and_counted_per_status() {
         }),
     );
     let url = serve(app).await;
-    let probes = "  - id: exact\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /quote, headers: { X-Api-Key: '{{unique}}', X-N: '{{index}}' } }\n        burst: { count: 15, concurrency: 15 }\n        expect: { statuses: { 200: 5, 429: 10 }, status: [200, 429] }\n  - id: wrong\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /quote }\n        burst: { count: 6, concurrency: 3 }\n        expect: { statuses: { 200: 6 } }\n";
+    let probes = "  - id: exact\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /quote, headers: { X-Api-Key: '{{unique}}', X-N: '{{index}}' } }\n        burst: { count: 15, concurrency: 15 }\n        expect: { statuses: { 200: 5, 429: 10 }, status: [200, 429] }\n  - id: wrong\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /quote }\n        burst: { count: 6, concurrency: 3 }\n        expect: { statuses: { 200: 6 } }\n";
     let report = grade(&[challenge("burst", &spec_with_probes(probes))], Target::Url(url)).await;
     let probes = &report.challenges[0].probes;
     assert_eq!(probes[0].verdict, Verdict::Passed, "{:#?}", probes[0]);
@@ -172,7 +172,7 @@ async fn redirects_are_not_followed_and_foreign_locations_are_never_requested() 
             get(|| async { (StatusCode::CREATED, [(header::LOCATION, "http://192.0.2.1/x")]).into_response() }),
         );
     let url = serve(app).await;
-    let probes = "  - id: redirect\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /moved }\n        expect: { status: 302, headers: { Location: { equals: /elsewhere } } }\n  - id: foreign\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /away }\n        capture: { next: { header: Location } }\n      - request: { path: '{{next}}' }\n";
+    let probes = "  - id: redirect\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /moved }\n        expect: { status: 302, headers: { Location: { equals: /elsewhere } } }\n  - id: foreign\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /away }\n        capture: { next: { header: Location } }\n      - request: { path: '{{next}}' }\n";
     let report = grade(&[challenge("redirects", &spec_with_probes(probes))], Target::Url(url)).await;
     let probes = &report.challenges[0].probes;
     assert_eq!(probes[0].verdict, Verdict::Passed, "{:#?}", probes[0]);
@@ -186,7 +186,7 @@ async fn redirects_are_not_followed_and_foreign_locations_are_never_requested() 
 
 #[tokio::test]
 async fn captures_vars_repeats_and_env_flow_between_steps() {
-    let yaml = "title: flow\nquestion: { number: 1, text: q }\nbrief: b\nservice: { env: { PRICE: '7' } }\nprobes:\n  - id: flow\n    title: t\n    category: c\n    why: w\n    hint: h\n    vars: { name: 'n-{{unique}}' }\n    steps:\n      - request: { method: POST, path: /items, json: { name: '{{name}}', price: 7, tags: ['{{uuid}}'] } }\n        expect: { status: 201 }\n        capture: { id: { json: $.id }, location: { header: Location }, number: { header: Location, regex: '/items/(\\d+)' } }\n      - request: { path: '{{location}}' }\n        repeat: 3\n        expect: { json: [ { path: $.name, equals: '{{name}}' }, { path: $.id, equals: '{{number}}' }, { path: $.price, equals: 7 } ] }\n      - request: { method: PUT, path: '/items/{{id}}', json: { name: 'r-{{index}}', price: 1 } }\n        repeat: 2\n        expect: { json: [ { path: $.name, matches: '^r-[01]$' } ] }\n      - request: { path: '/items/{{id}}' }\n        expect: { json: [ { path: $.name, equals: r-1 } ], headers: { Content-Type: { equals: application/json } } }\n      - request: { path: /items, query: { price: '{{env.PRICE}}' } }\n        expect: { status: 200 }\n";
+    let yaml = "title: flow\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { env: { PRICE: '7' } }\nprobes:\n  - id: flow\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    vars: { name: 'n-{{unique}}' }\n    steps:\n      - request: { method: POST, path: /items, json: { name: '{{name}}', price: 7, tags: ['{{uuid}}'] } }\n        expect: { status: 201 }\n        capture: { id: { json: $.id }, location: { header: Location }, number: { header: Location, regex: '/items/(\\d+)' } }\n      - request: { path: '{{location}}' }\n        repeat: 3\n        expect: { json: [ { path: $.name, equals: '{{name}}' }, { path: $.id, equals: '{{number}}' }, { path: $.price, equals: 7 } ] }\n      - request: { method: PUT, path: '/items/{{id}}', json: { name: 'r-{{index}}', price: 1 } }\n        repeat: 2\n        expect: { json: [ { path: $.name, matches: '^r-[01]$' } ] }\n      - request: { path: '/items/{{id}}' }\n        expect: { json: [ { path: $.name, equals: r-1 } ], headers: { Content-Type: { equals: application/json } } }\n      - request: { path: /items, query: { price: '{{env.PRICE}}' } }\n        expect: { status: 200 }\n";
     let report = grade(&[challenge("flow", yaml)], Target::Reference(String::new())).await;
     let probe = only_probe(&report);
     assert_eq!(probe.verdict, Verdict::Passed, "{:#?}", probe);

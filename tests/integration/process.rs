@@ -86,7 +86,7 @@ fn a_process_that_never_listens_times_out_and_is_killed() {
 
 #[test]
 fn the_service_gets_port_and_the_challenges_env() {
-    let spec = "title: env\nquestion: { number: 20, text: q }\nbrief: b\nservice:\n  env: { GREETING: hello }\n  ready: { http: /health }\nprobes:\n  - id: env-seen\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /health }\n        expect: { status: 200 }\n";
+    let spec = "title: env\nquestion: { number: 20, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice:\n  env: { GREETING: hello }\n  ready: { http: /health }\nprobes:\n  - id: env-seen\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /health }\n        expect: { status: 200 }\n";
     let dir = temp_dir(&[("env.yaml", spec)]);
     let cmd = format!(
         "echo \"$GREETING $PORT\" > {}/seen; exec {} reference",
@@ -107,7 +107,7 @@ fn the_service_gets_port_and_the_challenges_env() {
 
 #[test]
 fn ctrl_c_stops_the_run_tears_the_service_down_and_exits_130() {
-    let spec = "title: slow\nquestion: { number: 1, text: q }\nbrief: b\nservice: { ready: { tcp: true } }\nprobes:\n  - id: first\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - wait: { duration: 30s }\n  - id: second\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n      - request: { path: /health }\n";
+    let spec = "title: slow\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { tcp: true } }\nprobes:\n  - id: first\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - wait: { duration: 30s }\n  - id: second\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /health }\n";
     let dir = temp_dir(&[("slow.yaml", spec)]);
     let mut child = std::process::Command::new(proctor_path())
         .arg("run")

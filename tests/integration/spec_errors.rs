@@ -2,10 +2,12 @@
 
 use proctor::spec::{self, Source};
 
-const HEADER: &str = "title: t\nquestion: { number: 1, text: q }\nbrief: b\n";
+const HEADER: &str = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\n";
 
 fn probe(steps: &str) -> String {
-    format!("{HEADER}probes:\n  - id: p\n    title: t\n    category: c\n    why: w\n    hint: h\n    steps:\n{steps}")
+    format!(
+        "{HEADER}probes:\n  - id: p\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n{steps}"
+    )
 }
 
 fn errors(name: &str, text: &str) -> String {
@@ -24,7 +26,7 @@ fn errors(name: &str, text: &str) -> String {
 fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
     let cases: Vec<(&str, String)> = vec![
         ("syntax-error", format!("{HEADER}probes: [\n  - id: p\n")),
-        ("missing-field", "title: t\nbrief: b\nprobes: []\n".to_string()),
+        ("missing-field", "title: t\nbrief: b\nrules: [{ id: r, text: t }]\nprobes: []\n".to_string()),
         ("unknown-field", probe("      - request: { path: /x, methd: POST }\n")),
         (
             "wrong-type",
@@ -84,7 +86,7 @@ fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
         (
             "duplicate-probe-ids",
             format!(
-                "{HEADER}probes:\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /y }} }} ] }}\n"
+                "{HEADER}probes:\n  - {{ id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n  - {{ id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ request: {{ path: /y }} }} ] }}\n"
             ),
         ),
         ("Bad_File_Name", probe("      - request: { path: /x }\n")),
@@ -97,13 +99,31 @@ fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
         (
             "limits-out-of-bounds",
             format!(
-                "{HEADER}service: {{ limits: {{ memory: 1MiB, pids: 100000 }} }}\nprobes:\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"
+                "{HEADER}service: {{ limits: {{ memory: 1MiB, pids: 100000 }} }}\nprobes:\n  - {{ id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"
             ),
         ),
         (
             "no-privileged-mode",
             format!(
-                "{HEADER}service: {{ privileged: true }}\nprobes:\n  - {{ id: a, title: t, category: c, why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"
+                "{HEADER}service: {{ privileged: true }}\nprobes:\n  - {{ id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"
+            ),
+        ),
+        (
+            "a-rule-no-probe-checks",
+            "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules:\n  - { id: r, text: t }\n  - { id: unprobed, text: 'A second DELETE answers 404.' }\nprobes:\n  - { id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: /x } } ] }\n"
+                .to_string(),
+        ),
+        (
+            "a-probe-names-an-unknown-rule",
+            format!(
+                "{HEADER}probes:\n  - {{ id: a, title: t, category: c, rules: [r, no-such-rule], why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n  - {{ id: b, title: t, category: c, rules: [], why: w, hint: h, steps: [ {{ request: {{ path: /x }} }} ] }}\n"
+            ),
+        ),
+        (
+            "jwt-base-must-be-an-earlier-token",
+            probe("      - request: { path: /x }\n").replace(
+                "    steps:",
+                "    vars:\n      bad: { jwt: { base: good, claims: { aud: x } } }\n      good: { jwt: { secret: s, claims: { sub: x } } }\n    steps:",
             ),
         ),
     ];

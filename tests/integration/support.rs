@@ -70,22 +70,6 @@ pub async fn grade_with(challenges: &[Challenge], config: RunConfig) -> RunRepor
     report
 }
 
-/// Ids of the probes of a report that did not pass, per challenge, sorted.
-pub fn not_passed(report: &RunReport) -> Vec<String> {
-    let mut ids: Vec<String> = report
-        .challenges
-        .iter()
-        .flat_map(|c| {
-            c.probes
-                .iter()
-                .filter(|p| p.verdict != proctor::outcome::Verdict::Passed)
-                .map(|p| p.id.clone())
-        })
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// A temporary directory with files written into it.
 pub fn temp_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -110,7 +94,7 @@ pub fn process_gone(pid: i32) -> bool {
 /// A minimal valid challenge whose probes are given as YAML (indented under `probes:`).
 pub fn spec_with_probes(probes: &str) -> String {
     format!(
-        "title: test\nquestion: {{ number: 1, text: q }}\nbrief: b\nservice: {{ ready: {{ tcp: true }}, request_timeout: 2s }}\nprobes:\n{probes}"
+        "title: test\nquestion: {{ number: 1, text: q }}\nbrief: b\nrules: [{{ id: r, text: t }}]\nservice: {{ ready: {{ tcp: true }}, request_timeout: 2s }}\nprobes:\n{probes}"
     )
 }
 
