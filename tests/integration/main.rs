@@ -6,6 +6,7 @@ mod cli;
 mod defects;
 mod docker;
 mod engine;
+mod frameworks;
 mod process;
 mod reports;
 mod spec_errors;

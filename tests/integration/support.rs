@@ -124,3 +124,21 @@ pub fn interrupt(child: &mut std::process::Child, limit: std::time::Duration) ->
     }
     (status.code(), stdout)
 }
+
+/// Whether an external tool a test needs is there. A missing tool fails the test with what to do, so that no
+/// test passes quietly without running; outside CI, `PROCTOR_SKIP=docker,python` (or `all`) names the tools whose
+/// tests may be skipped, and each skip is printed.
+pub fn available(tool: &str, present: bool, remedy: &str) -> bool {
+    if present {
+        return true;
+    }
+    let skip = std::env::var("PROCTOR_SKIP").unwrap_or_default();
+    let skipped = std::env::var_os("CI").is_none() && skip.split(',').any(|t| t.trim() == tool || t.trim() == "all");
+    assert!(
+        skipped,
+        "this test needs {tool}: {remedy}. To skip the tests that need it on this machine, set PROCTOR_SKIP={tool} \
+         (never honoured in CI)"
+    );
+    eprintln!("SKIPPED: no {tool} (PROCTOR_SKIP={skip})");
+    false
+}

@@ -1,0 +1,240 @@
+//! Services written from `proctor show` alone by independent candidates, in Python with mainstream frameworks
+//! (FastAPI, Flask) and their defaults, graded through `--cmd`: the correct one scores 100%, each realistic bug
+//! (switched on by `CANDIDATE_BUG`) fails exactly the probes named here, and the framework defaults the briefs
+//! allow score 100%. This is where false failures and false passes hiding in framework defaults show up.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::sync::OnceLock;
+
+use crate::support::{available, proctor_path};
+
+/// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
+const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("rest-resource", "", &[]),
+    (
+        "rest-resource",
+        "no-head",
+        &["head-mirrors-get", "wrong-method-is-405-with-allow"],
+    ),
+    (
+        "rest-resource",
+        "allow-first-route",
+        &["wrong-method-is-405-with-allow"],
+    ),
+    ("rest-resource", "put-upsert", &["put-of-an-unknown-item-is-404"]),
+    ("status-codes", "", &[]),
+    ("status-codes", "default-error-pages", &["errors-are-problem-details"]),
+    ("status-codes", "extra-fields-allowed", &["invalid-note-is-422"]),
+    ("status-codes", "no-length-check", &["invalid-note-is-422"]),
+    // Flask answers OPTIONS itself and lists it in Allow; the brief allows that.
+    ("status-codes", "automatic-options", &[]),
+    ("http-caching", "", &[]),
+    ("http-caching", "inm-strong-compare", &["if-none-match-weak-comparison"]),
+    ("http-caching", "put-always-200", &["put-answers-201-then-200"]),
+    ("http-caching", "ims-any-304", &["if-modified-since-revalidates"]),
+    ("http-caching", "if-match-string-compare", &["if-match-star-and-lists"]),
+    ("http-caching", "ims-invalid-500", &["if-modified-since-revalidates"]),
+    (
+        "http-caching",
+        "star-on-missing",
+        &["missing-document-is-404-whatever-the-preconditions"],
+    ),
+    ("http-caching", "put-no-validators", &["put-carries-validators"]),
+    // Werkzeug drops Last-Modified from a 304 that carries an ETag, as RFC 9110 §15.4.5 suggests.
+    ("http-caching", "werkzeug-304-drops-last-modified", &[]),
+    ("pagination", "", &[]),
+    ("pagination", "limit-422", &["limit-is-bounded"]),
+    ("pagination", "unsigned-cursor", &["foreign-cursors-are-400"]),
+    ("pagination", "ties-newest-first", &["pages-follow-the-order"]),
+    ("pagination", "limit-off-by-one", &["limit-is-bounded"]),
+    ("pagination", "default-limit-20", &["default-limit-is-10"]),
+    ("rate-limiter", "", &[]),
+    ("rate-limiter", "check-then-set", &["burst-allows-exactly-the-limit"]),
+    ("rate-limiter", "missing-key-422", &["missing-key-is-401"]),
+    ("rate-limiter", "window-slides", &["the-window-is-fixed"]),
+    ("idempotency-keys", "", &[]),
+    (
+        "idempotency-keys",
+        "no-in-progress-marker",
+        &["concurrent-retries-get-409"],
+    ),
+    ("idempotency-keys", "html-400", &["errors-are-json"]),
+    ("idempotency-keys", "no-owner-check", &["payments-are-private"]),
+    ("authn-authz", "", &[]),
+    (
+        "authn-authz",
+        "abort-401",
+        &[
+            "invalid-token-is-401-invalid-token",
+            "missing-credentials-get-a-challenge",
+        ],
+    ),
+    ("authn-authz", "pwd-field-leak", &["no-password-hashes-in-responses"]),
+    ("authn-authz", "duplicate-overwrite", &["taken-username-is-409"]),
+    ("jwt-auth", "", &[]),
+    ("jwt-auth", "bare-bearer-challenge", &["rejections-say-invalid-token"]),
+    (
+        "jwt-auth",
+        "no-signature-check",
+        &[
+            "rejections-say-invalid-token",
+            "rejects-foreign-keys",
+            "rejects-tampered-payload",
+        ],
+    ),
+    ("jwt-auth", "no-issuer-check", &["rejects-wrong-issuer"]),
+    ("jwt-auth", "missing-header-422", &["missing-token-gets-a-challenge"]),
+];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A virtualenv with the pinned packages of `frameworks/requirements.txt`, made once under `target/` (PyPI is
+/// the only network it needs). `None` when Python is missing and the runner asked to skip.
+fn python() -> Option<&'static PathBuf> {
+    static VENV: OnceLock<Option<PathBuf>> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let has_python = StdCommand::new("python3")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !available("python", has_python, "install Python 3 with venv and pip") {
+            return None;
+        }
+        let venv = root().join("target/frameworks-venv");
+        let python = venv.join("bin/python");
+        let requirements = root().join("frameworks/requirements.txt");
+        let stamp = venv.join("requirements.txt");
+        let wanted = std::fs::read_to_string(&requirements).expect("frameworks/requirements.txt");
+        if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+            let made = StdCommand::new("python3")
+                .args(["-m", "venv", "--clear"])
+                .arg(&venv)
+                .status()
+                .expect("python3 -m venv");
+            assert!(
+                made.success(),
+                "python3 -m venv failed (Debian: apt install python3-venv)"
+            );
+            let installed = StdCommand::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(&requirements)
+                .status()
+                .expect("pip");
+            assert!(installed.success(), "pip install -r frameworks/requirements.txt failed");
+            std::fs::write(&stamp, wanted).expect("stamp");
+        }
+        Some(python)
+    })
+    .as_ref()
+}
+
+/// Grades one candidate through the binary and returns the ids of the probes that did not pass, sorted.
+fn grade(python: &Path, challenge: &str, bug: &str) -> Result<Vec<String>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let report = dir.path().join("report.json");
+    let app = root().join("frameworks").join(challenge).join("app.py");
+    let output = StdCommand::new(proctor_path())
+        .current_dir(root())
+        .args(["run", challenge, "--cmd"])
+        .arg(format!("{} {}", python.display(), app.display()))
+        .arg("--report")
+        .arg(format!("json={}", report.display()))
+        .env("NO_COLOR", "1")
+        .env("CANDIDATE_BUG", bug)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(&report)
+        .map_err(|e| format!("no report ({e}); stdout:\n{}", String::from_utf8_lossy(&output.stdout)))?;
+    let report: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let challenge = &report["challenges"][0];
+    if let Some(error) = challenge["target_error"].as_str() {
+        return Err(format!(
+            "could not grade: {error}\n{}",
+            challenge["logs"].as_str().unwrap_or_default()
+        ));
+    }
+    let mut failed: Vec<String> = challenge["probes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["verdict"] != "passed")
+        .map(|p| {
+            format!(
+                "{}{}",
+                p["id"].as_str().unwrap_or_default(),
+                verdict_mark(&p["verdict"])
+            )
+        })
+        .collect();
+    failed.sort();
+    Ok(failed)
+}
+
+/// A probe that errored or was skipped is marked: a candidate's bug must make probes *fail*.
+fn verdict_mark(verdict: &serde_json::Value) -> &'static str {
+    match verdict.as_str() {
+        Some("failed") => "",
+        Some("errored") => "!errored",
+        _ => "!skipped",
+    }
+}
+
+#[test]
+fn framework_services_score_100_percent_when_correct_and_fail_exactly_their_bugs() {
+    let Some(python) = python() else { return };
+    let mut wrong = Vec::new();
+    // Four at a time: the rate limiter's windows must not be starved, and each service is its own process.
+    for batch in CANDIDATES.chunks(4) {
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|(challenge, bug, expected)| {
+                    scope.spawn(move || (*challenge, *bug, *expected, grade(python, challenge, bug)))
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        for (challenge, bug, expected, actual) in results {
+            let name = if bug.is_empty() { "the correct service" } else { bug };
+            match actual {
+                Ok(actual) if actual == expected => {}
+                Ok(actual) => wrong.push(format!(
+                    "{challenge} / {name}: expected {expected:?} to fail, but {actual:?} did not pass"
+                )),
+                Err(e) => wrong.push(format!("{challenge} / {name}: {e}")),
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn every_framework_bug_is_graded_and_every_challenge_has_a_candidate() {
+    for source in proctor::catalog::sources() {
+        assert!(
+            CANDIDATES.iter().any(|(c, bug, _)| *c == source.id && bug.is_empty()),
+            "no framework candidate for {}",
+            source.id
+        );
+        assert!(
+            CANDIDATES
+                .iter()
+                .any(|(c, bug, expected)| *c == source.id && !bug.is_empty() && !expected.is_empty()),
+            "no buggy framework candidate for {}",
+            source.id
+        );
+    }
+    let bugs = regex::Regex::new(r#"BUG [!=]= "([a-z0-9-]+)""#).expect("regex");
+    for (challenge, _, _) in CANDIDATES {
+        let app = std::fs::read_to_string(root().join("frameworks").join(challenge).join("app.py")).expect("app.py");
+        for bug in bugs.captures_iter(&app).map(|c| c[1].to_string()) {
+            assert!(
+                CANDIDATES.iter().any(|(c, b, _)| c == challenge && *b == bug),
+                "{challenge}: the bug {bug} of frameworks/{challenge}/app.py is not graded"
+            );
+        }
+    }
+}
