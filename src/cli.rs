@@ -107,20 +107,20 @@ pub struct GradeArgs {
     /// Pass mark in percent for every challenge, overriding the specs'.
     #[arg(long, value_name = "PERCENT", value_parser = percent)]
     pub min_score: Option<f64>,
-    /// How many challenges to grade at once (default: all for --cmd/demo, 1 for --url).
-    #[arg(long, short = 'j')]
-    pub jobs: Option<usize>,
+    /// How many challenges to grade at once, 1 to 256 (default: all for --cmd/demo, 1 for --url).
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
     /// Write a report: json=PATH, junit=PATH or markdown=PATH (repeatable).
     #[arg(long, value_name = "FORMAT=PATH")]
     pub report: Vec<String>,
-    /// Per-request timeout, overriding the specs' (e.g. 5s).
-    #[arg(long, value_parser = duration)]
+    /// Per-request timeout, overriding the specs' (e.g. 5s; 10ms to 10m).
+    #[arg(long, value_parser = timeout)]
     pub request_timeout: Option<Duration>,
-    /// How long the service may take to become ready, overriding the specs' (e.g. 60s).
-    #[arg(long, value_parser = duration)]
+    /// How long the service may take to become ready, overriding the specs' (e.g. 60s; 10ms to 10m).
+    #[arg(long, value_parser = timeout)]
     pub start_timeout: Option<Duration>,
-    /// Largest response body read before the response counts as too big, in bytes.
-    #[arg(long, default_value_t = proctor::engine::DEFAULT_MAX_BODY)]
+    /// Largest response body read before the response counts as too big, e.g. 4MiB or 65536.
+    #[arg(long, value_parser = body_size, default_value = "4MiB")]
     pub max_body: usize,
     /// Run only the probes whose id matches (repeatable; globs such as 'rejects-*' or 'jwt-auth/rejects-*').
     /// The score then covers those probes only.
@@ -180,7 +180,7 @@ pub struct DockerArgs {
     #[arg(long)]
     pub keep: bool,
     /// Longest the image build may take (--path).
-    #[arg(long, value_parser = duration, default_value = "10m")]
+    #[arg(long, value_parser = build_timeout, default_value = "10m")]
     pub build_timeout: Duration,
     /// Largest build context (--path), e.g. 500MiB.
     #[arg(long, value_parser = bytes, default_value = "200MiB")]
@@ -196,6 +196,14 @@ pub enum NetworkChoice {
     Internal,
     /// A port published on 127.0.0.1.
     Published,
+}
+
+fn body_size(text: &str) -> Result<usize, String> {
+    let size = bytes(text)?;
+    usize::try_from(size)
+        .ok()
+        .filter(|n| (1..=1 << 30).contains(n))
+        .ok_or_else(|| format!("{size} bytes is outside 1 byte ..= 1GiB"))
 }
 
 fn bytes(text: &str) -> Result<u64, String> {
@@ -230,8 +238,31 @@ fn percent(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A request or start timeout: within the bounds a spec may set.
+fn timeout(text: &str) -> Result<Duration, String> {
+    bounded(text, Duration::from_millis(10), proctor::spec::validate::MAX_DURATION)
+}
+
+fn build_timeout(text: &str) -> Result<Duration, String> {
+    bounded(text, Duration::from_millis(10), Duration::from_secs(24 * 3600))
+}
+
+fn bounded(text: &str, min: Duration, max: Duration) -> Result<Duration, String> {
+    let d = duration(text)?;
+    if d < min || d > max {
+        return Err(format!(
+            "{} is outside {} ..= {}",
+            humantime::format_duration(d),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
 fn duration(text: &str) -> Result<Duration, String> {
-    proctor::spec::types::parse_duration(text).ok_or_else(|| format!("`{text}` is not a duration like 500ms, 5s or 1m"))
+    proctor::spec::types::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration like 500ms, 5s, 1m or 1m30s"))
 }
 
 /// A `--report FORMAT=PATH` value.
@@ -243,8 +274,51 @@ pub struct ReportTarget {
     pub path: PathBuf,
 }
 
-/// Parses every `--report` value.
+/// Parses every `--report` value and checks, before any grading, that each destination can be written and that
+/// no two reports share one.
 pub fn report_targets(values: &[String]) -> Result<Vec<ReportTarget>, String> {
+    let targets = parse_report_targets(values)?;
+    let mut seen: Vec<PathBuf> = Vec::new();
+    for target in &targets {
+        let absolute = std::path::absolute(&target.path).unwrap_or_else(|_| target.path.clone());
+        if seen.contains(&absolute) {
+            return Err(format!(
+                "--report: {} is named for two reports; give each format its own file",
+                target.path.display()
+            ));
+        }
+        seen.push(absolute);
+        writable(&target.path).map_err(|e| format!("--report {}: {e}", target.path.display()))?;
+    }
+    Ok(targets)
+}
+
+/// Whether a report can be written at `path`, found out without truncating an existing file or leaving a new
+/// one behind.
+fn writable(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("is a folder; name a file".into());
+    }
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !parent.is_dir() {
+        return Err(format!("the folder {} does not exist", parent.display()));
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| format!("cannot be written: {e}"))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn parse_report_targets(values: &[String]) -> Result<Vec<ReportTarget>, String> {
     values
         .iter()
         .map(|value| {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use proctor::engine::{self, RunConfig};
 use proctor::exit;
 use proctor::outcome::RunReport;
+use proctor::report::neutral;
 use proctor::sandbox::{BuildOptions, NetworkMode, Sandbox, SweepGuard};
 use proctor::spec::model::Limits;
 use proctor::spec::types::ByteSize;
@@ -22,7 +23,56 @@ use proctor::target::ContainerTarget;
 use proctor::target::Target;
 use proctor::target::logs::LogBuffer;
 
+/// Writes a line to stderr; a closed or broken stderr is not worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Writes text to stdout; `Err(code)` when it cannot (a closed pipe ends quietly, as `head` expects).
+fn emit(text: &str) -> Result<(), u8> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(exit::OK),
+        Err(e) => {
+            say!("error: failed to write to standard output: {e}");
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// Makes sure file descriptors 0, 1 and 2 are open (on /dev/null if they were closed), so that nothing proctor
+/// writes or starts can fail or panic on a missing descriptor, and no file it opens takes their numbers.
+fn ensure_standard_fds() {
+    use std::os::fd::AsRawFd as _;
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only asks whether the descriptor number is open; it touches no memory.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1 {
+            continue;
+        }
+        let Ok(null) = std::fs::OpenOptions::new()
+            .read(fd == 0)
+            .write(fd != 0)
+            .open("/dev/null")
+        else {
+            continue;
+        };
+        if null.as_raw_fd() == fd {
+            // open() took the lowest free number, which was this one: keep it.
+            std::mem::forget(null);
+            continue;
+        }
+        // SAFETY: dup2 onto a descriptor number that is not open; `null` stays owned and is closed on drop.
+        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+    }
+}
+
 fn main() -> ExitCode {
+    ensure_standard_fds();
     let cli = Cli::parse();
     let color = match cli.color {
         ColorChoice::Always => true,
@@ -36,7 +86,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: failed to start the async runtime: {e}");
+            say!("error: failed to start the async runtime: {e}");
             return ExitCode::from(exit::USAGE);
         }
     };
@@ -51,15 +101,12 @@ async fn dispatch(command: Command, color: bool) -> u8 {
         Command::List => list(),
         Command::Show { challenge } => show(&challenge, color),
         Command::Schema { report } => {
-            print!(
-                "{}",
-                if report {
-                    proctor::outcome::json_schema()
-                } else {
-                    spec::json_schema()
-                }
-            );
-            exit::OK
+            let schema = if report {
+                proctor::outcome::json_schema()
+            } else {
+                spec::json_schema()
+            };
+            emit(&schema).err().unwrap_or(exit::OK)
         }
         Command::Reference { port, host, defects } => serve_reference(host, port, &defects).await,
         Command::Validate { paths } => validate(&paths, color),
@@ -76,10 +123,11 @@ async fn dispatch(command: Command, color: bool) -> u8 {
         Command::Clean { run } => clean(run.as_deref()).await,
         Command::Demo(args) => {
             if args.list_defects {
-                for (name, what) in proctor_reference::DEFECTS {
-                    println!("{name:22} {what}");
-                }
-                return exit::OK;
+                let lines: String = proctor_reference::DEFECTS
+                    .iter()
+                    .map(|(name, what)| format!("{name:22} {what}\n"))
+                    .collect();
+                return emit(&lines).err().unwrap_or(exit::OK);
             }
             let challenges = if args.challenges.is_empty() {
                 proctor::catalog::sources().into_iter().map(|s| s.id).collect()
@@ -109,11 +157,13 @@ async fn serve_reference(host: std::net::IpAddr, port: u16, defects: &str) -> u8
     let listener = match tokio::net::TcpListener::bind((host, port)).await {
         Ok(listener) => listener,
         Err(e) => {
-            eprintln!("error: failed to listen on {host}:{port}: {e}");
+            say!("error: failed to listen on {host}:{port}: {e}");
             return exit::TARGET;
         }
     };
-    println!("reference service listening on http://{host}:{port}");
+    if let Err(code) = emit(&format!("reference service listening on http://{host}:{port}\n")) {
+        return code;
+    }
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {
@@ -122,7 +172,7 @@ async fn serve_reference(host: std::net::IpAddr, port: u16, defects: &str) -> u8
     tokio::select! {
         result = proctor_reference::serve(listener, config) => {
             if let Err(e) = result {
-                eprintln!("error: the reference service stopped: {e}");
+                say!("error: the reference service stopped: {e}");
                 return exit::TARGET;
             }
             exit::OK
@@ -133,7 +183,7 @@ async fn serve_reference(host: std::net::IpAddr, port: u16, defects: &str) -> u8
 }
 
 fn usage(message: &str) -> u8 {
-    eprintln!("error: {message}");
+    say!("error: {message}");
     exit::USAGE
 }
 
@@ -169,28 +219,28 @@ fn list() -> u8 {
         Ok(c) => c,
         Err(errors) => {
             for e in errors {
-                eprintln!("{e}");
+                say!("{e}");
             }
             return exit::USAGE;
         }
     };
     let width = challenges.iter().map(|c| c.id.len()).max().unwrap_or(2).max(2);
-    println!(
-        "{:width$}  {:>3}  {:6}  {:6}  title [tags]",
+    let mut text = format!(
+        "{:width$}  {:>3}  {:6}  {:6}  title [tags]\n",
         "id", "Q", "probes", "points"
     );
     for c in &challenges {
-        println!(
-            "{:width$}  {:>3}  {:>6}  {:>6}  {} [{}]",
+        text.push_str(&format!(
+            "{:width$}  {:>3}  {:>6}  {:>6}  {} [{}]\n",
             c.id,
             c.spec.question.number,
             c.spec.probes.len(),
             c.points(),
             c.spec.title,
             c.spec.tags.join(", ")
-        );
+        ));
     }
-    exit::OK
+    emit(&neutral::terminal(&text)).err().unwrap_or(exit::OK)
 }
 
 fn show(name: &str, color: bool) -> u8 {
@@ -254,12 +304,16 @@ fn show(name: &str, color: bool) -> u8 {
     if hidden > 0 {
         text.push_str(&format!("- and {hidden} hidden probe(s)\n"));
     }
-    if color && std::io::stdout().is_terminal() {
-        termimad::print_text(&join_continuations(&text));
+    // A spec may come from anyone: its text reaches the terminal without control characters.
+    let text = neutral::terminal(&text);
+    let rendered = if color && std::io::stdout().is_terminal() {
+        termimad::MadSkin::default()
+            .term_text(&join_continuations(&text))
+            .to_string()
     } else {
-        print!("{text}");
-    }
-    exit::OK
+        text.into_owned()
+    };
+    emit(&rendered).err().unwrap_or(exit::OK)
 }
 
 /// Joins the indented continuation lines of list items onto the item, since termimad renders each source line
@@ -299,8 +353,9 @@ fn validate(paths: &[String], color: bool) -> u8 {
     match load(&args, color) {
         Ok(challenges) => {
             let probes: usize = challenges.iter().map(|c| c.spec.probes.len()).sum();
-            println!("ok: {} challenge(s), {probes} probe(s)", challenges.len());
-            exit::OK
+            emit(&format!("ok: {} challenge(s), {probes} probe(s)\n", challenges.len()))
+                .err()
+                .unwrap_or(exit::OK)
         }
         Err(code) => code,
     }
@@ -371,7 +426,7 @@ async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> 
     };
     config.jobs = options
         .jobs
-        .unwrap_or(if target.isolated() { challenges.len() } else { 1 });
+        .map_or(if target.isolated() { challenges.len() } else { 1 }, usize::from);
     config.target = target;
     let mut guard = sandbox.as_ref().map(|(s, _)| SweepGuard::new(s.run_id()));
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -478,18 +533,18 @@ fn build_spinner() -> indicatif::ProgressBar {
 
 /// `--keep`: say what was kept and how to look at it.
 fn print_kept(sandbox: &Sandbox, challenges: &[Challenge], built: Option<&str>) {
-    eprintln!("kept for inspection (run {}):", sandbox.run_id());
+    say!("kept for inspection (run {}):", sandbox.run_id());
     for challenge in challenges {
         let name = format!("proctor-{}-{}", sandbox.run_id(), challenge.id);
-        eprintln!(
+        say!(
             "  container {name}: docker logs {name} · docker inspect {name} · docker exec -it {name} sh (if the image has a shell)"
         );
     }
-    eprintln!("  network proctor-{}", sandbox.run_id());
+    say!("  network proctor-{}", sandbox.run_id());
     if let Some(tag) = built {
-        eprintln!("  image {tag}");
+        say!("  image {tag}");
     }
-    eprintln!("remove them with: proctor clean --run {}", sandbox.run_id());
+    say!("remove them with: proctor clean --run {}", sandbox.run_id());
 }
 
 /// Prints the terminal report, writes the file reports, returns the exit code.
@@ -503,9 +558,11 @@ fn finish_report(report: &RunReport, reports: &[cli::ReportTarget], options: &Gr
     };
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = proctor::report::terminal::write(report, &mut stdout, color) {
-        eprintln!("error: failed to print the report: {e}");
+        say!("error: failed to print the report: {e}");
     }
-    let mut code = exit::for_run(report);
+    // The destinations were checked before grading; one that still fails now costs that report only, never the
+    // others or the verdict.
+    let code = exit::for_run(report);
     for target in reports {
         let written = std::fs::File::create(&target.path).and_then(|file| {
             let mut file = std::io::BufWriter::new(file);
@@ -513,8 +570,7 @@ fn finish_report(report: &RunReport, reports: &[cli::ReportTarget], options: &Gr
             file.flush()
         });
         if let Err(e) = written {
-            eprintln!("error: failed to write the report {}: {e}", target.path.display());
-            code = code.max(exit::USAGE);
+            say!("error: failed to write the report {}: {e}", target.path.display());
         }
     }
     code
@@ -525,14 +581,15 @@ async fn clean(run: Option<&str>) -> u8 {
     match proctor::sandbox::connect().await {
         Ok(docker) => {
             let swept = proctor::sandbox::sweep(&docker, run).await;
-            println!(
-                "removed {} container(s), {} network(s), {} image(s)",
+            emit(&format!(
+                "removed {} container(s), {} network(s), {} image(s)\n",
                 swept.containers, swept.networks, swept.images
-            );
-            exit::OK
+            ))
+            .err()
+            .unwrap_or(exit::OK)
         }
         Err(e) => {
-            eprintln!("error: {}", engine::error_chain(&e));
+            say!("error: {}", engine::error_chain(&e));
             exit::TARGET
         }
     }
@@ -551,13 +608,13 @@ async fn watch_signals(cancel: CancellationToken, docker_run: Option<String>) {
             _ = terminate.recv() => {}
         }
         if round == 0 {
-            eprintln!("\ninterrupted: stopping the service and writing reports (Ctrl-C again to force)");
+            say!("\ninterrupted: stopping the service and writing reports (Ctrl-C again to force)");
             cancel.cancel();
         }
     }
     proctor::target::process::kill_all_now();
     if let Some(run) = docker_run {
-        eprintln!("forced: removing this run's containers and network");
+        say!("forced: removing this run's containers and network");
         proctor::sandbox::sweep_blocking(&run);
     }
     std::process::exit(i32::from(exit::INTERRUPTED));

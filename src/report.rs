@@ -4,6 +4,7 @@
 pub mod curl;
 pub mod junit;
 pub mod markdown;
+pub mod neutral;
 pub mod terminal;
 
 use std::io;

@@ -10,9 +10,11 @@ pub fn score(probes: &[ProbeReport], threshold: f64, target_ok: bool) -> Score {
     for probe in probes {
         let earned = probe.earned();
         match categories.iter_mut().find(|c| c.name == probe.category) {
+            // Validation bounds a challenge's points far below u32::MAX; saturating keeps a wrong total from
+            // ever wrapping into a pass.
             Some(c) => {
-                c.earned += earned;
-                c.total += probe.points;
+                c.earned = c.earned.saturating_add(earned);
+                c.total = c.total.saturating_add(probe.points);
             }
             None => categories.push(CategoryScore {
                 name: probe.category.clone(),
@@ -27,8 +29,8 @@ pub fn score(probes: &[ProbeReport], threshold: f64, target_ok: bool) -> Score {
             Verdict::Skipped => counts.skipped += 1,
         }
     }
-    let earned: u32 = categories.iter().map(|c| c.earned).sum();
-    let total: u32 = categories.iter().map(|c| c.total).sum();
+    let earned = categories.iter().fold(0u32, |sum, c| sum.saturating_add(c.earned));
+    let total = categories.iter().fold(0u32, |sum, c| sum.saturating_add(c.total));
     let percent = if total == 0 {
         0.0
     } else {

@@ -10,10 +10,10 @@ fn quote(word: &str) -> String {
 /// The shell variable a replay reads the service's base URL from.
 pub const BASE: &str = "BASE";
 
-/// `curl -i -X POST "$BASE"'/items' -H '…' --data-raw '…'`: the request, sent to the base URL in `$BASE` so that
+/// `curl -sS -i -X POST "$BASE"'/items' -H '…' --data-raw '…'`: the request, sent to the base URL in `$BASE` so that
 /// it can be replayed against any running copy of the service.
 pub fn command(request: &RequestRecord) -> String {
-    curl(request, &["-i"])
+    curl(request, &["-sS", "-i"])
 }
 
 fn curl(request: &RequestRecord, flags: &[&str]) -> String {
@@ -21,7 +21,11 @@ fn curl(request: &RequestRecord, flags: &[&str]) -> String {
     parts.extend(flags.iter().map(|f| f.to_string()));
     match request.method.as_str() {
         "GET" => {}
-        "HEAD" if flags.contains(&"-i") => parts[1] = "-I".to_string(),
+        "HEAD" if flags.contains(&"-i") => {
+            for flag in parts.iter_mut().filter(|p| *p == "-i") {
+                *flag = "-I".to_string();
+            }
+        }
         "HEAD" => parts.push("-I".to_string()),
         method => {
             parts.push("-X".to_string());
@@ -57,7 +61,7 @@ pub fn replay(steps: &[StepReport]) -> Vec<String> {
             }
             (StepKind::Burst { count, .. }, Some(r)) => Some(format!(
                 "for i in $(seq {count}); do {} & done; wait",
-                curl(r, &["-s", "-o", "/dev/null", "-w", "'%{http_code}\\n'"])
+                curl(r, &["-sS", "-o", "/dev/null", "-w", "'%{http_code}\\n'"])
             )),
             (_, None) => None,
         };
@@ -88,11 +92,11 @@ mod tests {
         let post = request("POST", "/items?a=1&b=2", Some(r#"{"name":"O'Brien $HOME"}"#));
         assert_eq!(
             command(&post),
-            r#"curl -i -X POST "$BASE"'/items?a=1&b=2' -H 'Content-Type: application/json' --data-raw '{"name":"O'\''Brien $HOME"}'"#
+            r#"curl -sS -i -X POST "$BASE"'/items?a=1&b=2' -H 'Content-Type: application/json' --data-raw '{"name":"O'\''Brien $HOME"}'"#
         );
         let mut head = request("HEAD", "/x", None);
         head.headers.clear();
-        assert_eq!(command(&head), r#"curl -I "$BASE"/x"#);
+        assert_eq!(command(&head), r#"curl -sS -I "$BASE"/x"#);
     }
 
     #[test]
@@ -127,11 +131,11 @@ mod tests {
             lines,
             [
                 "# step 1: step 1",
-                r#"for i in $(seq 5); do curl -i "$BASE"/quote -H 'X-Api-Key: k'; echo; done"#,
+                r#"for i in $(seq 5); do curl -sS -i "$BASE"/quote -H 'X-Api-Key: k'; echo; done"#,
                 "# step 2: step 2",
                 "sleep 2.25",
                 "# step 3: step 3, failed",
-                r#"for i in $(seq 15); do curl -s -o /dev/null -w '%{http_code}\n' "$BASE"/quote -H 'X-Api-Key: k' & done; wait"#,
+                r#"for i in $(seq 15); do curl -sS -o /dev/null -w '%{http_code}\n' "$BASE"/quote -H 'X-Api-Key: k' & done; wait"#,
             ]
         );
     }

@@ -1,11 +1,14 @@
 //! JUnit XML: one testsuite per challenge, one testcase per probe. A failed probe is a `<failure>`, a probe
-//! that could not run is an `<error>`, an unrun probe is `<skipped>`.
+//! that could not run — or whose service could not be started — is an `<error>`, a probe not run because the run
+//! was interrupted is `<skipped>`. The output follows the Jenkins xunit plugin's JUnit schema (junit-10.xsd),
+//! which CI dashboards validate against.
 
 use std::io::{self, Write};
 use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+use super::neutral::xml;
 use super::{failure_lines, reproduce};
 use crate::outcome::{RunReport, Verdict};
 
@@ -14,7 +17,7 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
     let mut junit = Report::new("proctor");
     junit.set_time(Duration::from_millis(report.duration_ms));
     for c in &report.challenges {
-        let mut suite = TestSuite::new(c.id.as_str());
+        let mut suite = TestSuite::new(xml(&c.id).as_ref());
         suite.set_time(Duration::from_millis(c.duration_ms));
         suite.add_property((
             "score",
@@ -23,7 +26,7 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
         suite.add_property(("pass-mark", format!("{}%", c.threshold).as_str()));
         suite.add_property(("seed", report.seed.to_string().as_str()));
         if let Some(logs) = &c.logs {
-            suite.set_system_out_lossy(logs.as_bytes());
+            suite.set_system_out(xml(logs).as_ref());
         }
         for probe in &c.probes {
             let mut description = failure_lines(probe).join("\n");
@@ -41,32 +44,63 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
                     replay.join("\n")
                 ));
             }
-            let message = probe.message.clone().unwrap_or_default();
-            let status = match probe.verdict {
-                Verdict::Passed => TestCaseStatus::success(),
-                Verdict::Failed | Verdict::Errored => {
-                    let kind = if probe.verdict == Verdict::Failed {
-                        NonSuccessKind::Failure
-                    } else {
-                        NonSuccessKind::Error
-                    };
+            let message = match (&c.target_error, probe.verdict) {
+                // A service that never started failed every probe it was meant to answer: CI must not see green.
+                (Some(error), Verdict::Skipped) => format!("the service could not be graded: {error}"),
+                _ => probe.message.clone().unwrap_or_default(),
+            };
+            let (message, description) = (xml(&message), xml(description.trim()));
+            let kind = match (probe.verdict, &c.target_error) {
+                (Verdict::Passed, _) => None,
+                (Verdict::Failed, _) => Some(NonSuccessKind::Failure),
+                (Verdict::Errored, _) | (Verdict::Skipped, Some(_)) => Some(NonSuccessKind::Error),
+                (Verdict::Skipped, None) => None,
+            };
+            let status = match (probe.verdict, kind) {
+                (Verdict::Passed, _) => TestCaseStatus::success(),
+                (_, Some(kind)) => {
                     let mut status = TestCaseStatus::non_success(kind);
-                    status.set_message(message.as_str()).set_description(description.trim());
+                    status
+                        .set_message(message.as_ref())
+                        .set_description(description.as_ref());
                     status
                 }
-                Verdict::Skipped => {
+                (_, None) => {
                     let mut status = TestCaseStatus::skipped();
-                    status.set_message(message.as_str());
+                    status.set_message(message.as_ref());
                     status
                 }
             };
-            let mut case = TestCase::new(format!("{} — {}", probe.id, probe.title).as_str(), status);
-            case.set_classname(format!("{}.{}", c.id, probe.category).as_str());
+            let mut case = TestCase::new(xml(&format!("{} — {}", probe.id, probe.title)).as_ref(), status);
+            case.set_classname(xml(&format!("{}.{}", c.id, probe.category)).as_ref());
             case.set_time(Duration::from_millis(probe.duration_ms));
             suite.add_test_case(case);
         }
         junit.add_test_suite(suite);
     }
-    junit.serialize(&mut *out).map_err(io::Error::other)?;
+    let text = junit.to_string().map_err(io::Error::other)?;
+    // junit-10.xsd allows name, time, tests, failures and errors on <testsuites>, not `skipped` (each
+    // <testsuite> still carries its own count).
+    let text = match text.split_once('\n') {
+        Some((declaration, rest)) if rest.starts_with("<testsuites") => {
+            let (first, tail) = rest.split_once('\n').unwrap_or((rest, ""));
+            let first = without_skipped(first);
+            format!("{declaration}\n{first}\n{tail}")
+        }
+        _ => text,
+    };
+    out.write_all(text.as_bytes())?;
     writeln!(out)
+}
+
+/// The `<testsuites>` start tag without its `skipped="N"` attribute.
+fn without_skipped(tag: &str) -> String {
+    match tag.find(" skipped=\"") {
+        Some(start) => {
+            let after = &tag[start + " skipped=\"".len()..];
+            let end = after.find('"').map_or(after.len(), |i| i + 1);
+            format!("{}{}", &tag[..start], &after[end..])
+        }
+        None => tag.to_string(),
+    }
 }

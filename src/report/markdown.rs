@@ -3,18 +3,13 @@
 
 use std::io::{self, Write};
 
+use super::neutral::code_block;
 use super::{failure_lines, mark, reproduce};
 use crate::outcome::{RunReport, Verdict};
 
-/// A code fence longer than any run of backticks in `text`, so the text cannot close it.
-fn fence(text: &str) -> String {
-    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-    "`".repeat(longest.max(2) + 1)
-}
-
-/// Escapes text for a Markdown table cell.
+/// A table cell, a heading or a list item: one line, nothing that could become markup.
 fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    super::neutral::markdown(text)
 }
 
 /// Writes the Markdown report.
@@ -31,7 +26,11 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
         writeln!(
             out,
             "| {} | {}/{} ({}%) | {}% | {result} |",
-            c.id, c.score.earned, c.score.total, c.score.percent, c.threshold
+            cell(&c.id),
+            c.score.earned,
+            c.score.total,
+            c.score.percent,
+            c.threshold
         )?;
     }
     writeln!(
@@ -45,20 +44,25 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
     if let Some(log) = report.build_log.as_deref().filter(|l| !l.trim().is_empty()) {
         writeln!(
             out,
-            "\n<details><summary>image build output</summary>\n\n```\n{}\n```\n</details>",
-            log.trim_end()
+            "\n<details><summary>image build output</summary>\n\n{}\n</details>",
+            code_block(log, "")
         )?;
     }
     for c in &report.challenges {
-        writeln!(out, "\n## {} — {}\n", c.id, c.title)?;
-        writeln!(out, "Question {}: {}\n", c.question.number, c.question.text.trim())?;
+        writeln!(out, "\n## {} — {}\n", cell(&c.id), cell(&c.title))?;
+        writeln!(
+            out,
+            "Question {}: {}\n",
+            c.question.number,
+            cell(c.question.text.trim())
+        )?;
         if let Some(error) = &c.target_error {
             writeln!(out, "**Could not grade:** {}\n", cell(error))?;
             if let Some(logs) = c.logs.as_deref().filter(|l| !l.trim().is_empty()) {
                 writeln!(
                     out,
-                    "<details><summary>last output</summary>\n\n```\n{}\n```\n</details>",
-                    logs.trim_end()
+                    "<details><summary>last output</summary>\n\n{}\n</details>",
+                    code_block(logs, "")
                 )?;
             }
             continue;
@@ -71,9 +75,9 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
                 out,
                 "| {} | {} — {} | {} | {earned}/{} |",
                 mark(probe.verdict),
-                probe.id,
+                cell(&probe.id),
                 cell(&probe.title),
-                probe.category,
+                cell(&probe.category),
                 probe.points
             )?;
         }
@@ -82,18 +86,14 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
             .iter()
             .filter(|p| matches!(p.verdict, Verdict::Failed | Verdict::Errored))
         {
-            writeln!(out, "\n### {} {}\n", mark(probe.verdict), probe.id)?;
-            writeln!(out, "{}\n", probe.title)?;
-            writeln!(out, "```")?;
-            for line in failure_lines(probe) {
-                writeln!(out, "{line}")?;
-            }
-            writeln!(out, "```\n")?;
+            writeln!(out, "\n### {} {}\n", mark(probe.verdict), cell(&probe.id))?;
+            writeln!(out, "{}\n", cell(&probe.title))?;
+            writeln!(out, "{}\n", code_block(&failure_lines(probe).join("\n"), ""))?;
             if !probe.why.is_empty() {
-                writeln!(out, "- **why:** {}", probe.why.trim())?;
+                writeln!(out, "- **why:** {}", cell(probe.why.trim()))?;
             }
             if !probe.hint.is_empty() {
-                writeln!(out, "- **hint:** {}", probe.hint.trim())?;
+                writeln!(out, "- **hint:** {}", cell(probe.hint.trim()))?;
             }
             let replay = reproduce(probe);
             if !replay.is_empty() {
@@ -102,9 +102,7 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
                     "- **replay** (set `{}` to your service's base URL):\n",
                     super::curl::BASE
                 )?;
-                let script = replay.join("\n");
-                let fence = fence(&script);
-                writeln!(out, "{fence}sh\n{script}\n{fence}")?;
+                writeln!(out, "{}", code_block(&replay.join("\n"), "sh"))?;
             }
         }
     }

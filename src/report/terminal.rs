@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use console::Style;
 
+use super::neutral::terminal as safe;
 use super::{failure_lines, mark, reproduce};
 use crate::outcome::{ChallengeReport, RunReport, Verdict};
 
@@ -78,17 +79,17 @@ fn write_challenge(c: &ChallengeReport, out: &mut dyn Write, p: &Palette) -> io:
     writeln!(
         out,
         "{} {}",
-        p.bold.apply_to(&c.id),
+        p.bold.apply_to(safe(&c.id)),
         p.dim
-            .apply_to(format!("— {} (question {})", c.title, c.question.number))
+            .apply_to(format!("— {} (question {})", safe(&c.title), c.question.number))
     )?;
-    writeln!(out, "{}", p.dim.apply_to(format!("  target: {}", c.target)))?;
+    writeln!(out, "{}", p.dim.apply_to(format!("  target: {}", safe(&c.target))))?;
     if let Some(error) = &c.target_error {
-        writeln!(out, "  {} {}", p.bad.apply_to("could not grade:"), error)?;
+        writeln!(out, "  {} {}", p.bad.apply_to("could not grade:"), safe(error))?;
         if let Some(logs) = c.logs.as_deref().filter(|l| !l.trim().is_empty()) {
             writeln!(out, "  last output:")?;
             for line in logs.lines() {
-                writeln!(out, "    {}", p.dim.apply_to(line))?;
+                writeln!(out, "    {}", p.dim.apply_to(safe(line)))?;
             }
         }
         writeln!(out)?;
@@ -102,11 +103,11 @@ fn write_challenge(c: &ChallengeReport, out: &mut dyn Write, p: &Palette) -> io:
             out,
             "  {} {:id_width$}  {:category_width$}  {:>2}/{:<2}  {}",
             p.verdict(probe.verdict).apply_to(mark(probe.verdict)),
-            probe.id,
-            p.dim.apply_to(&probe.category),
+            safe(&probe.id),
+            p.dim.apply_to(safe(&probe.category)),
             earned,
             probe.points,
-            probe.title,
+            safe(&probe.title),
         )?;
     }
     let s = &c.score;
@@ -145,18 +146,18 @@ fn write_challenge(c: &ChallengeReport, out: &mut dyn Write, p: &Palette) -> io:
             out,
             "  {} {} {}",
             p.verdict(probe.verdict)
-                .apply_to(format!("{} {}", mark(probe.verdict), probe.id)),
+                .apply_to(format!("{} {}", mark(probe.verdict), safe(&probe.id))),
             p.dim.apply_to(kind),
-            probe.title
+            safe(&probe.title)
         )?;
         for line in failure_lines(probe) {
-            writeln!(out, "      {line}")?;
+            writeln!(out, "      {}", safe(&line))?;
         }
         if !probe.why.is_empty() {
-            writeln!(out, "    {} {}", p.bold.apply_to("why: "), probe.why.trim())?;
+            writeln!(out, "    {} {}", p.bold.apply_to("why: "), safe(probe.why.trim()))?;
         }
         if !probe.hint.is_empty() {
-            writeln!(out, "    {} {}", p.bold.apply_to("hint:"), probe.hint.trim())?;
+            writeln!(out, "    {} {}", p.bold.apply_to("hint:"), safe(probe.hint.trim()))?;
         }
         let replay = reproduce(probe);
         if !replay.is_empty() {
@@ -170,7 +171,7 @@ fn write_challenge(c: &ChallengeReport, out: &mut dyn Write, p: &Palette) -> io:
                 ))
             )?;
             for line in replay {
-                writeln!(out, "      {line}")?;
+                writeln!(out, "      {}", safe(&line))?;
             }
         }
     }

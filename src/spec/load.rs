@@ -22,7 +22,10 @@ pub struct Challenge {
 impl Challenge {
     /// Total points of all probes.
     pub fn points(&self) -> u32 {
-        self.spec.probes.iter().map(|p| p.points).sum()
+        self.spec
+            .probes
+            .iter()
+            .fold(0u32, |sum, p| sum.saturating_add(p.points))
     }
 }
 

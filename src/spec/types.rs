@@ -18,26 +18,33 @@ pub struct Dur(pub Duration);
 /// Parses `500ms`, `2s`, `1.5s`, `1m`; `None` when the text is not such a duration.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let (number, unit_ms) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1.0)
+    let simple = if let Some(n) = text.strip_suffix("ms") {
+        Some((n, 1.0))
     } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000.0)
+        Some((n, 1000.0))
     } else {
-        return None;
+        text.strip_suffix('m').map(|n| (n, 60_000.0))
     };
-    let value: f64 = number.trim().parse().ok()?;
-    (value.is_finite() && value >= 0.0 && value * unit_ms < 1e12)
-        .then(|| Duration::from_micros((value * unit_ms * 1000.0) as u64))
+    // Decimal amounts of one unit (`1.5s`) here; compound forms (`1m30s`, `2h`) through humantime.
+    if let Some((number, unit_ms)) = simple
+        && let Ok(value) = number.trim().parse::<f64>()
+    {
+        return (value.is_finite() && value >= 0.0 && value * unit_ms < 1e12)
+            .then(|| Duration::from_micros((value * unit_ms * 1000.0) as u64));
+    }
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| d.as_secs() < 1_000_000_000)
 }
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        parse_duration(&text)
-            .map(Dur)
-            .ok_or_else(|| de::Error::custom(format!("invalid duration `{text}`: write it like 500ms, 2s or 1m")))
+        parse_duration(&text).map(Dur).ok_or_else(|| {
+            de::Error::custom(format!(
+                "invalid duration `{text}`: write it like 500ms, 2.5s, 1m or 1m30s"
+            ))
+        })
     }
 }
 
@@ -54,8 +61,8 @@ impl JsonSchema for Dur {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[0-9]+(\\.[0-9]+)?(ms|s|m)$",
-            "description": "A duration such as 500ms, 2s or 1m."
+            "pattern": "^([0-9]+(\\.[0-9]+)?(ms|s|m)|([0-9]+ ?[a-z]+ ?)+)$",
+            "description": "A duration such as 500ms, 2.5s, 1m or 1m30s."
         })
     }
 }

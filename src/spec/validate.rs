@@ -1,6 +1,7 @@
 //! Checks a parsed spec can never be run wrongly: unique ids, defined variables, expectations that can pass.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use super::jwt::{JwtSign, VarSpec};
 use super::load::is_kebab;
@@ -14,6 +15,16 @@ use super::template::{BUILTINS, json_strings, placeholders};
 pub const MAX_BURST: u32 = 10_000;
 /// The most connections one burst may open at once.
 pub const MAX_CONCURRENCY: u32 = 1_000;
+/// The most points one probe may be worth.
+pub const MAX_POINTS: u32 = 1_000;
+/// The most points a challenge may be worth in all.
+pub const MAX_TOTAL_POINTS: u32 = 100_000;
+/// The most times one step may repeat its request.
+pub const MAX_REPEAT: u32 = 10_000;
+/// The most pages one walk may fetch.
+pub const MAX_PAGES: u32 = 1_000;
+/// The longest any wait, timeout or pause in a spec may be.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Every problem found, as (field path, message).
 pub fn validate(spec: &ChallengeSpec) -> Vec<(String, String)> {
@@ -92,6 +103,21 @@ impl Validator<'_> {
         }
         if spec.probes.is_empty() {
             self.problem("probes", "a challenge needs at least one probe");
+        }
+        let total: u64 = spec.probes.iter().map(|p| u64::from(p.points)).sum();
+        if total > u64::from(MAX_TOTAL_POINTS) {
+            self.problem(
+                "probes",
+                format!(
+                    "the probes are worth {total} points in all; a challenge may be worth at most {MAX_TOTAL_POINTS}"
+                ),
+            );
+        }
+        for (field, duration) in [
+            ("service.start_timeout", spec.service.start_timeout.0),
+            ("service.request_timeout", spec.service.request_timeout.0),
+        ] {
+            self.duration(field, duration, std::time::Duration::from_millis(10));
         }
         self.rules();
         let mut seen: HashSet<&str> = HashSet::new();
@@ -172,8 +198,11 @@ impl Validator<'_> {
                 format!("category `{}` must be kebab-case", probe.category),
             );
         }
-        if probe.points == 0 {
-            self.problem(format!("{at}.points"), "a probe must be worth at least 1 point");
+        if probe.points == 0 || probe.points > MAX_POINTS {
+            self.problem(
+                format!("{at}.points"),
+                format!("a probe is worth 1 to {MAX_POINTS} points"),
+            );
         }
         for (field, text) in [("title", &probe.title), ("why", &probe.why), ("hint", &probe.hint)] {
             if text.trim().is_empty() {
@@ -255,12 +284,21 @@ impl Validator<'_> {
                         "a wait needs exactly one of `duration` or `seconds`",
                     ),
                     (None, Some(seconds)) => self.uses(&format!("{at}.wait.seconds"), &seconds.0, scope),
-                    (Some(_), None) => {}
+                    (Some(duration), None) => self.duration(&format!("{at}.wait.duration"), duration.0, Duration::ZERO),
+                }
+                if let Some(plus) = wait.plus {
+                    self.duration(&format!("{at}.wait.plus"), plus.0, Duration::ZERO);
+                }
+                if let Some(max) = wait.max {
+                    self.duration(&format!("{at}.wait.max"), max.0, Duration::from_millis(1));
                 }
             }
             (Some(request), None) => {
-                if step.repeat == Some(0) {
-                    self.problem(format!("{at}.repeat"), "repeat must be at least 1");
+                if step.repeat.is_some_and(|n| n == 0 || n > MAX_REPEAT) {
+                    self.problem(
+                        format!("{at}.repeat"),
+                        format!("repeat sends 1 to {MAX_REPEAT} requests"),
+                    );
                 }
                 let modes = [step.repeat.is_some(), step.burst.is_some(), step.walk.is_some()];
                 if modes.iter().filter(|m| **m).count() > 1 {
@@ -331,8 +369,11 @@ impl Validator<'_> {
             _ => {}
         }
         self.json_path(&format!("{at}.collect"), &walk.collect, scope);
-        if walk.max_pages == Some(0) {
-            self.problem(format!("{at}.max_pages"), "a walk fetches at least one page");
+        if walk.max_pages.is_some_and(|n| n == 0 || n > MAX_PAGES) {
+            self.problem(
+                format!("{at}.max_pages"),
+                format!("a walk fetches 1 to {MAX_PAGES} pages"),
+            );
         }
         if walk.totals.pages == Some(0) {
             self.problem(format!("{at}.totals.pages"), "a walk always fetches the first page");
@@ -462,7 +503,26 @@ impl Validator<'_> {
         }
     }
 
+    /// A duration from the spec must lie between `min` and [`MAX_DURATION`].
+    fn duration(&mut self, at: &str, duration: Duration, min: Duration) {
+        if duration < min || duration > MAX_DURATION {
+            self.problem(
+                at,
+                format!(
+                    "{} ms is outside {} ms ..= {} s",
+                    duration.as_millis(),
+                    min.as_millis(),
+                    MAX_DURATION.as_secs()
+                ),
+            );
+        }
+    }
+
     fn range(&mut self, at: &str, gt: Option<f64>, gte: Option<f64>, lt: Option<f64>, lte: Option<f64>) {
+        if let Some(bad) = [gt, gte, lt, lte].into_iter().flatten().find(|n| !n.is_finite()) {
+            self.problem(at, format!("{bad} is not a number a value can be compared with"));
+            return;
+        }
         let low = gt.into_iter().chain(gte).fold(f64::NEG_INFINITY, f64::max);
         let high = lt.into_iter().chain(lte).fold(f64::INFINITY, f64::min);
         let strict = gt == Some(low) || lt == Some(high);

@@ -129,7 +129,7 @@ fn a_defect_scores_below_the_pass_mark_with_exit_1_and_explains_itself() {
         .stdout(predicate::str::contains(
             "# step 2: PUT with a stale ETag: PUT /documents/",
         ))
-        .stdout(predicate::str::contains(r#"curl -i -X PUT "$BASE"/documents/"#))
+        .stdout(predicate::str::contains(r#"curl -sS -i -X PUT "$BASE"/documents/"#))
         .stdout(predicate::str::contains("seed 7"));
 }
 

@@ -7,6 +7,7 @@ mod defects;
 mod docker;
 mod engine;
 mod frameworks;
+mod hostile;
 mod process;
 mod reports;
 mod spec_errors;

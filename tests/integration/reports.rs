@@ -104,3 +104,144 @@ async fn hidden_probes_can_be_redacted_for_candidates() {
     assert_eq!(probe.verdict, report.challenges[0].probes[2].verdict);
     assert!(!render(Format::Markdown, &redacted).contains(&secret_id));
 }
+
+/// What the Jenkins xunit plugin's JUnit schema (junit-10.xsd) allows: per element, its attributes (required
+/// ones first, marked `!`) and its children. Any other attribute or element makes CI dashboards reject the file.
+const JUNIT_10: &[(&str, &[&str], &[&str])] = &[
+    (
+        "testsuites",
+        &["name", "time", "tests", "failures", "errors"],
+        &["testsuite"],
+    ),
+    (
+        "testsuite",
+        &[
+            "!name",
+            "!tests",
+            "!failures",
+            "!errors",
+            "group",
+            "time",
+            "skipped",
+            "timestamp",
+            "hostname",
+            "id",
+            "package",
+            "file",
+            "log",
+            "url",
+        ],
+        &["testsuite", "properties", "testcase", "system-out", "system-err"],
+    ),
+    ("properties", &[], &["property"]),
+    ("property", &["!name", "!value"], &[]),
+    (
+        "testcase",
+        &["!name", "time", "classname", "group"],
+        &[
+            "skipped",
+            "error",
+            "failure",
+            "rerunFailure",
+            "rerunError",
+            "flakyFailure",
+            "flakyError",
+            "system-out",
+            "system-err",
+        ],
+    ),
+    ("failure", &["type", "message"], &[]),
+    ("error", &["type", "message"], &[]),
+    ("skipped", &["type", "message"], &[]),
+    ("system-out", &[], &[]),
+    ("system-err", &[], &[]),
+];
+
+/// Every way `xml` breaks junit-10.xsd, empty when it validates.
+fn junit_10_violations(xml: &str) -> Vec<String> {
+    let document = match roxmltree::Document::parse(xml) {
+        Ok(d) => d,
+        Err(e) => return vec![format!("not well-formed: {e}")],
+    };
+    let time = regex::Regex::new(r"^(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?$").expect("regex");
+    let mut problems = Vec::new();
+    if document.root_element().tag_name().name() != "testsuites" {
+        problems.push("the root is not <testsuites>".to_string());
+    }
+    for node in document.descendants().filter(|n| n.is_element()) {
+        let name = node.tag_name().name();
+        let Some((_, attributes, children)) = JUNIT_10.iter().find(|(element, _, _)| *element == name) else {
+            problems.push(format!("<{name}> is not in the schema"));
+            continue;
+        };
+        for attribute in node.attributes() {
+            let known = attributes.iter().any(|a| a.trim_start_matches('!') == attribute.name());
+            if !known {
+                problems.push(format!("<{name}> may not carry `{}`", attribute.name()));
+            }
+            if attribute.name() == "time" && name != "testcase" && !time.is_match(attribute.value()) {
+                problems.push(format!("<{name}> time `{}` is not a SUREFIRE_TIME", attribute.value()));
+            }
+        }
+        for required in attributes.iter().filter_map(|a| a.strip_prefix('!')) {
+            if node.attribute(required).is_none() {
+                problems.push(format!("<{name}> lacks `{required}`"));
+            }
+        }
+        for child in node.children().filter(|c| c.is_element()) {
+            if !children.contains(&child.tag_name().name()) {
+                problems.push(format!("<{}> may not be inside <{name}>", child.tag_name().name()));
+            }
+        }
+    }
+    problems
+}
+
+#[tokio::test]
+async fn junit_follows_the_jenkins_xunit_schema() {
+    let report = sample().await;
+    let xml = render(Format::Junit, &report);
+    assert_eq!(junit_10_violations(&xml), Vec::<String>::new(), "{xml}");
+    // The checker itself catches what it is there for.
+    assert!(!junit_10_violations("<testsuites skipped=\"1\"/>").is_empty());
+    assert!(!junit_10_violations("<testsuites><testsuite name=\"x\"/></testsuites>").is_empty());
+}
+
+#[tokio::test]
+async fn a_service_that_never_started_is_a_junit_error_not_a_green_skip() {
+    let challenges = [catalog("rate-limiter")];
+    let config = proctor::engine::RunConfig {
+        target: Target::Reference(String::new()),
+        jobs: 1,
+        seed: 1,
+        run_id: "t".into(),
+        min_score: None,
+        start_timeout: None,
+        request_timeout: None,
+        max_body: proctor::engine::DEFAULT_MAX_BODY,
+    };
+    let report = proctor::engine::not_graded(
+        &challenges,
+        &config,
+        "image built from ./submission",
+        "the container exited with status 1 before it was ready",
+        Some("Error: \u{1b}[31mPORT is not set".into()),
+        false,
+    );
+    let xml = render(Format::Junit, &report);
+    assert_eq!(junit_10_violations(&xml), Vec::<String>::new(), "{xml}");
+    let document = roxmltree::Document::parse(&xml).expect("well-formed");
+    let cases = document.descendants().filter(|n| n.has_tag_name("testcase")).count();
+    let errors = document.descendants().filter(|n| n.has_tag_name("error")).count();
+    assert_eq!((cases, errors), (challenges[0].spec.probes.len(), cases), "{xml}");
+    assert!(
+        xml.contains("the service could not be graded: the container exited"),
+        "{xml}"
+    );
+    let suite = document
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .expect("a suite");
+    assert_eq!(suite.attribute("errors"), Some(cases.to_string().as_str()));
+    assert_eq!(suite.attribute("skipped"), Some("0"));
+}

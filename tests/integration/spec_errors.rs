@@ -40,7 +40,7 @@ fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
             "bad-regex",
             probe("      - request: { path: /x }\n        expect: { headers: { ETag: { matches: '([' } } }\n"),
         ),
-        ("bad-duration", probe("      - wait: { duration: 5 minutes }\n")),
+        ("bad-duration", probe("      - wait: { duration: soon }\n")),
         (
             "bad-jsonpath",
             probe("      - request: { path: /x }\n        expect: { json: [ { path: '$.items[', exists: true } ] }\n"),

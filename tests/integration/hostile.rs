@@ -1,0 +1,213 @@
+//! Hostile services and specs: each attack has its verdict, and nothing it sends reaches a report raw.
+
+use predicates::prelude::*;
+use proctor::report::Format;
+use proctor::target::Target;
+use tokio::net::TcpListener;
+
+use crate::support::{challenge, grade, proctor, spec_with_probes, temp_dir};
+
+/// A body full of what terminals, Markdown renderers and XML parsers act on: an OSC title write, an OSC 52
+/// clipboard write, clear-screen, a bidi override, NUL, and a code fence that tries to break out into a heading,
+/// a link and raw HTML.
+const HOSTILE_BODY: &str = "\u{1b}]0;pwned\u{7}\u{1b}]52;c;cm0gLXJmIH4=\u{7}\u{1b}[2J\u{202e}gnp.exe\u{0}\n```\n# Owned\n[click](https://evil.example) <img src=x onerror=alert(1)>\n";
+
+/// Answers every request with the hostile body and a hostile header, written raw (HTTP frameworks refuse to).
+async fn hostile_service() -> url::Url {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Evil: \u{202e}reversed \u{9b}31m\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    HOSTILE_BODY.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(HOSTILE_BODY.as_bytes()).await;
+            });
+        }
+    });
+    url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url")
+}
+
+fn render(format: Format, report: &proctor::outcome::RunReport) -> String {
+    let mut out = Vec::new();
+    format.write(report, &mut out).expect("writes");
+    String::from_utf8(out).expect("UTF-8")
+}
+
+#[tokio::test]
+async fn a_hostile_body_reaches_no_report_raw() {
+    let url = hostile_service().await;
+    let probes = "  - id: body\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /x }\n        expect: { status: 200, body: { equals: nothing }, headers: { X-Evil: { equals: nothing } } }\n";
+    let report = grade(&[challenge("hostile", &spec_with_probes(probes))], Target::Url(url)).await;
+    let mut terminal = Vec::new();
+    proctor::report::terminal::write(&report, &mut terminal, true).expect("writes");
+    let terminal = String::from_utf8(terminal).expect("UTF-8");
+    // Our own colours are the only escape sequences: CSI + digits + 'm'.
+    let own_styling = regex::Regex::new("\u{1b}\\[[0-9;]*m").expect("regex");
+    let unstyled = own_styling.replace_all(&terminal, "");
+    assert!(
+        !unstyled.chars().any(|c| c.is_control() && c != '\n' && c != '\t') && !unstyled.contains('\u{202e}'),
+        "{unstyled:?}"
+    );
+    assert!(terminal.contains(r"\x1b]0;pwned\x07"), "shown, not run: {terminal}");
+
+    let markdown = render(Format::Markdown, &report);
+    let outside_code: String = {
+        // Everything outside fenced blocks must be free of headings, links and HTML from the service.
+        let mut text = String::new();
+        let mut fence: Option<String> = None;
+        for line in markdown.lines() {
+            let ticks: String = line.chars().take_while(|c| *c == '`').collect();
+            match &fence {
+                Some(open) if ticks.len() >= open.len() && line.trim_end() == ticks => fence = None,
+                Some(_) => {}
+                None if ticks.len() >= 3 => fence = Some(ticks),
+                None => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    };
+    assert!(!outside_code.contains("# Owned"), "{markdown}");
+    assert!(!outside_code.contains("<img"), "{markdown}");
+    assert!(!outside_code.contains("](https://evil"), "{markdown}");
+    assert!(!markdown.contains('\u{1b}'), "{markdown}");
+
+    let junit = render(Format::Junit, &report);
+    roxmltree::Document::parse(&junit).unwrap_or_else(|e| panic!("JUnit is not well-formed XML ({e}):\n{junit}"));
+}
+
+#[test]
+fn a_spec_with_hostile_text_is_shown_without_control_characters() {
+    let spec = "title: \"t\\e]0;owned\\a\"\nquestion: { number: 1, text: q }\nbrief: \"\\e[2Jbrief\"\nrules: [{ id: r, text: \"rule \\e[5m\" }]\nprobes:\n  - { id: a, title: \"x\\e[31m\", category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: /x } } ] }\n";
+    let dir = temp_dir(&[("evil.yaml", spec)]);
+    let output = proctor()
+        .args(["show"])
+        .arg(dir.path().join("evil.yaml"))
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{7}'), "{stdout:?}");
+    assert!(stdout.contains(r"\x1b]0;owned"), "{stdout}");
+}
+
+#[test]
+fn points_that_would_overflow_are_refused_before_grading() {
+    let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nprobes:\n  - { id: a, title: t, category: c, rules: [r], points: 4294967295, why: w, hint: h, steps: [ { request: { path: /x } } ] }\n  - { id: b, title: t, category: c, rules: [r], points: 4294967295, why: w, hint: h, steps: [ { request: { path: /x } } ] }\n";
+    let dir = temp_dir(&[("points.yaml", spec)]);
+    proctor()
+        .arg("validate")
+        .arg(dir.path().join("points.yaml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("a probe is worth 1 to 1000 points"))
+        .stderr(predicate::str::contains("be worth at most 100000"));
+}
+
+#[test]
+fn specs_asking_for_the_meaningless_are_refused_with_every_problem_at_once() {
+    let probes = "  - id: a\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /x }\n        repeat: 100000000\n        expect: { headers: { X: { gt: .nan } } }\n      - wait: { duration: 1s, plus: 100h }\n";
+    let spec = spec_with_probes(probes).replace("request_timeout: 2s", "request_timeout: 0ms");
+    let dir = temp_dir(&[("silly.yaml", &spec)]);
+    proctor()
+        .arg("validate")
+        .arg(dir.path().join("silly.yaml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("service.request_timeout: 0 ms is outside"))
+        .stderr(predicate::str::contains("repeat sends 1 to 10000 requests"))
+        .stderr(predicate::str::contains("NaN is not a number"))
+        .stderr(predicate::str::contains("wait.plus: 360000000 ms is outside"));
+}
+
+#[test]
+fn report_destinations_are_checked_before_grading_and_a_late_failure_keeps_the_verdict() {
+    let dir = temp_dir(&[]);
+    let missing = dir.path().join("no-such-folder/report.json");
+    proctor()
+        .args(["demo", "rate-limiter", "--report"])
+        .arg(format!("json={}", missing.display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("does not exist"))
+        .stdout(predicate::str::is_empty());
+    let same = dir.path().join("same.out");
+    proctor()
+        .args(["demo", "rate-limiter", "--report"])
+        .arg(format!("json={}", same.display()))
+        .arg("--report")
+        .arg(format!("junit={}", same.display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("named for two reports"));
+    proctor()
+        .args(["demo", "rate-limiter", "--report"])
+        .arg(format!("json={}", dir.path().display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is a folder"));
+    assert!(!same.exists(), "a refused run leaves no file behind");
+}
+
+#[test]
+fn flags_that_could_overflow_or_never_make_sense_are_usage_errors() {
+    proctor()
+        .args(["demo", "--jobs", "18446744073709551615"])
+        .assert()
+        .code(2);
+    proctor()
+        .args(["demo", "--request-timeout", "0ms"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is outside"));
+    proctor()
+        .args([
+            "demo",
+            "rate-limiter",
+            "--max-body",
+            "4MiB",
+            "--request-timeout",
+            "1m30s",
+        ])
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn closed_or_full_standard_output_is_an_exit_code_not_a_panic() {
+    for args in [&["list"][..], &["show", "rate-limiter"], &["schema"], &["validate"]] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full");
+        let output = std::process::Command::new(crate::support::proctor_path())
+            .args(args)
+            .stdout(full)
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        // A reader that goes away (`proctor list | head -1`) ends the output quietly.
+        let mut child = std::process::Command::new(crate::support::proctor_path())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("waits");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}
