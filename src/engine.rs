@@ -198,17 +198,16 @@ pub async fn run_challenge(
         timeout,
         cancel,
     };
+    // `{{env.PORT}}` is the port the service was actually given (a free one for --cmd, the URL's for --url).
+    let mut env = spec.service.env.clone();
+    if let Some(port) = endpoint.base_url.port_or_known_default() {
+        env.insert("PORT".to_string(), port.to_string());
+    }
     for probe_spec in &spec.probes {
         let result = if cancel.is_cancelled() {
             skipped(probe_spec, "interrupted")
         } else {
-            let mut vars = vars::Vars::new(
-                config.seed,
-                &config.run_id,
-                &challenge.id,
-                &probe_spec.id,
-                spec.service.env.clone(),
-            );
+            let mut vars = vars::Vars::new(config.seed, &config.run_id, &challenge.id, &probe_spec.id, env.clone());
             probe::run(probe_spec, &mut vars, &ctx).await
         };
         let _ = events.send(Event::ProbeFinished {

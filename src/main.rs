@@ -112,8 +112,22 @@ async fn dispatch(command: Command, color: bool) -> u8 {
         Command::Validate { paths } => validate(&paths, color),
         Command::Run(args) => {
             let target = match (args.url, args.cmd, args.path, args.image) {
+                (Some(url), ..) if !matches!(url.scheme(), "http" | "https") => {
+                    return usage(&format!(
+                        "--url {}: only http:// and https:// services can be graded",
+                        proctor::engine::http::redacted(&url)
+                    ));
+                }
+                (Some(url), ..) if url.query().is_some() || url.fragment().is_some() => {
+                    return usage(
+                        "--url takes a base URL (scheme, host, port and an optional path), without ?query or #fragment",
+                    );
+                }
                 (Some(url), ..) => Plan::Ready(Target::Url(url)),
                 (_, Some(cmd), ..) => Plan::Ready(Target::Command(cmd)),
+                (_, _, Some(path), _) if !path.is_dir() => {
+                    return usage(&format!("--path {}: no such folder", path.display()));
+                }
                 (_, _, Some(path), _) => Plan::Docker(DockerSource::Build(path), args.docker),
                 (_, _, _, Some(image)) => Plan::Docker(DockerSource::Image(image), args.docker),
                 _ => return usage("give one of --url, --cmd, --path or --image"),

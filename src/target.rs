@@ -52,7 +52,7 @@ impl Target {
     /// A one-line description for reports.
     pub fn describe(&self) -> String {
         match self {
-            Target::Url(url) => url.to_string(),
+            Target::Url(url) => crate::engine::http::redacted(url),
             Target::Command(cmd) => format!("command: {cmd}"),
             Target::Reference(defects) if defects.is_empty() => "reference service".to_string(),
             Target::Reference(defects) => format!("reference service with defects: {defects}"),
@@ -88,8 +88,8 @@ pub enum TargetError {
     /// Never ready within the timeout.
     #[error("the service at {url} was not ready within {} s: {reason}", timeout.as_secs_f64())]
     NotReady {
-        /// Base URL.
-        url: Url,
+        /// Base URL (passwords redacted).
+        url: String,
         /// The timeout.
         timeout: Duration,
         /// The last error.
@@ -188,7 +188,7 @@ pub async fn start(
             ready.map_err(|reason| {
                 (
                     TargetError::NotReady {
-                        url: url.clone(),
+                        url: crate::engine::http::redacted(url),
                         timeout,
                         reason,
                     },
@@ -234,7 +234,7 @@ pub async fn start(
                     let error = match exited {
                         Some(reason) => TargetError::Exited { reason },
                         None => TargetError::NotReady {
-                            url: base_url,
+                            url: base_url.to_string(),
                             timeout,
                             reason,
                         },
@@ -273,7 +273,11 @@ pub async fn start(
                     container.stop().await;
                     let error = match (exited, url) {
                         (Some(how), _) => TargetError::Exited { reason: how },
-                        (None, Some(url)) => TargetError::NotReady { url, timeout, reason },
+                        (None, Some(url)) => TargetError::NotReady {
+                            url: url.to_string(),
+                            timeout,
+                            reason,
+                        },
                         (None, None) => TargetError::Exited { reason },
                     };
                     Err((error, logs))

@@ -23,6 +23,9 @@ pub struct Prepared {
     pub headers: Vec<(String, String)>,
     /// Body bytes.
     pub body: Option<Vec<u8>>,
+    /// The path of the service's base URL without its final slash (empty at the root): a replay's `$BASE`
+    /// stands for it.
+    pub base_path: String,
 }
 
 impl Prepared {
@@ -30,8 +33,14 @@ impl Prepared {
     pub fn record(&self) -> RequestRecord {
         RequestRecord {
             method: self.method.clone(),
-            url: self.url.to_string(),
-            target: self.target(),
+            url: redacted(&self.url),
+            target: {
+                let target = self.target();
+                match target.strip_prefix(self.base_path.as_str()) {
+                    Some(rest) if rest.starts_with('/') => rest.to_string(),
+                    _ => target,
+                }
+            },
             headers: self.headers.clone(),
             body: self.body.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
         }
@@ -46,19 +55,51 @@ impl Prepared {
     }
 }
 
+/// The URL a spec path means on the service at `base`: paths are relative to the base URL's path (so
+/// `--url http://host/api` puts `/items` at `/api/items`), a path already under that prefix (a `Location` the
+/// service sent) is kept as is, and whatever would leave the service's origin — an absolute URL elsewhere, a
+/// network-path reference such as `//other-host/x` or `/\other-host` — is refused.
+pub fn resolve(base: &Url, path: &str) -> Result<Url, String> {
+    let refuse =
+        |url: &dyn std::fmt::Display| format!("refusing to send a request outside the service under test: {url}");
+    if path.starts_with("//") || path.starts_with("/\\") || path.starts_with('\\') {
+        return Err(refuse(&path));
+    }
+    let prefix = base.path().trim_end_matches('/');
+    let url = if path.starts_with('/')
+        && !prefix.is_empty()
+        && !(path == prefix || path.starts_with(&format!("{prefix}/")))
+    {
+        base.join(&format!("{prefix}{path}"))
+    } else if !path.starts_with('/') && !path.contains("://") {
+        let mut directory = base.clone();
+        directory.set_path(&format!("{prefix}/"));
+        directory.join(path)
+    } else {
+        base.join(path)
+    }
+    .map_err(|e| format!("`{path}` is not a valid path or URL: {e}"))?;
+    // Captured Location headers may be absolute: they must still point at the service under test.
+    if url.origin() != base.origin() {
+        return Err(refuse(&redacted(&url)));
+    }
+    Ok(url)
+}
+
+/// A URL as reports show it: any password in it replaced by `***`.
+pub fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    shown.to_string()
+}
+
 /// Fills the placeholders of a request and resolves it against the base URL. The error says what is wrong.
 pub fn prepare(spec: &RequestSpec, vars: &mut Vars, base: &Url) -> Result<Prepared, String> {
     let mut lookup = |name: &str| vars.lookup(name);
     let path = template::render(&spec.path, &mut lookup).map_err(|e| e.to_string())?;
-    let mut url = base
-        .join(&path)
-        .map_err(|e| format!("`{path}` is not a valid path or URL: {e}"))?;
-    // Captured Location headers may be absolute: they must still point at the service under test.
-    if url.origin() != base.origin() {
-        return Err(format!(
-            "refusing to send a request outside the service under test: {url}"
-        ));
-    }
+    let mut url = resolve(base, &path)?;
     if !spec.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (name, value) in &spec.query {
@@ -112,6 +153,7 @@ pub fn prepare(spec: &RequestSpec, vars: &mut Vars, base: &Url) -> Result<Prepar
         url,
         headers,
         body,
+        base_path: base.path().trim_end_matches('/').to_string(),
     })
 }
 
@@ -253,5 +295,38 @@ pub fn describe_error(error: &reqwest::Error) -> String {
         format!("the response body broke off{detail}")
     } else {
         format!("the service did not send a valid HTTP response{detail}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_live_under_the_base_path_and_never_leave_the_origin() {
+        let base = Url::parse("http://user:secret@127.0.0.1:9/api").expect("url");
+        let at = |path: &str| resolve(&base, path).map(|u| u.path().to_string());
+        assert_eq!(at("/items").as_deref(), Ok("/api/items"));
+        assert_eq!(
+            at("/api/items/3").as_deref(),
+            Ok("/api/items/3"),
+            "a Location the service sent"
+        );
+        assert_eq!(at("items").as_deref(), Ok("/api/items"));
+        assert_eq!(at("/apiary").as_deref(), Ok("/api/apiary"));
+        for elsewhere in [
+            "//evil.example/x",
+            "/\\evil.example/x",
+            "http://evil.example/x",
+            "http://127.0.0.1:10/x",
+        ] {
+            assert!(at(elsewhere).is_err(), "{elsewhere}");
+        }
+        let root = Url::parse("http://127.0.0.1:9/").expect("url");
+        assert_eq!(
+            resolve(&root, "/items").map(|u| u.path().to_string()).as_deref(),
+            Ok("/items")
+        );
+        assert_eq!(redacted(&base), "http://user:***@127.0.0.1:9/api");
     }
 }

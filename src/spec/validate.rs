@@ -15,6 +15,10 @@ use super::template::{BUILTINS, json_strings, placeholders};
 pub const MAX_BURST: u32 = 10_000;
 /// The most connections one burst may open at once.
 pub const MAX_CONCURRENCY: u32 = 1_000;
+/// Environment variables a spec may not set: `PORT` is proctor's, the others change which program starts or
+/// how the shell that starts it behaves (`LD_*` and `DYLD_*` are refused as well).
+pub const RESERVED_ENV: &[&str] = &["PORT", "PATH", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4"];
+
 /// The most points one probe may be worth.
 pub const MAX_POINTS: u32 = 1_000;
 /// The most points a challenge may be worth in all.
@@ -84,20 +88,37 @@ impl Validator<'_> {
                 "service.ready",
                 "readiness needs exactly one of `http: <path>` or `tcp: true`",
             ),
-            Ready { http: Some(path), .. } if !path.starts_with('/') => self.problem(
-                "service.ready.http",
-                format!("the readiness path `{path}` must start with `/`"),
-            ),
+            Ready { http: Some(path), .. }
+                if !path.starts_with('/') || path.starts_with("//") || path.starts_with("/\\") =>
+            {
+                self.problem(
+                    "service.ready.http",
+                    format!("the readiness path `{path}` must be a path on the service, starting with one `/`"),
+                )
+            }
             _ => {}
         }
         for (field, message) in crate::sandbox::limits::check(&spec.service.limits) {
             self.problem(format!("service.limits.{field}"), message);
         }
-        for name in spec.service.env.keys() {
+        for (name, value) in &spec.service.env {
             if !is_identifier(name) {
                 self.problem(
                     format!("service.env.{name}"),
                     format!("`{name}` is not a valid environment variable name"),
+                );
+            } else if RESERVED_ENV.contains(&name.as_str()) || name.starts_with("LD_") || name.starts_with("DYLD_") {
+                self.problem(
+                    format!("service.env.{name}"),
+                    format!(
+                        "`{name}` changes how the service is started (or is proctor's to set), so a spec cannot set it"
+                    ),
+                );
+            }
+            if value.contains('\0') {
+                self.problem(
+                    format!("service.env.{name}"),
+                    "an environment value cannot contain a NUL character",
                 );
             }
         }
@@ -667,7 +688,7 @@ impl Validator<'_> {
     fn uses(&mut self, at: &str, text: &str, scope: &Scope) {
         for name in placeholders(text) {
             let known = if let Some(var) = name.strip_prefix("env.") {
-                self.spec.service.env.contains_key(var)
+                var == "PORT" || self.spec.service.env.contains_key(var)
             } else if name == "index" {
                 scope.in_loop
             } else {

@@ -11,19 +11,18 @@ use crate::spec::model::Ready;
 pub async fn check_once(ready: &Ready, base: &Url, client: &reqwest::Client) -> Result<(), String> {
     match &ready.http {
         Some(path) => {
-            let url = base
-                .join(path)
-                .map_err(|e| format!("invalid readiness path {path}: {e}"))?;
+            let url = crate::engine::http::resolve(base, path)?;
+            let shown = crate::engine::http::redacted(&url);
             let response = client
                 .get(url.clone())
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
-                .map_err(|e| format!("GET {url}: {}", crate::engine::describe_error(&e)))?;
+                .map_err(|e| format!("GET {shown}: {}", crate::engine::describe_error(&e)))?;
             if response.status().as_u16() < 500 {
                 Ok(())
             } else {
-                Err(format!("GET {url} answered {}", response.status()))
+                Err(format!("GET {shown} answered {}", response.status()))
             }
         }
         None => {

@@ -210,6 +210,7 @@ async fn a_client_bound_to_a_device_cannot_reach_anything_through_another() {
         url: url.join("/x").expect("url"),
         headers: Vec::new(),
         body: None,
+        base_path: String::new(),
     };
     let free = proctor::engine::http::Http::new(Duration::from_secs(2), 1 << 20, None).expect("client");
     assert!(

@@ -211,3 +211,61 @@ fn closed_or_full_standard_output_is_an_exit_code_not_a_panic() {
         assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_base_path_is_honoured_and_credentials_never_reach_a_report() {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/api/health", get(|| async { "ok" }))
+        .route("/api/x", get(|| async { "under the base" }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let probes = "  - id: base\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /x }\n        expect: { status: 200, body: { equals: under the base } }\n";
+    let spec = spec_with_probes(probes).replace("ready: { tcp: true }", "ready: { http: /health }");
+    let url = url::Url::parse(&format!("http://grader:s3cr3t-pw@127.0.0.1:{port}/api")).expect("url");
+    let report = grade(&[challenge("base", &spec)], Target::Url(url)).await;
+    let json = render(Format::Json, &report);
+    assert_eq!(report.challenges[0].score.percent, 100.0, "{json}");
+    for format in [Format::Json, Format::Junit, Format::Markdown] {
+        let text = render(format, &report);
+        assert!(!text.contains("s3cr3t-pw"), "{format:?} leaks the password:\n{text}");
+    }
+}
+
+#[test]
+fn a_spec_cannot_send_readiness_elsewhere_or_change_how_the_service_starts() {
+    let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice:\n  ready: { http: '//127.0.0.2:9/x' }\n  env: { PATH: /tmp/evil, LD_PRELOAD: /tmp/evil.so, PORT: '1', OK: \"a\\0b\" }\nprobes:\n  - { id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: /x } } ] }\n";
+    let dir = temp_dir(&[("sneaky.yaml", spec)]);
+    let assert = proctor()
+        .arg("validate")
+        .arg(dir.path().join("sneaky.yaml"))
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+    for expected in [
+        "service.ready.http: the readiness path `//127.0.0.2:9/x` must be a",
+        "service.env.PATH",
+        "service.env.LD_PRELOAD",
+        "service.env.PORT",
+        "cannot contain a NUL character",
+    ] {
+        assert!(stderr.contains(expected), "{expected}:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_url_proctor_cannot_grade_is_refused_at_once() {
+    let started = std::time::Instant::now();
+    proctor()
+        .args(["run", "rate-limiter", "--url", "ftp://127.0.0.1:21/"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("only http:// and https://"));
+    proctor()
+        .args(["run", "rate-limiter", "--path", "/no/such/submission"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no such folder"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
