@@ -109,6 +109,10 @@ fn not_modified_since(value: &str, doc: &Document, config: &Config) -> Result<bo
             Ok(false)
         };
     };
+    if config.has("ims-string-compare") {
+        // The header compared with Last-Modified as text: only the exact date counts as "not modified".
+        return Ok(value.trim() == httpdate::fmt_http_date(doc.modified));
+    }
     if config.has("ims-always-304") {
         // "The client has a copy" taken to mean "the copy is current".
         return Ok(true);
@@ -222,7 +226,7 @@ fn put(app: &Shared, name: String, current: Option<Document>, headers: &HeaderMa
     {
         // Strong comparison: weak tags never match, `*` matches any current representation.
         let ok = match &current {
-            None => false,
+            None => config.has("if-match-star-creates") && if_match.trim() == "*",
             // The raw header compared with the ETag: lists and `*` never match.
             Some(doc) if config.has("if-match-string-compare") => if_match.trim() == doc.etag(config),
             Some(_) if if_match.trim() == "*" => true,
@@ -279,7 +283,12 @@ fn add_validators(response: &mut Response, doc: &Document, config: &Config, cach
     if let Ok(etag) = HeaderValue::from_str(&doc.etag(config)) {
         headers.insert(header::ETAG, etag);
     }
-    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(doc.modified)) {
+    let modified = if config.has("last-modified-now") {
+        SystemTime::now()
+    } else {
+        doc.modified
+    };
+    if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
         headers.insert(header::LAST_MODIFIED, date);
     }
     if cache_control {

@@ -89,6 +89,18 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     ("put-always-200", "PUT answers 200 even when it creates the document"),
     (
+        "last-modified-now",
+        "Last-Modified is the time of the response, not of the last change",
+    ),
+    (
+        "ims-string-compare",
+        "If-Modified-Since is compared with Last-Modified as text: a later date answers 200",
+    ),
+    (
+        "if-match-star-creates",
+        "If-Match: * on a missing document creates it instead of 412",
+    ),
+    (
         "if-match-after-write",
         "If-Match is checked after the document is written: the 412 comes too late",
     ),
@@ -318,6 +330,14 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "a request without Authorization gets the framework's 422 validation error",
     ),
     ("login-any-password", "login accepts any password for a registered user"),
+    (
+        "audience-substring",
+        "aud is checked with `contains`: notes-api-admin passes for notes-api",
+    ),
+    (
+        "issuer-prefix",
+        "iss is checked with `starts_with`: https://auth.proctor.test.evil.example passes",
+    ),
     (
         "aud-must-be-string",
         "an aud claim that is an array holding the audience is refused (RFC 7519 allows arrays)",

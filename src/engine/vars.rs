@@ -66,6 +66,7 @@ impl Vars {
                     .to_string(),
             ),
             "index" => self.index.map(|i| i.to_string()),
+            "httpdate" => Some(httpdate::fmt_http_date(std::time::SystemTime::now())),
             _ if name.starts_with("tamper.") => crate::spec::template::tamper_target(name)
                 .and_then(|var| self.values.get(var))
                 .map(|value| crate::spec::template::tamper(value)),

@@ -21,6 +21,10 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "now",
         "the current Unix time in seconds; `now+600` and `now-600` add or subtract seconds",
     ),
+    (
+        "httpdate",
+        "the current time as an HTTP date (IMF-fixdate), e.g. for If-Modified-Since",
+    ),
     ("index", "inside `repeat` or `burst`: the 0-based number of the request"),
     (
         "filler.N",

@@ -142,7 +142,7 @@ fn min_score_overrides_the_pass_mark() {
             "--defects",
             "ignore-if-match",
             "--min-score",
-            "75",
+            "70",
         ])
         .assert()
         .code(0);

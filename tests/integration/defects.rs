@@ -47,8 +47,19 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("http-caching", "put-always-200", &["put-answers-201-then-200@1"]),
     (
         "http-caching",
+        "last-modified-now",
+        &["if-modified-since-revalidates@7"],
+    ),
+    (
+        "http-caching",
+        "ims-string-compare",
+        &["if-modified-since-revalidates@8"],
+    ),
+    ("http-caching", "if-match-star-creates", &["if-match-star-and-lists@5"]),
+    (
+        "http-caching",
         "if-match-after-write",
-        &["if-match-prevents-lost-updates@3"],
+        &["if-match-prevents-lost-updates@3", "if-match-star-and-lists@6"],
     ),
     ("http-caching", "put-no-validators", &["put-carries-validators@1"]),
     (
@@ -85,7 +96,11 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     (
         "http-caching",
         "ignore-if-match",
-        &["if-match-prevents-lost-updates@2", "if-match-uses-strong-comparison@3"],
+        &[
+            "if-match-prevents-lost-updates@2",
+            "if-match-star-and-lists@5",
+            "if-match-uses-strong-comparison@3",
+        ],
     ),
     ("http-caching", "last-modified-ms", &["if-modified-since-revalidates"]),
     (
@@ -157,7 +172,13 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("jwt-auth", "default-secret-accepted", &["rejects-foreign-keys@3"]),
     ("jwt-auth", "expiry-ignored", &["rejects-expired-tokens@2"]),
     ("jwt-auth", "nbf-ignored", &["rejects-not-yet-valid-tokens@2"]),
-    ("jwt-auth", "audience-ignored", &["rejects-wrong-audience@2"]),
+    (
+        "jwt-auth",
+        "audience-ignored",
+        &["rejections-say-invalid-token@3", "rejects-wrong-audience@2"],
+    ),
+    ("jwt-auth", "audience-substring", &["rejects-wrong-audience@3"]),
+    ("jwt-auth", "issuer-prefix", &["rejects-wrong-issuer@3"]),
     ("jwt-auth", "issuer-ignored", &["rejects-wrong-issuer@2"]),
     // Requiring iat is strict but allowed: every probe must still pass, and a service that requires it and skips
     // another check must still be caught by the right step (the deliberately bad tokens all carry iat).
@@ -165,7 +186,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     (
         "jwt-auth",
         "iat-required,audience-ignored",
-        &["rejects-wrong-audience@2"],
+        &["rejections-say-invalid-token@3", "rejects-wrong-audience@2"],
     ),
     ("jwt-auth", "iat-required,issuer-ignored", &["rejects-wrong-issuer@2"]),
     (
