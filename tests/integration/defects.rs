@@ -59,7 +59,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     (
         "http-caching",
         "if-match-after-write",
-        &["if-match-prevents-lost-updates@3", "if-match-star-and-lists@6"],
+        &["if-match-prevents-lost-updates@3"],
     ),
     ("http-caching", "put-no-validators", &["put-carries-validators@1"]),
     (
