@@ -73,6 +73,7 @@ fn ensure_standard_fds() {
 
 fn main() -> ExitCode {
     ensure_standard_fds();
+    proctor::target::process::adopt_orphans();
     let cli = Cli::parse();
     let color = match cli.color {
         ColorChoice::Always => true,
@@ -422,6 +423,10 @@ async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> 
             if let Some((field, message)) = proctor::sandbox::limits::check(&limits).into_iter().next() {
                 return usage(&format!("--{field}: {message}"));
             }
+            // Printed before anything is built, so that even after a SIGKILL there is an id to clean up by.
+            say!(
+                "run {run_id}: its containers, networks and images carry the label dev.proctor.run={run_id} (proctor clean --run {run_id})"
+            );
             tokio::spawn(watch_signals(cancel.clone(), (!docker.keep).then(|| run_id.clone())));
             let described = match &source {
                 DockerSource::Build(dir) => format!("image built from {}", dir.display()),
@@ -451,6 +456,9 @@ async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> 
         std::io::stderr().is_terminal(),
     ));
     let mut report = engine::run(&challenges, &config, &sender, &cancel).await;
+    // Every service is stopped now: whatever a service left behind (a daemon that escaped its process group)
+    // and was reparented to proctor goes too.
+    proctor::target::process::kill_orphans();
     drop(sender);
     let _ = display.await;
     report.probe_filter = options.probe.clone();
@@ -612,14 +620,19 @@ async fn clean(run: Option<&str>) -> u8 {
 /// First Ctrl-C or SIGTERM: cancel and tear down. Second: kill what proctor started and exit at once.
 async fn watch_signals(cancel: CancellationToken, docker_run: Option<String>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    // A closed terminal or SSH session (SIGHUP) ends the run like Ctrl-C or SIGTERM: cleanly, with reports.
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
         return;
     };
     for round in 0..2 {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
         }
         if round == 0 {
             say!("\ninterrupted: stopping the service and writing reports (Ctrl-C again to force)");

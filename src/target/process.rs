@@ -26,11 +26,73 @@ fn register(pgid: i32, live: bool) {
     }
 }
 
-/// Sends SIGKILL to every process group still running; for a forced exit where no destructor will run.
+/// Sends SIGKILL to every process group still running, and to every orphan that was reparented to proctor; for
+/// a forced exit where no destructor will run.
 pub fn kill_all_now() {
     if let Ok(groups) = LIVE_GROUPS.lock() {
         for pgid in groups.iter().flatten() {
             let _ = killpg(Pid::from_raw(*pgid), Signal::SIGKILL);
+        }
+    }
+    kill_orphans();
+}
+
+/// Makes proctor the subreaper of everything it starts (Linux): a service's descendant whose parent exits — a
+/// daemon that forked, called `setsid` and left its process group — is reparented to proctor instead of init,
+/// so [`kill_orphans`] can still find it. Call once, before any service starts.
+pub fn adopt_orphans() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// The parent of every process, read from /proc (empty where there is no /proc).
+fn parents() -> Vec<(i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may contain spaces and parentheses: the fields that follow start after the last ')'.
+            let ppid = stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
+/// Every descendant of `root`, at any depth.
+fn descendants(root: i32) -> Vec<i32> {
+    let all = parents();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|(_, ppid)| *ppid == parent).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// SIGKILLs every process reparented to proctor that is not one it started (which tokio tracks and reaps):
+/// what remains of services after they were stopped. Call only when no service should be running.
+pub fn kill_orphans() {
+    let me = std::process::id() as i32;
+    let started: HashSet<i32> = LIVE_GROUPS
+        .lock()
+        .ok()
+        .and_then(|groups| groups.clone())
+        .unwrap_or_default();
+    for (pid, ppid) in parents() {
+        if ppid == me && !started.contains(&pid) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            // Reap it, so that it does not linger as a zombie for the rest of the run.
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
         }
     }
 }
@@ -55,6 +117,15 @@ impl ServiceProcess {
             .stderr(Stdio::piped())
             .process_group(0);
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        #[cfg(target_os = "linux")]
+        // SAFETY: between fork and exec only prctl runs, which is async-signal-safe. If proctor dies (even by
+        // SIGKILL), the kernel kills the service's shell with it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn()?;
         let pgid = child.id().and_then(|id| i32::try_from(id).ok());
         if let Some(pgid) = pgid {
@@ -85,10 +156,15 @@ impl ServiceProcess {
     /// SIGTERM to the group, up to `grace` for the shell to exit, then SIGKILL to whatever is left.
     pub async fn stop(mut self, grace: Duration) {
         if let Some(pgid) = self.pgid {
+            // Descendants that left the group (setsid) are found by parentage, before the tree can come apart.
+            let tree = descendants(pgid);
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
             let _ = tokio::time::timeout(grace, self.child.wait()).await;
             // Children of the shell may outlive it; the group kill reaches them too.
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+            for pid in tree {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
             let _ = self.child.wait().await;
             register(pgid, false);
             self.pgid = None;

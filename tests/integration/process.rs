@@ -139,3 +139,91 @@ fn ctrl_c_stops_the_run_tears_the_service_down_and_exits_130() {
     assert_eq!(report["interrupted"], true);
     assert_eq!(report["challenges"][0]["probes"][1]["verdict"], "skipped");
 }
+
+const SLOW_SPEC: &str = "title: slow\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { tcp: true } }\nprobes:\n  - id: first\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - wait: { duration: 30s }\n";
+
+/// A service that starts a daemon: it forks, calls `setsid` (leaving the process group) and ignores SIGTERM.
+fn reference_with_daemon(dir: &std::path::Path) -> String {
+    format!(
+        "setsid sh -c 'trap \"\" TERM HUP; echo $$ > {dir}/daemon; exec sleep 300' & echo $$ > {dir}/shell; exec {proctor} reference",
+        dir = dir.display(),
+        proctor = proctor_path().display()
+    )
+}
+
+fn wait_gone(pid: i32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if process_gone(pid) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    process_gone(pid)
+}
+
+#[test]
+fn a_daemon_that_escaped_the_process_group_does_not_outlive_the_run() {
+    let dir = temp_dir(&[]);
+    let spec = "title: quick\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { tcp: true } }\nprobes:\n  - { id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: /health } } ] }\n";
+    std::fs::write(dir.path().join("quick.yaml"), spec).expect("write");
+    proctor()
+        .arg("run")
+        .arg(dir.path().join("quick.yaml"))
+        .args(["--cmd", &reference_with_daemon(dir.path())])
+        .assert()
+        .code(0);
+    let daemon = read_pid(&dir.path().join("daemon"));
+    assert!(
+        wait_gone(daemon, Duration::from_secs(2)),
+        "the setsid daemon {daemon} outlived proctor"
+    );
+}
+
+#[test]
+fn a_killed_proctor_takes_its_service_with_it() {
+    let dir = temp_dir(&[("slow.yaml", SLOW_SPEC)]);
+    let mut child = std::process::Command::new(proctor_path())
+        .arg("run")
+        .arg(dir.path().join("slow.yaml"))
+        .args(["--cmd", &reference_with_child(dir.path())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("proctor starts");
+    let shell = read_pid(&dir.path().join("shell"));
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(
+        wait_gone(shell, Duration::from_secs(2)),
+        "the service {shell} outlived a SIGKILLed proctor"
+    );
+}
+
+#[test]
+fn a_hangup_ends_the_run_like_ctrl_c_with_reports_and_nothing_left() {
+    let dir = temp_dir(&[("slow.yaml", SLOW_SPEC)]);
+    let report = dir.path().join("report.json");
+    let mut child = std::process::Command::new(proctor_path())
+        .arg("run")
+        .arg(dir.path().join("slow.yaml"))
+        .args(["--cmd", &reference_with_child(dir.path()), "--report"])
+        .arg(format!("json={}", report.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("proctor starts");
+    let shell = read_pid(&dir.path().join("shell"));
+    let background = read_pid(&dir.path().join("child"));
+    std::thread::sleep(Duration::from_millis(800));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    let status = child.wait().expect("waits");
+    assert_eq!(status.code(), Some(130));
+    assert!(report.exists(), "the report was written");
+    assert!(wait_gone(shell, Duration::from_secs(2)) && wait_gone(background, Duration::from_secs(2)));
+}
