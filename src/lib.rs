@@ -9,6 +9,7 @@ pub mod engine;
 pub mod event;
 pub mod exit;
 pub mod expect;
+pub mod neutral;
 pub mod outcome;
 pub mod progress;
 pub mod report;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use proctor::engine::{self, RunConfig};
 use proctor::exit;
+use proctor::neutral;
 use proctor::outcome::RunReport;
-use proctor::report::neutral;
 use proctor::sandbox::{BuildOptions, NetworkMode, Sandbox, SweepGuard};
 use proctor::spec::model::Limits;
 use proctor::spec::types::ByteSize;

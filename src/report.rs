@@ -4,7 +4,6 @@
 pub mod curl;
 pub mod junit;
 pub mod markdown;
-pub mod neutral;
 pub mod terminal;
 
 use std::io;

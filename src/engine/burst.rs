@@ -127,8 +127,19 @@ pub async fn run(
         Some(port) => format!("{}:{port}", first.url.host_str().unwrap_or_default()),
         None => first.url.host_str().unwrap_or_default().to_string(),
     };
+    // Every connect is bounded like a request: a service that stops accepting connections cannot hold a burst.
+    let bounded_connect = |host: String, interface: Option<String>| async move {
+        match tokio::time::timeout(timeout, connect(&host, port, interface.as_deref())).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "the service did not accept a connection within {} ms (the request timeout)",
+                timeout.as_millis()
+            )),
+        }
+    };
     let mut senders = Vec::with_capacity(concurrency);
-    let opened = futures::future::join_all((0..concurrency).map(|_| connect(&host, port, interface.as_deref()))).await;
+    let opened =
+        futures::future::join_all((0..concurrency).map(|_| bounded_connect(host.clone(), interface.clone()))).await;
     for sender in opened {
         senders.push(sender?);
     }
@@ -158,7 +169,9 @@ pub async fn run(
                     };
                 if answer.is_err() {
                     // The connection may be unusable now; the next request gets a fresh one.
-                    if let Ok(fresh) = connect(&host, port, interface.as_deref()).await {
+                    if let Ok(Ok(fresh)) =
+                        tokio::time::timeout(timeout, connect(&host, port, interface.as_deref())).await
+                    {
                         sender = fresh;
                     }
                 }

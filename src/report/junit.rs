@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::neutral::xml;
 use super::{failure_lines, reproduce};
+use crate::neutral::xml;
 use crate::outcome::{RunReport, Verdict};
 
 /// Writes the JUnit report.

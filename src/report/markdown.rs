@@ -3,13 +3,13 @@
 
 use std::io::{self, Write};
 
-use super::neutral::code_block;
 use super::{failure_lines, mark, reproduce};
+use crate::neutral::code_block;
 use crate::outcome::{RunReport, Verdict};
 
 /// A table cell, a heading or a list item: one line, nothing that could become markup.
 fn cell(text: &str) -> String {
-    super::neutral::markdown(text)
+    crate::neutral::markdown(text)
 }
 
 /// Writes the Markdown report.

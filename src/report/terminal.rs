@@ -4,8 +4,8 @@ use std::io::{self, Write};
 
 use console::Style;
 
-use super::neutral::terminal as safe;
 use super::{failure_lines, mark, reproduce};
+use crate::neutral::terminal as safe;
 use crate::outcome::{ChallengeReport, RunReport, Verdict};
 
 /// Colours, or none.

@@ -55,9 +55,28 @@ impl fmt::Display for Snippet<'_> {
 
 impl std::error::Error for Snippet<'_> {}
 
+/// The longest source line a snippet shows; a longer one (a minified or hostile spec) is not quoted.
+const MAX_SNIPPET_LINE: usize = 300;
+
+impl SpecError {
+    /// Whether the lines around the position can be quoted: short, and free of characters that could steer a
+    /// terminal.
+    fn quotable(&self) -> bool {
+        let Some(position) = self.position else {
+            return false;
+        };
+        let first = position.line.saturating_sub(3);
+        self.text
+            .lines()
+            .skip(first)
+            .take(5)
+            .all(|line| line.len() <= MAX_SNIPPET_LINE && crate::neutral::terminal(line) == line)
+    }
+}
+
 impl Diagnostic for Snippet<'_> {
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.0.position.map(|_| &self.1 as &dyn SourceCode)
+        self.0.quotable().then_some(&self.1 as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
@@ -93,10 +112,15 @@ impl SpecError {
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_width(110)
             .with_context_lines(2);
+        // The message may quote the spec (an unknown field's name): a hostile one is shown plainly, neutralised.
+        let line = self.to_string();
+        if crate::neutral::terminal(&line) != line {
+            return format!("{}\n", crate::neutral::terminal(&line));
+        }
         let snippet = Snippet(self, NamedSource::new(self.file.clone(), self.text.as_ref().clone()));
         let mut out = String::new();
         if handler.render_report(&mut out, &snippet).is_err() {
-            return format!("{self}\n");
+            return format!("{line}\n");
         }
         out
     }

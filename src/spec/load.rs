@@ -29,6 +29,64 @@ impl Challenge {
     }
 }
 
+/// The largest spec file proctor reads (the catalog's are under 20 KiB).
+pub const MAX_SPEC_BYTES: usize = 1 << 20;
+/// The deepest nesting of flow collections (`[`, `{`) and indentation a spec may have.
+pub const MAX_SPEC_DEPTH: usize = 64;
+
+/// Refuses, before parsing, a spec whose size or nesting could only be an attack on the parser (deep flow
+/// nesting makes YAML parsing quadratic): `Some((line, column), message)`.
+fn shape_problem(text: &str) -> Option<(Option<(usize, usize)>, String)> {
+    if text.len() > MAX_SPEC_BYTES {
+        return Some((
+            None,
+            format!(
+                "the spec is {} bytes; a spec may be at most {MAX_SPEC_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    for (index, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        if indent > 2 * MAX_SPEC_DEPTH {
+            return Some((
+                Some((index + 1, 1)),
+                format!(
+                    "the spec is indented {indent} spaces deep; at most {} are allowed",
+                    2 * MAX_SPEC_DEPTH
+                ),
+            ));
+        }
+        let mut previous = ' ';
+        for (column, c) in line.chars().enumerate() {
+            match (quote, c) {
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '\'' | '"') => quote = Some(c),
+                (Some(q), c) if c == q => quote = None,
+                (None, '[' | '{') => {
+                    depth += 1;
+                    if depth > MAX_SPEC_DEPTH {
+                        return Some((
+                            Some((index + 1, column + 1)),
+                            format!("flow collections nest deeper than {MAX_SPEC_DEPTH} levels"),
+                        ));
+                    }
+                }
+                (None, ']' | '}') => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            previous = c;
+        }
+        // Single-quoted scalars may span lines, but plain `'` inside words (don't) are not quotes in YAML.
+        if quote == Some('\'') && !line.trim_end().ends_with('\'') {
+            quote = None;
+        }
+    }
+    None
+}
+
 /// Keeps only the probes whose id (or `challenge/probe`) matches one of the glob patterns (`*`, `?`, `[...]`),
 /// and drops challenges left without probes. An error when a pattern is invalid or nothing matches.
 pub fn select_probes(challenges: Vec<Challenge>, patterns: &[String]) -> Result<Vec<Challenge>, String> {
@@ -88,6 +146,13 @@ pub fn load(source: &Source) -> Result<Challenge, Vec<SpecError>> {
                 "the file name `{}` is not a valid challenge id: use lowercase letters, digits and dashes",
                 source.id
             ),
+        )]);
+    }
+    if let Some((position, message)) = shape_problem(&source.text) {
+        return Err(vec![error(
+            position.map(|(line, column)| Position::at(&source.text, line, column)),
+            None,
+            message,
         )]);
     }
     let deserializer = serde_yaml::Deserializer::from_str(&source.text);
@@ -168,6 +233,14 @@ pub enum SourceError {
     /// A folder holds no spec files.
     #[error("no challenge files (*.yaml, *.yml) in {0}")]
     EmptyFolder(PathBuf),
+    /// A file too big to be a spec.
+    #[error("{path} is over {limit} bytes: too big to be a challenge spec")]
+    TooBig {
+        /// The path.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Resolves arguments (catalog ids, files, folders) to sources, in order, without duplicates.
@@ -211,6 +284,12 @@ fn read_folder(dir: &Path) -> Result<Vec<Source>, SourceError> {
 }
 
 fn read_file(path: &Path) -> Result<Source, SourceError> {
+    if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_SPEC_BYTES as u64) {
+        return Err(SourceError::TooBig {
+            path: path.display().to_string(),
+            limit: MAX_SPEC_BYTES,
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|source| SourceError::Read {
         path: path.to_path_buf(),
         source,

@@ -269,3 +269,67 @@ fn a_url_proctor_cannot_grade_is_refused_at_once() {
         .stderr(predicate::str::contains("no such folder"));
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn a_service_that_stops_accepting_connections_cannot_hold_a_burst() {
+    // A listener that never accepts, with the smallest backlog: once the kernel's queue is full, further connects
+    // hang (SYNs are dropped) instead of failing.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let port = socket.local_addr().expect("addr").port();
+    let _listener = socket.listen(1).expect("listen");
+    let probes = "  - id: burst\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /x }\n        burst: { count: 20, concurrency: 20 }\n        expect: { statuses: { 200: 20 } }\n";
+    let spec = spec_with_probes(probes).replace("request_timeout: 2s", "request_timeout: 1s");
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    let started = std::time::Instant::now();
+    // The TCP readiness check passes: the kernel completes the first handshakes on its own.
+    let report = grade(&[challenge("stalled", &spec)], Target::Url(url)).await;
+    let probe = &report.challenges[0].probes[0];
+    assert_ne!(probe.verdict, proctor::outcome::Verdict::Passed);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "a 1 s request timeout held the burst for {:?}: {:?}",
+        started.elapsed(),
+        probe.message
+    );
+}
+
+#[test]
+fn specs_built_to_choke_the_parser_are_refused_before_parsing() {
+    let nested = format!("title: {}{}\n", "[".repeat(200_000), "]".repeat(200_000));
+    let indented: String = (0..300).map(|i| format!("{}a{i}:\n", " ".repeat(i))).collect();
+    let huge = format!("title: t\nbrief: |\n{}", "  filler\n".repeat(200_000));
+    let long_line = format!("title: {}: y\n", "x".repeat(5_000));
+    let dir = temp_dir(&[
+        ("nested.yaml", &nested),
+        ("indented.yaml", &indented),
+        ("huge.yaml", &huge),
+        ("long-line.yaml", &long_line),
+    ]);
+    for (file, expected) in [
+        ("nested.yaml", "flow collections nest deeper than 64 levels"),
+        ("indented.yaml", "indented 129 spaces deep"),
+        ("huge.yaml", "too big to be a challenge spec"),
+        ("long-line.yaml", "long-line.yaml:1:"),
+    ] {
+        let started = std::time::Instant::now();
+        let output = proctor()
+            .arg("validate")
+            .arg(dir.path().join(file))
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{file}: {stderr}");
+        assert!(stderr.contains(expected), "{file}: {stderr}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{file} took {:?}",
+            started.elapsed()
+        );
+        // No line of a spec is quoted whole when it is long.
+        assert!(
+            stderr.lines().all(|l| l.len() < 1_000),
+            "{file}: a snippet line was not clipped"
+        );
+    }
+}
