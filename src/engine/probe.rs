@@ -28,6 +28,12 @@ pub struct Context<'a> {
     pub cancel: &'a CancellationToken,
 }
 
+/// The most a walk may collect, in bytes of JSON, before it fails: bounds memory against endless fat pages.
+const MAX_COLLECTED_BYTES: usize = 16 << 20;
+
+/// The most request body bytes one burst may hold at once.
+const MAX_BURST_BODY_BYTES: usize = 64 << 20;
+
 /// How a step ended.
 enum Ending {
     Passed,
@@ -245,12 +251,26 @@ async fn burst_step(
     ctx: &Context<'_>,
 ) -> (StepReport, Ending) {
     let mut prepared = Vec::with_capacity(count);
+    let mut body_bytes = 0usize;
     for i in 0..count {
         vars.index = Some(i);
         let one = prepare(request, vars, ctx.base);
         vars.index = None;
         match one {
-            Ok(p) => prepared.push(p),
+            Ok(p) => {
+                let size = p.body.as_ref().map_or(0, Vec::len);
+                body_bytes += size;
+                // Requests of a burst are alike: judge by the first before building the others.
+                let expected = if i == 0 { size.saturating_mul(count) } else { body_bytes };
+                if expected > MAX_BURST_BODY_BYTES {
+                    report.error = Some(format!(
+                        "the burst's request bodies add up to more than {} MiB; send fewer or smaller ones",
+                        MAX_BURST_BODY_BYTES >> 20
+                    ));
+                    return (report, Ending::Errored);
+                }
+                prepared.push(p);
+            }
             Err(e) => {
                 report.error = Some(e);
                 return (report, Ending::Failed);
@@ -339,6 +359,7 @@ async fn walk_step(
         return (report, Ending::Errored);
     };
     let mut collected: Vec<serde_json::Value> = Vec::new();
+    let mut collected_bytes = 0usize;
     let mut per_page: Vec<Vec<Check>> = Vec::new();
     let mut pages = 0usize;
     let mut current = first.clone();
@@ -360,7 +381,17 @@ async fn walk_step(
         }
         per_page.push(report.checks.clone());
         let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
-        collected.extend(collect.query(&body).all().into_iter().cloned());
+        for value in collect.query(&body).all() {
+            collected_bytes += value.to_string().len();
+            collected.push(value.clone());
+        }
+        if collected_bytes > MAX_COLLECTED_BYTES {
+            report.error = Some(format!(
+                "page {pages}: the walk collected more than {} MiB of values; pages this big cannot be graded",
+                MAX_COLLECTED_BYTES >> 20
+            ));
+            return (report, Ending::Failed);
+        }
         if pages == 1
             && let Some(insert) = &walk.after_first_page
         {
@@ -505,7 +536,7 @@ fn walk_totals(totals: &WalkTotals, pages: usize, collected: &[serde_json::Value
             actual: if repeated.is_empty() {
                 "no value twice".into()
             } else {
-                format!("seen again: {}", repeated.join(", "))
+                format!("seen again ({}): {}", repeated.len(), clip(&repeated.join(", "), 300))
             },
             passed: repeated.is_empty(),
         });

@@ -333,3 +333,57 @@ fn specs_built_to_choke_the_parser_are_refused_before_parsing() {
         );
     }
 }
+
+/// Peak resident memory of the largest child process that has exited so far, in MiB.
+fn children_peak_rss_mib() -> i64 {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).expect("getrusage");
+    usage.max_rss() / 1024
+}
+
+#[test]
+fn fat_endless_pages_and_huge_bursts_stay_within_memory() {
+    // A paginator whose every page holds a 1 MiB value and points at another page, forever.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let url = runtime.block_on(async {
+        use axum::routing::get;
+        let page = std::sync::Arc::new(format!(
+            "{{\"items\": [\"{}\"], \"next_cursor\": \"more\"}}",
+            "x".repeat(1 << 20)
+        ));
+        let app = axum::Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/x",
+                get(move || {
+                    let page = page.clone();
+                    async move { ([("content-type", "application/json")], page.as_str().to_owned()) }
+                }),
+            )
+            .route("/sink", axum::routing::post(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url::Url::parse(&format!("http://127.0.0.1:{port}")).expect("url")
+    });
+    let probes = "  - id: walk\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /x }\n        walk: { next: { cursor: $.next_cursor }, collect: '$.items[*]', max_pages: 1000, totals: { distinct: true } }\n  - id: burst\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { method: POST, path: /sink, body: '{{filler.16777216}}' }\n        burst: { count: 100, concurrency: 10 }\n";
+    let spec = spec_with_probes(probes).replace("ready: { tcp: true }", "ready: { http: /health }");
+    let dir = temp_dir(&[("fat.yaml", &spec)]);
+    let report = dir.path().join("report.json");
+    let output = std::process::Command::new(crate::support::proctor_path())
+        .arg("run")
+        .arg(dir.path().join("fat.yaml"))
+        .args(["--url", url.as_str(), "--report"])
+        .arg(format!("json={}", report.display()))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("the walk collected more than 16 MiB"), "{stdout}");
+    assert!(stdout.contains("request bodies add up to more than 64 MiB"), "{stdout}");
+    let peak = children_peak_rss_mib();
+    assert!(peak < 100, "proctor peaked at {peak} MiB");
+    let size = std::fs::metadata(&report).expect("report").len();
+    assert!(size < 1 << 20, "the JSON report is {size} bytes");
+    drop(runtime);
+}
