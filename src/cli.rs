@@ -185,6 +185,43 @@ pub struct DockerArgs {
     /// Largest build context (--path), e.g. 500MiB.
     #[arg(long, value_parser = bytes, default_value = "200MiB")]
     pub max_context: u64,
+    /// Memory of each build step (--path; swap is not added), at most 2047MiB.
+    #[arg(long, value_parser = build_memory, default_value = "1536MiB")]
+    pub build_memory: u64,
+    /// CPUs of each build step (--path).
+    #[arg(long, value_parser = build_cpus, default_value_t = 1.0)]
+    pub build_cpus: f64,
+    /// Network of the build's RUN steps (--path): bridge (the default: package installs reach their registries)
+    /// or none (no network at all, for submissions that vendor their dependencies).
+    #[arg(long, value_enum, default_value_t = BuildNetworkChoice::Bridge)]
+    pub build_network: BuildNetworkChoice,
+}
+
+/// `--build-network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuildNetworkChoice {
+    /// The engine's default bridge.
+    Bridge,
+    /// No network.
+    None,
+}
+
+fn build_memory(text: &str) -> Result<u64, String> {
+    let size = bytes(text)?;
+    if !(64 << 20..=proctor::sandbox::MAX_BUILD_MEMORY).contains(&size) {
+        return Err(format!(
+            "{size} bytes is outside 64MiB ..= 2047MiB (the build API's limit)"
+        ));
+    }
+    Ok(size)
+}
+
+fn build_cpus(text: &str) -> Result<f64, String> {
+    let cpus: f64 = text.parse().map_err(|_| format!("`{text}` is not a number of CPUs"))?;
+    if !(0.01..=64.0).contains(&cpus) {
+        return Err(format!("{cpus} is outside 0.01 ..= 64 CPUs"));
+    }
+    Ok(cpus)
 }
 
 /// `--docker-network`.

@@ -501,6 +501,14 @@ async fn prepare_docker(
                 dir,
                 max_context: docker.max_context,
                 timeout: docker.build_timeout,
+                limits: proctor::sandbox::BuildLimits {
+                    memory: docker.build_memory,
+                    cpus: docker.build_cpus,
+                    network: match docker.build_network {
+                        cli::BuildNetworkChoice::Bridge => proctor::sandbox::BuildNetwork::Bridge,
+                        cli::BuildNetworkChoice::None => proctor::sandbox::BuildNetwork::None,
+                    },
+                },
             };
             let log = LogBuffer::new(1 << 20);
             let spinner = build_spinner();

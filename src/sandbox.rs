@@ -20,7 +20,7 @@ use bollard::query_parameters::{
 };
 use tokio::sync::OnceCell;
 
-pub use build::BuildOptions;
+pub use build::{BuildLimits, BuildNetwork, BuildOptions, DEFAULT_BUILD_MEMORY, MAX_BUILD_MEMORY};
 pub use container::Container;
 
 /// Every container, network and image proctor makes carries this label (value `1`).

@@ -18,7 +18,44 @@ pub struct BuildOptions {
     pub max_context: u64,
     /// The longest the build may take.
     pub timeout: Duration,
+    /// Limits and network of the build's `RUN` steps.
+    pub limits: BuildLimits,
 }
+
+/// What a candidate's `RUN` steps may use: they run code proctor does not trust.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BuildLimits {
+    /// Memory of each build container, swap included (so none is added), in bytes.
+    pub memory: u64,
+    /// CPUs of each build container.
+    pub cpus: f64,
+    /// The network `RUN` steps get.
+    pub network: BuildNetwork,
+}
+
+/// The network of a build's `RUN` steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuildNetwork {
+    /// The engine's default bridge: `RUN pip install` and friends reach their registries.
+    Bridge,
+    /// No network at all: for submissions that vendor their dependencies.
+    None,
+}
+
+impl Default for BuildLimits {
+    fn default() -> Self {
+        Self {
+            memory: DEFAULT_BUILD_MEMORY,
+            cpus: 1.0,
+            network: BuildNetwork::Bridge,
+        }
+    }
+}
+
+/// The default memory of a build's `RUN` steps.
+pub const DEFAULT_BUILD_MEMORY: u64 = 1536 << 20;
+/// The most memory a build may be given (the build API takes a signed 32-bit byte count).
+pub const MAX_BUILD_MEMORY: u64 = i32::MAX as u64;
 
 impl Sandbox {
     /// Builds the submission's image and returns its tag. Every output line goes to `on_line` and into `log`.
@@ -30,7 +67,9 @@ impl Sandbox {
     ) -> Result<String, SandboxError> {
         let dir = options.dir.clone();
         let limit = options.max_context;
-        let archive = tokio::task::spawn_blocking(move || context::pack(&dir, limit))
+        let mut labels: Vec<(String, String)> = self.labels().into_iter().collect();
+        labels.sort();
+        let archive = tokio::task::spawn_blocking(move || context::pack(&dir, limit, &labels))
             .await
             .map_err(|e| {
                 SandboxError::Context(context::ContextError::Read {
@@ -41,12 +80,22 @@ impl Sandbox {
             .map_err(SandboxError::Context)?;
         let tag = format!("proctor-{}:submission", self.run_id);
         let labels = self.labels();
+        let limits = options.limits;
+        let memory = i32::try_from(limits.memory.min(MAX_BUILD_MEMORY)).unwrap_or(i32::MAX);
         let build_options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .t(&tag)
             .rm(true)
             .forcerm(true)
             .labels(&labels)
+            .memory(memory)
+            .memswap(memory)
+            .cpuperiod(100_000)
+            .cpuquota((limits.cpus * 100_000.0).round().clamp(1_000.0, f64::from(i32::MAX)) as i32)
+            .networkmode(match limits.network {
+                BuildNetwork::Bridge => "bridge",
+                BuildNetwork::None => "none",
+            })
             .build();
         let mut stream = self
             .docker

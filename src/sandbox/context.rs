@@ -145,6 +145,9 @@ pub enum ContextError {
     /// The folder has no Dockerfile.
     #[error("{} has no Dockerfile: a submission folder needs one at its root", .0.display())]
     NoDockerfile(PathBuf),
+    /// The Dockerfile is a symbolic link (it could point anywhere on this machine).
+    #[error("{} is a symbolic link: the Dockerfile must be a regular file inside the submission", .0.display())]
+    DockerfileIsLink(PathBuf),
     /// The context is over the limit.
     #[error(
         "the build context is over {} MiB (the limit): list large files and folders (target/, node_modules/, data) in .dockerignore, or raise --max-context",
@@ -167,7 +170,11 @@ pub fn select(dir: &Path, limit: u64) -> Result<Vec<String>, ContextError> {
             source,
         }
     }
-    if !dir.join("Dockerfile").is_file() {
+    let dockerfile = dir.join("Dockerfile");
+    if std::fs::symlink_metadata(&dockerfile).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(ContextError::DockerfileIsLink(dockerfile));
+    }
+    if !dockerfile.is_file() {
         return Err(ContextError::NoDockerfile(dir.to_path_buf()));
     }
     let ignore_path = dir.join(".dockerignore");
@@ -215,7 +222,13 @@ pub fn select(dir: &Path, limit: u64) -> Result<Vec<String>, ContextError> {
                 }
                 pending.push(path);
             } else if !excluded {
-                total += if meta.is_file() { meta.len() } else { 0 };
+                // What the archive will really hold: a 512-byte header and the content padded to 512 bytes.
+                total += 512
+                    + if meta.is_file() {
+                        meta.len().div_ceil(512) * 512
+                    } else {
+                        0
+                    };
                 if total > limit {
                     return Err(ContextError::TooLarge { limit });
                 }
@@ -227,8 +240,60 @@ pub fn select(dir: &Path, limit: u64) -> Result<Vec<String>, ContextError> {
     Ok(selected)
 }
 
-/// The tar archive of the selected files.
-pub fn pack(dir: &Path, limit: u64) -> Result<Vec<u8>, ContextError> {
+/// The Dockerfile with `LABEL <labels>` after every `FROM`, so that every image the build makes — the
+/// intermediate ones of each step too, even those committed after an interrupted build — carries the run's labels
+/// and the run's sweep finds it.
+pub fn labelled_dockerfile(text: &str, labels: &[(String, String)]) -> String {
+    let escape = text
+        .lines()
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .find_map(|l| {
+            let directive = l.trim_start().trim_start_matches('#').trim();
+            let (key, value) = directive.split_once('=')?;
+            (key.trim().eq_ignore_ascii_case("escape")).then(|| value.trim().chars().next())?
+        })
+        .unwrap_or('\\');
+    let label = format!(
+        "LABEL {}",
+        labels
+            .iter()
+            .map(|(k, v)| format!(
+                "{}={}",
+                serde_json::Value::from(k.as_str()),
+                serde_json::Value::from(v.as_str())
+            ))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let mut out = String::with_capacity(text.len() + 200);
+    let mut in_from = false;
+    let mut continued = false;
+    for line in text.lines() {
+        out.push_str(line);
+        out.push('\n');
+        let trimmed = line.trim();
+        if !continued && !trimmed.starts_with('#') {
+            in_from = trimmed
+                .split_whitespace()
+                .next()
+                .is_some_and(|word| word.eq_ignore_ascii_case("FROM"));
+        }
+        // Comment lines neither start an instruction nor continue one, nor end a continued one.
+        if trimmed.starts_with('#') {
+            continue;
+        }
+        continued = trimmed.ends_with(escape);
+        if in_from && !continued {
+            out.push_str(&label);
+            out.push('\n');
+            in_from = false;
+        }
+    }
+    out
+}
+
+/// The tar archive of the selected files, its Dockerfile labelled (see [`labelled_dockerfile`]).
+pub fn pack(dir: &Path, limit: u64, labels: &[(String, String)]) -> Result<Vec<u8>, ContextError> {
     let files = select(dir, limit)?;
     let mut builder = tar::Builder::new(Vec::new());
     builder.follow_symlinks(false);
@@ -236,6 +301,21 @@ pub fn pack(dir: &Path, limit: u64) -> Result<Vec<u8>, ContextError> {
     builder.sparse(false);
     for relative in &files {
         let full = dir.join(relative);
+        if relative == "Dockerfile" {
+            let read = |source| ContextError::Read {
+                path: full.clone(),
+                source,
+            };
+            let text = std::fs::read_to_string(&full).map_err(read)?;
+            let text = labelled_dockerfile(&text, labels);
+            let mut header = tar::Header::new_gnu();
+            header.set_metadata(&std::fs::metadata(&full).map_err(read)?);
+            header.set_size(text.len() as u64);
+            builder
+                .append_data(&mut header, relative, text.as_bytes())
+                .map_err(read)?;
+            continue;
+        }
         builder
             .append_path_with_name(&full, relative)
             .map_err(|source| ContextError::Read {
@@ -302,7 +382,7 @@ mod tests {
         std::fs::write(dir.path().join("a.secret"), "x").expect("write");
         std::os::unix::fs::symlink("/etc", dir.path().join("outside")).expect("symlink");
         std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("passwd")).expect("symlink");
-        let archive = pack(dir.path(), 1 << 20).expect("packs");
+        let archive = pack(dir.path(), 1 << 20, &[]).expect("packs");
         let mut entries: Vec<(String, bool, Option<String>)> = tar::Archive::new(archive.as_slice())
             .entries()
             .expect("tar")
@@ -328,17 +408,30 @@ mod tests {
     #[test]
     fn a_context_over_the_limit_or_without_a_dockerfile_is_refused() {
         let dir = tempfile::tempdir().expect("temp dir");
-        assert!(matches!(select(dir.path(), 100), Err(ContextError::NoDockerfile(_))));
+        assert!(matches!(select(dir.path(), 3000), Err(ContextError::NoDockerfile(_))));
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").expect("write");
-        std::fs::write(dir.path().join("big"), vec![0u8; 200]).expect("write");
+        // Each entry costs a 512-byte tar header plus its content padded to 512 bytes.
+        std::fs::write(dir.path().join("big"), vec![0u8; 2000]).expect("write");
         assert!(matches!(
-            select(dir.path(), 100),
-            Err(ContextError::TooLarge { limit: 100 })
+            select(dir.path(), 3000),
+            Err(ContextError::TooLarge { limit: 3000 })
         ));
         std::fs::write(dir.path().join(".dockerignore"), "big\n").expect("write");
         assert_eq!(
-            select(dir.path(), 100).expect("fits"),
+            select(dir.path(), 3000).expect("fits"),
             vec![".dockerignore", "Dockerfile"]
         );
+    }
+
+    #[test]
+    fn every_stage_is_labelled_right_after_its_from() {
+        let labels = vec![("dev.proctor.run".to_string(), "r1".to_string())];
+        let text = "# syntax comment\nARG BASE=scratch\nFROM ${BASE} \\\n  AS build\nRUN [\"/x\"]\nfrom build as final\nCOPY a /a\n";
+        assert_eq!(
+            labelled_dockerfile(text, &labels),
+            "# syntax comment\nARG BASE=scratch\nFROM ${BASE} \\\n  AS build\nLABEL \"dev.proctor.run\"=\"r1\"\nRUN [\"/x\"]\nfrom build as final\nLABEL \"dev.proctor.run\"=\"r1\"\nCOPY a /a\n"
+        );
+        let backtick = "# escape=`\nFROM scratch `\n  AS x\n";
+        assert!(labelled_dockerfile(backtick, &labels).ends_with("  AS x\nLABEL \"dev.proctor.run\"=\"r1\"\n"));
     }
 }

@@ -366,7 +366,7 @@ fn docker_problems_are_one_clear_sentence_with_exit_3() {
         .arg(broken.path())
         .assert()
         .code(3)
-        .stdout(predicate::str::contains("the image build failed at Step 2/"))
+        .stdout(predicate::str::contains("the image build failed at Step 3/"))
         .stdout(predicate::str::contains(" : COPY missing-file /x: COPY failed"));
     let big = temp_dir(&[("Dockerfile", "FROM scratch\nCOPY . /\n")]);
     std::fs::write(big.path().join("data.bin"), vec![7u8; 2 << 20]).expect("write");
@@ -564,6 +564,16 @@ fn ctrl_c_while_building_starting_or_probing_leaves_nothing_behind() {
     interrupt_when("ctrl-c-building", slow_probe, big.path(), |_| {
         started.elapsed() > Duration::from_millis(400)
     });
+    // Building, between steps: layers already committed (and one committed after the interrupt) must go too.
+    let steps = submission(
+        "hostile",
+        &["sleep"],
+        "COPY app /first\nRUN [\"/first\", \"report-limits\"]\nCOPY app /second\nRUN [\"/second\", \"sleep\"]\n",
+    );
+    let started = Instant::now();
+    interrupt_when("ctrl-c-mid-build", slow_probe, steps.path(), |_| {
+        started.elapsed() > Duration::from_secs(4)
+    });
     // Starting: the container runs but never becomes ready.
     let never = submission("hostile", &["never-listen"], "");
     interrupt_when("ctrl-c-starting", slow_probe, never.path(), container_running);
@@ -598,6 +608,7 @@ async fn the_container_reaches_proctor_listeners_on_the_gateway_of_its_internal_
         dir: sub.path().to_path_buf(),
         max_context: 200 << 20,
         timeout: Duration::from_secs(120),
+        limits: Default::default(),
     };
     let log = proctor::target::logs::LogBuffer::new(1 << 16);
     let image = sandbox.build(&options, &log, &mut |_| {}).await.expect("build");
@@ -685,4 +696,63 @@ fn a_second_ctrl_c_removes_the_run_and_exits_at_once() {
     let (code, _) = crate::support::interrupt(&mut child, Duration::from_secs(30));
     assert_eq!(code, Some(130));
     assert!(leftovers(&run_id).is_empty(), "left {:?}", leftovers(&run_id));
+}
+
+#[test]
+fn the_build_runs_with_the_memory_cpu_and_network_it_was_given() {
+    if !docker() {
+        return;
+    }
+    let sub = submission(
+        "hostile",
+        &["sleep"],
+        "COPY app /probe\nRUN [\"/probe\", \"report-limits\"]\n",
+    );
+    let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { tcp: true }, start_timeout: 2s }\nprobes:\n  - { id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: / } } ] }\n";
+    let dir = temp_dir(&[("limits.yaml", spec)]);
+    let report = dir.path().join("report.json");
+    proctor()
+        .arg("run")
+        .arg(dir.path().join("limits.yaml"))
+        .arg("--path")
+        .arg(sub.path())
+        .args([
+            "--build-memory",
+            "300MiB",
+            "--build-cpus",
+            "0.5",
+            "--build-network",
+            "none",
+            "--report",
+        ])
+        .arg(format!("json={}", report.display()))
+        .assert()
+        .code(3);
+    let log = read_report(&report)["build_log"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("limits:"))
+        .unwrap_or_else(|| panic!("no limits line in:\n{log}"));
+    // cgroup v1 or v2: the memory limit is 300 MiB, the CPU quota half a period, and only loopback exists.
+    assert!(line.contains("memory=314572800"), "{line}");
+    assert!(line.contains("cpu=50000"), "{line}");
+    assert!(line.ends_with("net=lo"), "{line}");
+}
+
+#[test]
+fn a_dockerfile_that_is_a_symlink_is_refused_with_the_reason() {
+    if !docker() {
+        return;
+    }
+    let dir = temp_dir(&[("real", "FROM scratch\n")]);
+    std::os::unix::fs::symlink("/etc/hostname", dir.path().join("Dockerfile")).expect("symlink");
+    proctor()
+        .args(["run", "rest-resource", "--path"])
+        .arg(dir.path())
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("is a symbolic link"));
 }
