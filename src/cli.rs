@@ -62,7 +62,7 @@ pub enum Command {
     },
     /// Grade a service against challenges.
     #[command(after_help = EXIT_CODES)]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Grade the bundled reference service against the catalog (no Docker, nothing to install).
     #[command(after_help = EXIT_CODES)]
     Demo(DemoArgs),
