@@ -192,12 +192,15 @@ pub async fn run_challenge(
     let _ = events.send(Event::TargetReady {
         id: challenge.id.clone(),
     });
+    let mut endpoint = endpoint;
+    let base = endpoint.base_url.clone();
     let ctx = probe::Context {
         http: &http,
-        base: &endpoint.base_url,
+        base: &base,
         timeout,
         cancel,
     };
+    let mut gone: Option<String> = None;
     // `{{env.PORT}}` is the port the service was actually given (a free one for --cmd, the URL's for --url).
     let mut env = spec.service.env.clone();
     if let Some(port) = endpoint.base_url.port_or_known_default() {
@@ -210,6 +213,22 @@ pub async fn run_challenge(
             let mut vars = vars::Vars::new(config.seed, &config.run_id, &challenge.id, &probe_spec.id, env.clone());
             probe::run(probe_spec, &mut vars, &ctx).await
         };
+        // A probe that did not pass may have killed the service (or the kernel did): say so, instead of leaving
+        // every later probe with a bare connection error.
+        let mut result = result;
+        if result.verdict != Verdict::Passed {
+            if gone.is_none() {
+                gone = endpoint.gone().await;
+            }
+            if let Some(how) = &gone {
+                let message = result.message.take().unwrap_or_default();
+                result.message = Some(format!("{message} (the service {how})"));
+                if let Some(step) = result.steps.iter_mut().rev().find(|s| !s.passed) {
+                    let said = step.error.take().map(|e| format!("{e}; ")).unwrap_or_default();
+                    step.error = Some(format!("{said}the service {how}"));
+                }
+            }
+        }
         let _ = events.send(Event::ProbeFinished {
             challenge: challenge.id.clone(),
             probe: result.id.clone(),

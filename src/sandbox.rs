@@ -60,8 +60,8 @@ pub enum SandboxError {
     /// The build took too long.
     #[error("the image build did not finish within {} s (--build-timeout)", .0.as_secs_f64())]
     BuildTimeout(Duration),
-    /// The build stream broke.
-    #[error("the image build was interrupted")]
+    /// The engine refused the build, or its stream broke.
+    #[error("the Docker engine did not build the image")]
     BuildStream(#[source] bollard::errors::Error),
     /// The image does not exist on the engine.
     #[error("image `{0}` is not on this Docker engine: build it, pull it, or use --path to have proctor build it")]

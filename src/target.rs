@@ -137,6 +137,15 @@ impl Endpoint {
         }
     }
 
+    /// `Some(how it ended)` when a service proctor started is no longer running (exited, OOM-killed).
+    pub async fn gone(&mut self) -> Option<String> {
+        match &mut self.running {
+            Running::Process(process) => process.exited(),
+            Running::Container(container) => container.exited().await,
+            Running::External | Running::Reference(_) => None,
+        }
+    }
+
     /// Stops whatever proctor started.
     pub async fn stop(self) {
         match self.running {

@@ -196,23 +196,55 @@ impl Http {
     pub async fn send(&self, prepared: &Prepared) -> Result<Response, NoResponse> {
         let ours = |message: String| NoResponse { message, ours: true };
         let method = reqwest::Method::from_bytes(prepared.method.as_bytes()).map_err(|e| ours(e.to_string()))?;
-        let mut request = self.client.request(method, prepared.url.clone());
+        let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &prepared.headers {
             let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| NoResponse {
                 message: format!("the value for header {name} is not valid: {value:?}"),
                 ours: false,
             })?;
-            request = request.header(name.as_str(), value);
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| NoResponse {
+                message: format!("`{name}` is not a valid header name"),
+                ours: false,
+            })?;
+            headers.append(name, value);
         }
-        if let Some(body) = &prepared.body {
-            request = request.body(body.clone());
-        }
+        let request = || {
+            let mut request = self
+                .client
+                .request(method.clone(), prepared.url.clone())
+                .headers(headers.clone());
+            if let Some(body) = &prepared.body {
+                request = request.body(body.clone());
+            }
+            request
+        };
         let started = Instant::now();
         let failed = |e: reqwest::Error| NoResponse {
             message: describe_error(&e),
             ours: false,
         };
-        let mut response = request.send().await.map_err(failed)?;
+        let mut response = match request().send().await {
+            Ok(response) => response,
+            // A kept-alive connection the service closed while the request was on its way: RFC 9112 §9.3.1 lets
+            // a client retry an idempotent request on a new connection; anything else is reported as what it is.
+            Err(e) if closed_before_answer(&e) => {
+                if method.is_idempotent() {
+                    request().send().await.map_err(failed)?
+                } else {
+                    return Err(NoResponse {
+                        message: format!(
+                            "the service closed the connection without answering ({}); a {} is not retried. If \
+                             the connection had been idle, the service closed a kept-alive connection without \
+                             sending `Connection: close`",
+                            describe_error(&e),
+                            method
+                        ),
+                        ours: false,
+                    });
+                }
+            }
+            Err(e) => return Err(failed(e)),
+        };
         let status = response.status().as_u16();
         let headers = header_pairs(response.headers());
         let mut body = Vec::new();
@@ -235,6 +267,20 @@ impl Http {
             elapsed: started.elapsed(),
         })
     }
+}
+
+/// Whether the connection closed before any response arrived (hyper's "incomplete message").
+fn closed_before_answer(error: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>()
+            && hyper.is_incomplete_message()
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// A reqwest client configured for probing: nothing automatic between proctor and the service.

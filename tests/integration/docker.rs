@@ -756,3 +756,31 @@ fn a_dockerfile_that_is_a_symlink_is_refused_with_the_reason() {
         .code(3)
         .stdout(predicate::str::contains("is a symbolic link"));
 }
+
+#[test]
+fn a_service_killed_for_memory_during_the_probes_is_reported_as_oom_killed() {
+    if !docker() {
+        return;
+    }
+    let sub = submission("hostile", &["oom-on-request"], "");
+    let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { http: /health }, start_timeout: 20s, request_timeout: 10s }\nprobes:\n  - { id: boom, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: /boom }, expect: { status: 200 } } ] }\n  - { id: after, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: /health }, expect: { status: 200 } } ] }\n";
+    let dir = temp_dir(&[("oom.yaml", spec)]);
+    let report = dir.path().join("report.json");
+    let output = proctor()
+        .arg("run")
+        .arg(dir.path().join("oom.yaml"))
+        .args(["--memory", "64MiB", "--path"])
+        .arg(sub.path())
+        .arg("--report")
+        .arg(format!("json={}", report.display()))
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("the service was killed for exceeding its memory limit (OOMKilled)"),
+        "{stdout}"
+    );
+    let run_id = read_report(&report)["run_id"].as_str().unwrap_or_default().to_string();
+    assert!(leftovers(&run_id).is_empty(), "left {:?}", leftovers(&run_id));
+}

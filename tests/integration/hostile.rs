@@ -387,3 +387,62 @@ fn fat_endless_pages_and_huge_bursts_stay_within_memory() {
     assert!(size < 1 << 20, "the JSON report is {size} bytes");
     drop(runtime);
 }
+
+/// A server whose first connection answers one request with keep-alive and then closes on the next request
+/// without answering; later connections answer every request.
+async fn closes_kept_alive_connections() -> url::Url {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // The first connection that carries a request (the readiness check only connects) is the treacherous one.
+    let betrayed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let betrayed = betrayed.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65536];
+                loop {
+                    match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+                        .await;
+                    if !betrayed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        // Read the next request, then hang up without a word.
+                        let _ = stream.read(&mut buffer).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url")
+}
+
+#[tokio::test]
+async fn a_closed_keep_alive_connection_is_retried_when_safe_and_named_when_not() {
+    let get_twice = "  - id: twice\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /a }\n        expect: { status: 200 }\n      - request: { path: /b }\n        expect: { status: 200 }\n";
+    let report = grade(
+        &[challenge("keepalive", &spec_with_probes(get_twice))],
+        Target::Url(closes_kept_alive_connections().await),
+    )
+    .await;
+    let probe = &report.challenges[0].probes[0];
+    assert_eq!(probe.verdict, proctor::outcome::Verdict::Passed, "{:?}", probe.message);
+
+    let then_post = get_twice.replace(
+        "      - request: { path: /b }",
+        "      - request: { method: POST, path: /b, body: x }",
+    );
+    let report = grade(
+        &[challenge("keepalive", &spec_with_probes(&then_post))],
+        Target::Url(closes_kept_alive_connections().await),
+    )
+    .await;
+    let probe = &report.challenges[0].probes[0];
+    assert_eq!(probe.verdict, proctor::outcome::Verdict::Failed);
+    let message = probe.message.as_deref().unwrap_or_default();
+    assert!(message.contains("closed the connection without answering"), "{message}");
+}
