@@ -420,3 +420,38 @@ fn every_probe_is_failed_on_its_own_by_some_defect_and_every_defect_is_in_the_ma
         );
     }
 }
+
+#[tokio::test]
+async fn rerunning_with_the_same_seed_against_the_same_running_service_fails_nothing() {
+    // One reference service kept running across both runs, as a candidate's --url service would be.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(proctor_reference::serve(listener, proctor_reference::Config::default()));
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}")).expect("url");
+    // The challenges whose service needs no env of its own.
+    let challenges: Vec<_> = [
+        "rest-resource",
+        "status-codes",
+        "http-caching",
+        "pagination",
+        "authn-authz",
+    ]
+    .into_iter()
+    .map(catalog)
+    .collect();
+    for run_id in ["first", "second"] {
+        let config = proctor::engine::RunConfig {
+            target: Target::Url(url.clone()),
+            jobs: 1,
+            seed: 7,
+            run_id: run_id.to_string(),
+            min_score: None,
+            start_timeout: None,
+            request_timeout: None,
+            max_body: proctor::engine::DEFAULT_MAX_BODY,
+        };
+        let report = crate::support::grade_with(&challenges, config).await;
+        let failed = failures(&report);
+        assert!(failed.is_empty(), "run {run_id} with seed 7 failed {failed:?}");
+    }
+}
