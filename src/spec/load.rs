@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::error::SpecError;
 use super::locate::{Locations, Position};
-use super::model::ChallengeSpec;
+use super::model::{ChallengeSpec, ProbeSpec};
 use super::validate::validate;
 
 /// A loaded, checked challenge.
@@ -167,11 +167,25 @@ pub fn load(source: &Source) -> Result<Challenge, Vec<SpecError>> {
             // A syntax error leaves an unknown segment (`?`) at the end of the path; keep what is known.
             let known = path.split(".?").next().unwrap_or_default().to_string();
             let field = (known != "." && !known.is_empty()).then_some(known);
-            return Err(vec![error(
+            let first = error(
                 position,
                 field.clone(),
                 clean_message(&inner.to_string(), field.as_deref()),
-            )]);
+            );
+            // A syntax error ends the parse; an error of type or shape leaves the rest of the file readable, so
+            // every probe and the top level are checked on their own and all their errors reported at once.
+            let locations = Locations::index(&source.text);
+            let all = shape_errors(&source.text)
+                .filter(|errors| errors.len() > 1)
+                .map(|errors| {
+                    let mut errors: Vec<SpecError> = errors
+                        .into_iter()
+                        .map(|(field, message)| error(locations.find(&field), Some(field), message))
+                        .collect();
+                    errors.sort_by_key(|e| e.position.map_or(usize::MAX, |p| p.offset));
+                    errors
+                });
+            return Err(all.unwrap_or_else(|| vec![first]));
         }
     };
     let problems = validate(&spec);
@@ -187,6 +201,35 @@ pub fn load(source: &Source) -> Result<Challenge, Vec<SpecError>> {
         .into_iter()
         .map(|(field, message)| error(locations.find(&field), Some(field), message))
         .collect())
+}
+
+/// Every type or shape error of a syntactically valid spec, as (field path, message): each probe is read on its
+/// own, then the rest with the probes left out. `None` when the text is not even YAML.
+fn shape_errors(text: &str) -> Option<Vec<(String, String)>> {
+    let mut value: serde_yaml::Value = serde_yaml::from_str(text).ok()?;
+    let mut errors = Vec::new();
+    let mut record = |prefix: &str, e: serde_path_to_error::Error<serde_yaml::Error>| {
+        let path = e.path().to_string();
+        let field = match (prefix.is_empty(), path.as_str()) {
+            (true, path) => path.to_string(),
+            (false, ".") => prefix.to_string(),
+            (false, path) => format!("{prefix}.{path}"),
+        };
+        let message = clean_message(&e.into_inner().to_string(), Some(&field));
+        errors.push((field, message));
+    };
+    if let Some(probes) = value.get_mut("probes").and_then(|p| p.as_sequence_mut()) {
+        for (i, probe) in probes.iter().enumerate() {
+            if let Err(e) = serde_path_to_error::deserialize::<_, ProbeSpec>(probe.clone()) {
+                record(&format!("probes[{i}]"), e);
+            }
+        }
+        probes.clear();
+    }
+    if let Err(e) = serde_path_to_error::deserialize::<_, ChallengeSpec>(value) {
+        record("", e);
+    }
+    Some(errors)
 }
 
 /// serde_norway's messages repeat the path and the position; keep only what is wrong.

@@ -189,3 +189,26 @@ fn truncated_or_mangled_specs_never_panic_the_loader() {
     }
     assert!(tried > 500, "only {tried} variants tried");
 }
+
+#[test]
+fn type_errors_in_several_probes_are_reported_in_one_pass() {
+    let text = format!(
+        "{HEADER}servic: {{}}\nprobes:\n  - {{ id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ request: {{ path: /x, methd: POST }} }} ] }}\n  - {{ id: b, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ request: {{ path: /x }}, repeat: many }} ] }}\n"
+    );
+    let source = Source {
+        name: "several.yaml".into(),
+        id: "several".into(),
+        text,
+    };
+    let errors = spec::load(&source).expect_err("invalid");
+    let fields: Vec<&str> = errors.iter().filter_map(|e| e.field.as_deref()).collect();
+    assert_eq!(
+        fields,
+        [
+            "servic",
+            "probes[0].steps[0].request.methd",
+            "probes[1].steps[0].repeat"
+        ]
+    );
+    assert!(errors.iter().all(|e| e.position.is_some()));
+}
