@@ -226,29 +226,27 @@ fn header_checks(name: &str, check: &HeaderCheck, response: &Response, lookup: &
         }
     }
     if let Some(members) = &check.members {
-        let expected: std::collections::BTreeSet<String> =
-            members.iter().map(|m| fill(m, lookup).to_ascii_uppercase()).collect();
-        let actual: std::collections::BTreeSet<String> = response
-            .header_values(name)
-            .iter()
-            .flat_map(|v| list_members(v).map(str::to_ascii_uppercase).collect::<Vec<_>>())
-            .collect();
+        use std::collections::BTreeSet;
+        let expected: BTreeSet<String> = members.iter().map(|m| fill(m, lookup).to_ascii_uppercase()).collect();
+        let actual: BTreeSet<String> = value
+            .as_deref()
+            .map(|v| list_members(v).map(str::to_ascii_uppercase).collect())
+            .unwrap_or_default();
         let passed = value.is_some() && actual == expected;
-        let list = |set: &std::collections::BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
         let mut shown_actual = shown();
-        if value.is_some() && !passed {
-            let missing: Vec<&String> = expected.difference(&actual).collect();
-            let extra: Vec<&String> = actual.difference(&expected).collect();
-            for (label, set) in [("missing", missing), ("not expected", extra)] {
-                if !set.is_empty() {
-                    let names: Vec<&str> = set.iter().map(|s| s.as_str()).collect();
-                    shown_actual.push_str(&format!(" ({label}: {})", names.join(", ")));
-                }
+        for (label, difference) in [
+            ("missing", expected.difference(&actual)),
+            ("not expected", actual.difference(&expected)),
+        ] {
+            let names: Vec<&str> = difference.map(String::as_str).collect();
+            if value.is_some() && !names.is_empty() {
+                shown_actual.push_str(&format!(" ({label}: {})", names.join(", ")));
             }
         }
+        let listed: Vec<&str> = expected.iter().map(String::as_str).collect();
         out.push(Check::new(
             format!("header {name} members"),
-            format!("exactly {{{}}}", list(&expected)),
+            format!("exactly {{{}}}", listed.join(", ")),
             shown_actual,
             passed,
         ));

@@ -212,3 +212,45 @@ fn captures_from_json_headers_and_regexes() {
     assert!(capture(&spec("json: $.nope"), &r, &mut none).is_err_and(|e| e.contains("selects nothing")));
     assert!(capture(&spec("header: ETag"), &r, &mut none).is_err_and(|e| e.contains("no ETag header")));
 }
+
+#[test]
+fn members_are_the_whole_set_in_any_order_and_not_matches_passes_an_absent_header() {
+    let allow = response(405, &[("Allow", "GET, HEAD"), ("Allow", "put,delete, OPTIONS")], "");
+    let whole = run(
+        "headers: { Allow: { members: [OPTIONS, GET, HEAD, PUT, DELETE] } }",
+        &allow,
+    );
+    assert!(whole[0].passed, "{whole:?}");
+    let partial = response(405, &[("Allow", "GET, HEAD")], "");
+    let checks = run(
+        "headers: { Allow: { members: [GET, HEAD, PUT, DELETE, OPTIONS] } }",
+        &partial,
+    );
+    assert!(!checks[0].passed);
+    assert_eq!(checks[0].actual, "GET, HEAD (missing: DELETE, OPTIONS, PUT)");
+    let extra = response(405, &[("Allow", "GET, HEAD, PATCH")], "");
+    assert!(!run("headers: { Allow: { members: [GET, HEAD] } }", &extra)[0].passed);
+    assert!(!run("headers: { Allow: { members: [GET] } }", &response(405, &[], ""))[0].passed);
+
+    let challenge = response(
+        401,
+        &[("WWW-Authenticate", "Bearer realm=\"docs\", scope=\"docs\"")],
+        "",
+    );
+    assert!(
+        run(
+            "headers: { WWW-Authenticate: { not_matches: 'error\\s*=' } }",
+            &challenge
+        )[0]
+        .passed
+    );
+    let erred = response(401, &[("WWW-Authenticate", "Bearer error=\"invalid_token\"")], "");
+    assert!(!run("headers: { WWW-Authenticate: { not_matches: 'error\\s*=' } }", &erred)[0].passed);
+    assert!(
+        run(
+            "headers: { WWW-Authenticate: { not_matches: x } }",
+            &response(200, &[], "")
+        )[0]
+        .passed
+    );
+}

@@ -441,14 +441,9 @@ async fn rerunning_with_the_same_seed_against_the_same_running_service_fails_not
     .collect();
     for run_id in ["first", "second"] {
         let config = proctor::engine::RunConfig {
-            target: Target::Url(url.clone()),
-            jobs: 1,
             seed: 7,
             run_id: run_id.to_string(),
-            min_score: None,
-            start_timeout: None,
-            request_timeout: None,
-            max_body: proctor::engine::DEFAULT_MAX_BODY,
+            ..crate::support::run_config(Target::Url(url.clone()))
         };
         let report = crate::support::grade_with(&challenges, config).await;
         let failed = failures(&report);

@@ -210,16 +210,7 @@ async fn junit_follows_the_jenkins_xunit_schema() {
 #[tokio::test]
 async fn a_service_that_never_started_is_a_junit_error_not_a_green_skip() {
     let challenges = [catalog("rate-limiter")];
-    let config = proctor::engine::RunConfig {
-        target: Target::Reference(String::new()),
-        jobs: 1,
-        seed: 1,
-        run_id: "t".into(),
-        min_score: None,
-        start_timeout: None,
-        request_timeout: None,
-        max_body: proctor::engine::DEFAULT_MAX_BODY,
-    };
+    let config = crate::support::run_config(Target::Reference(String::new()));
     let report = proctor::engine::not_graded(
         &challenges,
         &config,

@@ -45,17 +45,25 @@ pub fn catalog(id: &str) -> Challenge {
         .unwrap_or_else(|| panic!("no catalog challenge {id}"))
 }
 
-/// Runs challenges against a target with a fixed seed and returns the report.
-pub async fn grade(challenges: &[Challenge], target: Target) -> RunReport {
-    let config = RunConfig {
+/// The configuration tests grade with: seed 42, run id `test`, one job, default bounds.
+pub fn run_config(target: Target) -> RunConfig {
+    RunConfig {
         target,
-        jobs: challenges.len().max(1),
+        jobs: 1,
         seed: 42,
         run_id: "test".to_string(),
         min_score: None,
         start_timeout: None,
         request_timeout: None,
         max_body: engine::DEFAULT_MAX_BODY,
+    }
+}
+
+/// Runs challenges against a target with a fixed seed and returns the report.
+pub async fn grade(challenges: &[Challenge], target: Target) -> RunReport {
+    let config = RunConfig {
+        jobs: challenges.len().max(1),
+        ..run_config(target)
     };
     grade_with(challenges, config).await
 }
