@@ -57,6 +57,40 @@ pub const DEFAULT_BUILD_MEMORY: u64 = 1536 << 20;
 /// The most memory a build may be given (the build API takes a signed 32-bit byte count).
 pub const MAX_BUILD_MEMORY: u64 = i32::MAX as u64;
 
+/// The size of the chunks a build context is streamed in.
+const CHUNK: usize = 256 << 10;
+
+/// A `Write` that hands what it is given to the build request in chunks, waiting while the engine is behind.
+struct ChunkWriter {
+    sender: futures::channel::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    buffer: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK)));
+        futures::executor::block_on(futures::SinkExt::send(&mut self.sender, Ok(chunk)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the build request ended"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Sandbox {
     /// Builds the submission's image and returns its tag. Every output line goes to `on_line` and into `log`.
     pub async fn build(
@@ -67,17 +101,42 @@ impl Sandbox {
     ) -> Result<String, SandboxError> {
         let dir = options.dir.clone();
         let limit = options.max_context;
+        // Select first, so that a missing Dockerfile or an oversized context is refused before the build starts;
+        // then stream the archive as it is written, a few chunks ahead of the engine.
+        let files = {
+            let dir = dir.clone();
+            tokio::task::spawn_blocking(move || context::select(&dir, limit))
+                .await
+                .map_err(|e| {
+                    SandboxError::Context(context::ContextError::Read {
+                        path: options.dir.clone(),
+                        source: std::io::Error::other(e),
+                    })
+                })?
+                .map_err(SandboxError::Context)?
+        };
         let mut labels: Vec<(String, String)> = self.labels().into_iter().collect();
         labels.sort();
-        let archive = tokio::task::spawn_blocking(move || context::pack(&dir, limit, &labels))
-            .await
-            .map_err(|e| {
-                SandboxError::Context(context::ContextError::Read {
-                    path: options.dir.clone(),
-                    source: std::io::Error::other(e),
+        let (sender, chunks) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+        tokio::task::spawn_blocking(move || {
+            let mut writer = ChunkWriter {
+                sender,
+                buffer: Vec::with_capacity(CHUNK),
+            };
+            let packed = context::pack_into(&dir, &files, &labels, &mut writer).and_then(|w| {
+                w.flush_chunk().map_err(|source| context::ContextError::Read {
+                    path: dir.clone(),
+                    source,
                 })
-            })?
-            .map_err(SandboxError::Context)?;
+            });
+            if let Err(e) = packed {
+                // The engine sees a broken stream, and the build fails with this reason.
+                let _ = futures::executor::block_on(futures::SinkExt::send(
+                    &mut writer.sender,
+                    Err(std::io::Error::other(e.to_string())),
+                ));
+            }
+        });
         let tag = format!("proctor-{}:submission", self.run_id);
         let labels = self.labels();
         let limits = options.limits;
@@ -99,7 +158,7 @@ impl Sandbox {
             .build();
         let mut stream = self
             .docker
-            .build_image(build_options, None, Some(bollard::body_full(archive.into())));
+            .build_image(build_options, None, Some(bollard::body_try_stream(chunks)));
         let mut step = "the start of the build".to_string();
         let mut layers: Vec<String> = Vec::new();
         let outcome = tokio::time::timeout(options.timeout, async {

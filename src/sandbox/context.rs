@@ -292,14 +292,24 @@ pub fn labelled_dockerfile(text: &str, labels: &[(String, String)]) -> String {
     out
 }
 
-/// The tar archive of the selected files, its Dockerfile labelled (see [`labelled_dockerfile`]).
+/// The tar archive of the selected files, its Dockerfile labelled (see [`labelled_dockerfile`]), in memory.
 pub fn pack(dir: &Path, limit: u64, labels: &[(String, String)]) -> Result<Vec<u8>, ContextError> {
-    let files = select(dir, limit)?;
-    let mut builder = tar::Builder::new(Vec::new());
+    pack_into(dir, &select(dir, limit)?, labels, Vec::new())
+}
+
+/// Writes the tar archive of `files` (from [`select`]) to `out` as it is made, so that a large context is streamed
+/// to the engine rather than held in memory.
+pub fn pack_into<W: std::io::Write>(
+    dir: &Path,
+    files: &[String],
+    labels: &[(String, String)],
+    out: W,
+) -> Result<W, ContextError> {
+    let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
     // Old engines reject GNU sparse entries (type 'S'), which tar writes for files with holes by default.
     builder.sparse(false);
-    for relative in &files {
+    for relative in files {
         let full = dir.join(relative);
         if relative == "Dockerfile" {
             let read = |source| ContextError::Read {

@@ -784,3 +784,43 @@ fn a_service_killed_for_memory_during_the_probes_is_reported_as_oom_killed() {
     let run_id = read_report(&report)["run_id"].as_str().unwrap_or_default().to_string();
     assert!(leftovers(&run_id).is_empty(), "left {:?}", leftovers(&run_id));
 }
+
+#[test]
+fn a_large_build_context_is_streamed_not_held_in_memory() {
+    if !docker() {
+        return;
+    }
+    let sub = submission("hostile", &["sleep"], "COPY data.bin /data.bin\n");
+    // Written a MiB at a time: a fork of this test process must not inherit a big resident buffer, or the child's
+    // peak memory (counted from the fork) would be the test's, not proctor's.
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(sub.path().join("data.bin")).expect("create");
+        let mut chunk = vec![0u8; 1 << 20];
+        for n in 0..150u32 {
+            for (i, byte) in chunk.iter_mut().enumerate() {
+                *byte = ((i as u32 ^ n).wrapping_mul(2_654_435_761) >> 13) as u8;
+            }
+            file.write_all(&chunk).expect("write");
+        }
+    }
+    let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { tcp: true }, start_timeout: 1s }\nprobes:\n  - { id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: / } } ] }\n";
+    let dir = temp_dir(&[("big.yaml", spec)]);
+    let report = dir.path().join("report.json");
+    let mut command = StdCommand::new(proctor_path());
+    command
+        .arg("run")
+        .arg(dir.path().join("big.yaml"))
+        .arg("--path")
+        .arg(sub.path())
+        .arg("--report")
+        .arg(format!("json={}", report.display()));
+    let (code, stdout, peak_mib) = crate::support::run_measured(command);
+    assert_eq!(code, Some(3), "{stdout}");
+    assert!(
+        peak_mib < 100,
+        "proctor peaked at {peak_mib} MiB while sending a 150 MiB context"
+    );
+    let run_id = read_report(&report)["run_id"].as_str().unwrap_or_default().to_string();
+    assert!(leftovers(&run_id).is_empty(), "left {:?}", leftovers(&run_id));
+}

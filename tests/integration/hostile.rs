@@ -334,12 +334,6 @@ fn specs_built_to_choke_the_parser_are_refused_before_parsing() {
     }
 }
 
-/// Peak resident memory of the largest child process that has exited so far, in MiB.
-fn children_peak_rss_mib() -> i64 {
-    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).expect("getrusage");
-    usage.max_rss() / 1024
-}
-
 #[test]
 fn fat_endless_pages_and_huge_bursts_stay_within_memory() {
     // A paginator whose every page holds a 1 MiB value and points at another page, forever.
@@ -369,19 +363,17 @@ fn fat_endless_pages_and_huge_bursts_stay_within_memory() {
     let spec = spec_with_probes(probes).replace("ready: { tcp: true }", "ready: { http: /health }");
     let dir = temp_dir(&[("fat.yaml", &spec)]);
     let report = dir.path().join("report.json");
-    let output = std::process::Command::new(crate::support::proctor_path())
+    let mut command = std::process::Command::new(crate::support::proctor_path());
+    command
         .arg("run")
         .arg(dir.path().join("fat.yaml"))
         .args(["--url", url.as_str(), "--report"])
         .arg(format!("json={}", report.display()))
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+        .env("NO_COLOR", "1");
+    let (code, stdout, peak) = crate::support::run_measured(command);
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("the walk collected more than 16 MiB"), "{stdout}");
     assert!(stdout.contains("request bodies add up to more than 64 MiB"), "{stdout}");
-    let peak = children_peak_rss_mib();
     assert!(peak < 100, "proctor peaked at {peak} MiB");
     let size = std::fs::metadata(&report).expect("report").len();
     assert!(size < 1 << 20, "the JSON report is {size} bytes");

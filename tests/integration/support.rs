@@ -150,3 +150,25 @@ pub fn available(tool: &str, present: bool, remedy: &str) -> bool {
     eprintln!("SKIPPED: no {tool} (PROCTOR_SKIP={skip})");
     false
 }
+
+/// Runs a command to its end and returns its exit code, its stdout and its own peak resident memory in MiB
+/// (from `wait4`, so other children of the test — cargo, the docker CLI — do not count).
+pub fn run_measured(mut command: std::process::Command) -> (Option<i32>, String, i64) {
+    use std::io::Read;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    let mut status = 0;
+    // SAFETY: rusage is plain data the kernel fills in; the pid is our own unreaped child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4 failed");
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, stdout, usage.ru_maxrss / 1024)
+}
