@@ -153,6 +153,7 @@ pub fn available(tool: &str, present: bool, remedy: &str) -> bool {
 
 /// Runs a command to its end and returns its exit code, its stdout and its own peak resident memory in MiB
 /// (from `wait4`, so other children of the test — cargo, the docker CLI — do not count).
+#[expect(clippy::zombie_processes, reason = "wait4 reaps the child; std's wait cannot report its rusage")]
 pub fn run_measured(mut command: std::process::Command) -> (Option<i32>, String, i64) {
     use std::io::Read;
     let mut child = command
