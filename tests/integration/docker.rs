@@ -504,6 +504,17 @@ fn dockerignore_rules_match_the_docker_cli_on_the_real_engine() {
 /// Starts proctor on a spec, waits for `ready()` to say the phase was reached, sends SIGINT, and checks the
 /// exit code, the time it took and that the run left nothing behind.
 fn interrupt_when(spec_name: &str, spec: &str, sub: &Path, ready: impl Fn(&str) -> bool) {
+    signal_when(nix::sys::signal::Signal::SIGINT, spec_name, spec, sub, ready);
+}
+
+/// Like [`interrupt_when`], with another signal (SIGTERM from a supervisor, SIGHUP from a closed terminal).
+fn signal_when(
+    signal: nix::sys::signal::Signal,
+    spec_name: &str,
+    spec: &str,
+    sub: &Path,
+    ready: impl Fn(&str) -> bool,
+) {
     let dir = temp_dir(&[(&format!("{spec_name}.yaml"), spec)]);
     let report = dir.path().join("report.json");
     let mut child = StdCommand::new(proctor_path())
@@ -527,8 +538,8 @@ fn interrupt_when(spec_name: &str, spec: &str, sub: &Path, ready: impl Fn(&str) 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (code, stdout) = crate::support::interrupt(&mut child, Duration::from_secs(30));
-    assert_eq!(code, Some(130), "{spec_name}: {stdout}");
+    let (code, stdout) = crate::support::signal(&mut child, signal, Duration::from_secs(30));
+    assert_eq!(code, Some(130), "{spec_name} ({signal}): {stdout}");
     let run_id = read_report(&report)["run_id"].as_str().expect("run id").to_string();
     assert!(
         leftovers(&run_id).is_empty(),
@@ -574,11 +585,40 @@ fn ctrl_c_while_building_starting_or_probing_leaves_nothing_behind() {
     interrupt_when("ctrl-c-mid-build", slow_probe, steps.path(), |_| {
         started.elapsed() > Duration::from_secs(4)
     });
+    // The same moments with the other signals that end a run: a supervisor's SIGTERM, a closed terminal's SIGHUP.
+    let started = Instant::now();
+    signal_when(
+        nix::sys::signal::Signal::SIGTERM,
+        "sigterm-mid-build",
+        slow_probe,
+        steps.path(),
+        |_| started.elapsed() > Duration::from_secs(3),
+    );
+    let started = Instant::now();
+    signal_when(
+        nix::sys::signal::Signal::SIGHUP,
+        "sighup-mid-build",
+        slow_probe,
+        steps.path(),
+        |_| started.elapsed() > Duration::from_millis(1500),
+    );
     // Starting: the container runs but never becomes ready.
     let never = submission("hostile", &["never-listen"], "");
     interrupt_when("ctrl-c-starting", slow_probe, never.path(), container_running);
     // Probing: the reference is ready and a 60 s wait is under way.
     let reference = submission("proctor-reference", &[], "");
+    signal_when(
+        nix::sys::signal::Signal::SIGHUP,
+        "sighup-probing",
+        slow_probe,
+        reference.path(),
+        |name| {
+            container_running(name) && {
+                std::thread::sleep(Duration::from_millis(800));
+                true
+            }
+        },
+    );
     interrupt_when("ctrl-c-probing", slow_probe, reference.path(), |name| {
         container_running(name) && {
             std::thread::sleep(Duration::from_millis(800));

@@ -109,12 +109,18 @@ pub fn spec_with_probes(probes: &str) -> String {
 /// Sends SIGINT to a running proctor, waits (at most `limit`) for it to exit, and returns its exit code and
 /// stdout.
 pub fn interrupt(child: &mut std::process::Child, limit: std::time::Duration) -> (Option<i32>, String) {
+    signal(child, nix::sys::signal::Signal::SIGINT, limit)
+}
+
+/// Sends `signal` to a running proctor, waits (at most `limit`) for it to exit, and returns its exit code and
+/// stdout.
+pub fn signal(
+    child: &mut std::process::Child,
+    signal: nix::sys::signal::Signal,
+    limit: std::time::Duration,
+) -> (Option<i32>, String) {
     use std::io::Read;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("signal");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signal");
     let interrupted = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -122,7 +128,7 @@ pub fn interrupt(child: &mut std::process::Child, limit: std::time::Duration) ->
         }
         assert!(
             interrupted.elapsed() < limit,
-            "proctor did not stop within {limit:?} of Ctrl-C"
+            "proctor did not stop within {limit:?} of {signal}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
@@ -153,7 +159,10 @@ pub fn available(tool: &str, present: bool, remedy: &str) -> bool {
 
 /// Runs a command to its end and returns its exit code, its stdout and its own peak resident memory in MiB
 /// (from `wait4`, so other children of the test — cargo, the docker CLI — do not count).
-#[expect(clippy::zombie_processes, reason = "wait4 reaps the child; std's wait cannot report its rusage")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "wait4 reaps the child; std's wait cannot report its rusage"
+)]
 pub fn run_measured(mut command: std::process::Command) -> (Option<i32>, String, i64) {
     use std::io::Read;
     let mut child = command
