@@ -368,6 +368,14 @@ fn docker_problems_are_one_clear_sentence_with_exit_3() {
         .code(3)
         .stdout(predicate::str::contains("the image build failed at Step 3/"))
         .stdout(predicate::str::contains(" : COPY missing-file /x: COPY failed"));
+    let unparsable = temp_dir(&[("Dockerfile", "FRM scratch\n")]);
+    proctor()
+        .args(["run", "rest-resource", "--path"])
+        .arg(unparsable.path())
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains("the Docker engine did not build the image"))
+        .stdout(predicate::str::contains("unknown instruction: FRM"));
     let big = temp_dir(&[("Dockerfile", "FROM scratch\nCOPY . /\n")]);
     std::fs::write(big.path().join("data.bin"), vec![7u8; 2 << 20]).expect("write");
     proctor()

@@ -438,3 +438,20 @@ async fn a_closed_keep_alive_connection_is_retried_when_safe_and_named_when_not(
     let message = probe.message.as_deref().unwrap_or_default();
     assert!(message.contains("closed the connection without answering"), "{message}");
 }
+
+#[tokio::test]
+async fn env_port_is_the_port_the_service_was_actually_given() {
+    use axum::extract::Path;
+    use axum::routing::get;
+    let app = axum::Router::new().route("/echo/{value}", get(|Path(value): Path<String>| async move { value }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let probes = format!(
+        "  - id: port\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: {{ path: '/echo/{{{{env.PORT}}}}' }}\n        expect: {{ status: 200, body: {{ equals: '{port}' }} }}\n"
+    );
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    let report = grade(&[challenge("port", &spec_with_probes(&probes))], Target::Url(url)).await;
+    let probe = &report.challenges[0].probes[0];
+    assert_eq!(probe.verdict, proctor::outcome::Verdict::Passed, "{:?}", probe.message);
+}
