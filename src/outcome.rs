@@ -146,6 +146,8 @@ pub struct StepReport {
     pub label: String,
     /// The kind of step, for replaying it by hand.
     pub kind: StepKind,
+    /// The values the step captured for later steps.
+    pub captures: Vec<CaptureRecord>,
     /// The (last, or first failing) request sent.
     pub request: Option<RequestRecord>,
     /// Its response.
@@ -185,6 +187,35 @@ pub enum StepKind {
         /// Its length.
         ms: u64,
     },
+}
+
+/// A value a step captured.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct CaptureRecord {
+    /// The variable's name.
+    pub name: String,
+    /// Where it came from.
+    pub from: CaptureFrom,
+    /// The value this run saw.
+    pub value: String,
+}
+
+/// Where a captured value came from, as far as a replay script can take it again.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum CaptureFrom {
+    /// A JSONPath into the body.
+    Json {
+        /// The path.
+        path: String,
+    },
+    /// A response header.
+    Header {
+        /// Its name.
+        name: String,
+    },
+    /// A regular expression: replays use the value this run saw.
+    Regex,
 }
 
 /// A request as sent.

@@ -10,7 +10,7 @@ use super::burst;
 use super::http::{Http, Prepared, prepare};
 use super::vars::Vars;
 use crate::expect::{self, Check, Response, clip};
-use crate::outcome::{ProbeReport, ResponseRecord, StepKind, StepReport, Verdict};
+use crate::outcome::{CaptureFrom, CaptureRecord, ProbeReport, ResponseRecord, StepKind, StepReport, Verdict};
 use crate::spec::jwt::VarSpec;
 use crate::spec::model::{ProbeSpec, RequestSpec, StepSpec, WaitSpec, WalkSpec, WalkTotals};
 use crate::spec::template;
@@ -113,6 +113,7 @@ fn step_report(number: usize, label: String, kind: StepKind) -> StepReport {
         number,
         label,
         kind,
+        captures: Vec::new(),
         request: None,
         response: None,
         checks: Vec::new(),
@@ -228,7 +229,19 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
         if i + 1 == times {
             for (name, spec) in &step.capture {
                 match expect::capture(spec, &response, &mut |n| vars.lookup(n)) {
-                    Ok(value) => vars.set(name, value),
+                    Ok(value) => {
+                        let from = match (&spec.json, &spec.header, &spec.regex) {
+                            (Some(path), _, None) => CaptureFrom::Json { path: path.clone() },
+                            (None, Some(header), None) => CaptureFrom::Header { name: header.clone() },
+                            _ => CaptureFrom::Regex,
+                        };
+                        report.captures.push(CaptureRecord {
+                            name: name.clone(),
+                            from,
+                            value: value.clone(),
+                        });
+                        vars.set(name, value);
+                    }
                     Err(e) => {
                         report.error = Some(format!("could not capture `{name}`: {e}"));
                         return (report, Ending::Failed);
