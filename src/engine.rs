@@ -217,7 +217,20 @@ pub async fn run_challenge(
         // every later probe with a bare connection error.
         let mut result = result;
         if result.verdict != Verdict::Passed {
-            if gone.is_none() {
+            // A connection that failed may mean the service is dying: give the engine a moment to say so.
+            let transport = result.steps.iter().any(|s| {
+                s.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("connect") || e.contains("valid HTTP"))
+            });
+            let attempts = if transport { 10 } else { 1 };
+            for attempt in 0..attempts {
+                if gone.is_some() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
                 gone = endpoint.gone().await;
             }
             if let Some(how) = &gone {
