@@ -5,13 +5,20 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const EXIT_CODES: &str = "\
-Exit codes:
+/// The exit codes, as `--help` shows them (one text for the short and the long help).
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
   0    every challenge reached its pass mark
   1    a challenge scored below its pass mark
   2    usage error or invalid challenge spec
   3    the service could not be started or reached
-  130  interrupted (Ctrl-C / SIGTERM)";
+  4    a probe could not run (proctor's or the environment's fault): the grade is incomplete
+  130  interrupted (Ctrl-C, SIGTERM or SIGHUP)"
+    };
+}
+
+const EXIT_CODES: &str = exit_codes!();
 
 /// Grades hands-on backend challenges with HTTP conformance probes.
 #[derive(Debug, Parser)]
@@ -23,12 +30,7 @@ Exit codes:
     "  proctor run rate-limiter --url http://127.0.0.1:3000\n",
     "  proctor run rate-limiter --cmd './server'      start it for me (PORT and env set), grade, stop\n",
     "  proctor demo                                   grade the bundled reference service\n\n",
-    "Exit codes:\n",
-    "  0    every challenge reached its pass mark\n",
-    "  1    a challenge scored below its pass mark\n",
-    "  2    usage error or invalid challenge spec\n",
-    "  3    the service could not be started or reached\n",
-    "  130  interrupted (Ctrl-C / SIGTERM)"
+    exit_codes!()
 ))]
 pub struct Cli {
     /// When to colour output: auto (a terminal without NO_COLOR), always or never.

@@ -61,6 +61,25 @@ pub struct ChallengeReport {
     pub duration_ms: u64,
 }
 
+/// Whose fault it is that a step did not pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The service did not behave as required: the probe failed.
+    Service,
+    /// proctor or its environment could not run the step: the probe errored, and the grade is incomplete.
+    Proctor,
+}
+
+impl Blame {
+    /// The probe verdict this blame gives.
+    pub fn verdict(self) -> Verdict {
+        match self {
+            Blame::Service => Verdict::Failed,
+            Blame::Proctor => Verdict::Errored,
+        }
+    }
+}
+
 /// The verdict on one probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
-use super::http::{Prepared, header_pairs};
+use super::http::{NoResponse, Prepared, header_pairs};
 use crate::expect::Response;
 
 /// One request's result: a response, or why there was none.
@@ -104,17 +104,17 @@ pub async fn run(
     concurrency: usize,
     timeout: Duration,
     http: &super::http::Http,
-) -> Result<Vec<Answer>, String> {
+) -> Result<Vec<Answer>, NoResponse> {
     let max_body = http.max_body;
     let interface = http.interface.clone();
     let Some(first) = requests.first() else {
         return Ok(Vec::new());
     };
     if first.url.scheme() != "http" {
-        return Err(format!(
+        return Err(NoResponse::proctor(format!(
             "bursts need a plain http:// service, not {}",
             first.url.scheme()
-        ));
+        )));
     }
     let host = first
         .url
@@ -141,7 +141,8 @@ pub async fn run(
     let opened =
         futures::future::join_all((0..concurrency).map(|_| bounded_connect(host.clone(), interface.clone()))).await;
     for sender in opened {
-        senders.push(sender?);
+        // A connection the service refuses or never accepts is the service's failure, as for a single request.
+        senders.push(sender.map_err(NoResponse::service)?);
     }
     let requests = Arc::new(requests);
     let next = Arc::new(AtomicUsize::new(0));
@@ -182,7 +183,7 @@ pub async fn run(
     }
     let mut answers: Vec<Option<Answer>> = (0..requests.len()).map(|_| None).collect();
     while let Some(done) = tasks.join_next().await {
-        for (i, answer) in done.map_err(|e| format!("a burst connection task failed: {e}"))? {
+        for (i, answer) in done.map_err(|e| NoResponse::proctor(format!("a burst connection task failed: {e}")))? {
             answers[i] = Some(answer);
         }
     }

@@ -176,8 +176,27 @@ pub struct Http {
 pub struct NoResponse {
     /// What happened, for the report.
     pub message: String,
-    /// Whether proctor itself could not build or send the request (an error, not the service's failure).
-    pub ours: bool,
+    /// Whose fault it is: the service's (a refused connection, garbage, a timeout) or proctor's (a request it
+    /// could not build or send).
+    pub blame: crate::outcome::Blame,
+}
+
+impl NoResponse {
+    /// The service did not answer properly.
+    pub fn service(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            blame: crate::outcome::Blame::Service,
+        }
+    }
+
+    /// proctor could not send the request.
+    pub fn proctor(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            blame: crate::outcome::Blame::Proctor,
+        }
+    }
 }
 
 impl Http {
@@ -194,18 +213,14 @@ impl Http {
 
     /// Sends a request and reads at most `max_body` bytes of the body.
     pub async fn send(&self, prepared: &Prepared) -> Result<Response, NoResponse> {
-        let ours = |message: String| NoResponse { message, ours: true };
+        let ours = NoResponse::proctor;
         let method = reqwest::Method::from_bytes(prepared.method.as_bytes()).map_err(|e| ours(e.to_string()))?;
         let mut headers = reqwest::header::HeaderMap::new();
         for (name, value) in &prepared.headers {
-            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| NoResponse {
-                message: format!("the value for header {name} is not valid: {value:?}"),
-                ours: false,
-            })?;
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| NoResponse {
-                message: format!("`{name}` is not a valid header name"),
-                ours: false,
-            })?;
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| NoResponse::service(format!("the value for header {name} is not valid: {value:?}")))?;
+            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| NoResponse::service(format!("`{name}` is not a valid header name")))?;
             headers.append(name, value);
         }
         let request = || {
@@ -219,10 +234,7 @@ impl Http {
             request
         };
         let started = Instant::now();
-        let failed = |e: reqwest::Error| NoResponse {
-            message: describe_error(&e),
-            ours: false,
-        };
+        let failed = |e: reqwest::Error| NoResponse::service(describe_error(&e));
         let mut response = match request().send().await {
             Ok(response) => response,
             // A kept-alive connection the service closed while the request was on its way: RFC 9112 §9.3.1 lets
@@ -231,16 +243,13 @@ impl Http {
                 if method.is_idempotent() {
                     request().send().await.map_err(failed)?
                 } else {
-                    return Err(NoResponse {
-                        message: format!(
-                            "the service closed the connection without answering ({}); a {} is not retried. If \
+                    return Err(NoResponse::service(format!(
+                        "the service closed the connection without answering ({}); a {} is not retried. If \
                              the connection had been idle, the service closed a kept-alive connection without \
                              sending `Connection: close`",
-                            describe_error(&e),
-                            method
-                        ),
-                        ours: false,
-                    });
+                        describe_error(&e),
+                        method
+                    )));
                 }
             }
             Err(e) => return Err(failed(e)),

@@ -7,10 +7,10 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::burst;
-use super::http::{Http, Prepared, prepare};
+use super::http::{Http, NoResponse, Prepared, prepare};
 use super::vars::Vars;
 use crate::expect::{self, Check, Response, clip};
-use crate::outcome::{CaptureFrom, CaptureRecord, ProbeReport, ResponseRecord, StepKind, StepReport, Verdict};
+use crate::outcome::{Blame, CaptureFrom, CaptureRecord, ProbeReport, ResponseRecord, StepKind, StepReport, Verdict};
 use crate::spec::jwt::VarSpec;
 use crate::spec::model::{ProbeSpec, RequestSpec, StepSpec, WaitSpec, WalkSpec, WalkTotals};
 use crate::spec::template;
@@ -34,12 +34,17 @@ const MAX_COLLECTED_BYTES: usize = 16 << 20;
 /// The most request body bytes one burst may hold at once.
 const MAX_BURST_BODY_BYTES: usize = 64 << 20;
 
-/// How a step ended.
+/// How a step ended: passed, or not and whose fault that is (the verdict follows from the blame, in one place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ending {
     Passed,
-    Failed,
-    Errored,
+    NotPassed(Blame),
 }
+
+/// The service did not behave: the step failed.
+const FAILED: Ending = Ending::NotPassed(Blame::Service);
+/// proctor could not run the step: it errored.
+const ERRORED: Ending = Ending::NotPassed(Blame::Proctor);
 
 /// Runs a probe; never panics on anything the service sends.
 pub async fn run(probe: &ProbeSpec, vars: &mut Vars, ctx: &Context<'_>) -> ProbeReport {
@@ -78,17 +83,10 @@ pub async fn run(probe: &ProbeSpec, vars: &mut Vars, ctx: &Context<'_>) -> Probe
         report.duration_ms = step_started.elapsed().as_millis() as u64;
         let summary = summarize(&report);
         steps.push(report);
-        match ending {
-            Ending::Passed => {}
-            Ending::Failed | Ending::Errored => {
-                verdict = if matches!(ending, Ending::Failed) {
-                    Verdict::Failed
-                } else {
-                    Verdict::Errored
-                };
-                message = Some(summary);
-                break;
-            }
+        if let Ending::NotPassed(blame) = ending {
+            verdict = blame.verdict();
+            message = Some(summary);
+            break;
         }
     }
     ProbeReport::new(probe, verdict, message, started.elapsed().as_millis() as u64, steps)
@@ -139,7 +137,7 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
     let Some(request) = &step.request else {
         let mut report = step_report(number, "empty step".into(), StepKind::Request);
         report.error = Some("the step has neither a request nor a wait".into());
-        return (report, Ending::Errored);
+        return (report, ERRORED);
     };
     // Labels show the request as sent (placeholders filled in) once it is prepared; the template until then.
     let label = |target: &str, suffix: String| match &step.name {
@@ -197,7 +195,7 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
             Ok(p) => p,
             Err(e) => {
                 report.error = Some(e);
-                return (report, Ending::Failed);
+                return (report, FAILED);
             }
         };
         if i == 0 {
@@ -212,7 +210,7 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
                 } else {
                     no.message
                 });
-                return (report, if no.ours { Ending::Errored } else { Ending::Failed });
+                return (report, Ending::NotPassed(no.blame));
             }
         };
         report.response = Some(record(&response));
@@ -224,7 +222,7 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
             if times > 1 {
                 report.error = Some(format!("request {} of {times} did not meet the expectations", i + 1));
             }
-            return (report, Ending::Failed);
+            return (report, FAILED);
         }
         if i + 1 == times {
             for (name, spec) in &step.capture {
@@ -244,7 +242,7 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
                     }
                     Err(e) => {
                         report.error = Some(format!("could not capture `{name}`: {e}"));
-                        return (report, Ending::Failed);
+                        return (report, FAILED);
                     }
                 }
             }
@@ -280,22 +278,22 @@ async fn burst_step(
                         "the burst's request bodies add up to more than {} MiB; send fewer or smaller ones",
                         MAX_BURST_BODY_BYTES >> 20
                     ));
-                    return (report, Ending::Errored);
+                    return (report, ERRORED);
                 }
                 prepared.push(p);
             }
             Err(e) => {
                 report.error = Some(e);
-                return (report, Ending::Failed);
+                return (report, FAILED);
             }
         }
     }
     report.request = prepared.first().map(|p| p.record());
     let answers = match burst::run(prepared, concurrency, ctx.timeout, ctx.http).await {
         Ok(answers) => answers,
-        Err(e) => {
-            report.error = Some(e);
-            return (report, Ending::Errored);
+        Err(no) => {
+            report.error = Some(no.message);
+            return (report, Ending::NotPassed(no.blame));
         }
     };
     let default_expect = Default::default();
@@ -336,10 +334,10 @@ async fn burst_step(
             errors.len(),
             errors[0]
         ));
-        return (report, Ending::Failed);
+        return (report, FAILED);
     }
     report.passed = report.checks.iter().all(|c| c.passed);
-    let ending = if report.passed { Ending::Passed } else { Ending::Failed };
+    let ending = if report.passed { Ending::Passed } else { FAILED };
     (report, ending)
 }
 
@@ -355,7 +353,7 @@ async fn walk_step(
         Ok(p) => p,
         Err(e) => {
             report.error = Some(e);
-            return (report, Ending::Failed);
+            return (report, FAILED);
         }
     };
     report.label = match &step.name {
@@ -369,7 +367,7 @@ async fn walk_step(
         serde_json_path::JsonPath::parse(&template::render(&walk.collect, |n| vars.lookup(n)).unwrap_or_default());
     let Ok(collect) = collect else {
         report.error = Some(format!("invalid JSONPath {}", walk.collect));
-        return (report, Ending::Errored);
+        return (report, ERRORED);
     };
     let mut collected: Vec<serde_json::Value> = Vec::new();
     let mut collected_bytes = 0usize;
@@ -383,14 +381,14 @@ async fn walk_step(
             Ok(r) => r,
             Err(no) => {
                 report.error = Some(format!("page {pages}: {}", no.message));
-                return (report, if no.ours { Ending::Errored } else { Ending::Failed });
+                return (report, Ending::NotPassed(no.blame));
             }
         };
         report.response = Some(record(&response));
         report.checks = expect::evaluate(expect, &response, &mut |n| vars.lookup(n));
         if report.checks.iter().any(|c| !c.passed) {
             report.error = Some(format!("page {pages} did not meet the expectations"));
-            return (report, Ending::Failed);
+            return (report, FAILED);
         }
         per_page.push(report.checks.clone());
         let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
@@ -403,14 +401,14 @@ async fn walk_step(
                 "page {pages}: the walk collected more than {} MiB of values; pages this big cannot be graded",
                 MAX_COLLECTED_BYTES >> 20
             ));
-            return (report, Ending::Failed);
+            return (report, FAILED);
         }
         if pages == 1
             && let Some(insert) = &walk.after_first_page
         {
             let sent = match prepare(insert, vars, ctx.base) {
-                Ok(p) => ctx.http.send(&p).await.map_err(|no| no.message),
-                Err(e) => Err(e),
+                Ok(p) => ctx.http.send(&p).await,
+                Err(e) => Err(NoResponse::service(e)),
             };
             match sent {
                 Ok(r) if r.status / 100 == 2 => {}
@@ -419,11 +417,11 @@ async fn walk_step(
                         "the request after the first page answered {}",
                         expect::status_text(r.status)
                     ));
-                    return (report, Ending::Failed);
+                    return (report, FAILED);
                 }
-                Err(e) => {
-                    report.error = Some(format!("the request after the first page failed: {e}"));
-                    return (report, Ending::Failed);
+                Err(no) => {
+                    report.error = Some(format!("the request after the first page failed: {}", no.message));
+                    return (report, Ending::NotPassed(no.blame));
                 }
             }
         }
@@ -432,12 +430,12 @@ async fn walk_step(
             Ok(None) => break,
             Err(e) => {
                 report.error = Some(format!("page {pages}: {e}"));
-                return (report, Ending::Failed);
+                return (report, FAILED);
             }
         };
         if pages >= max_pages {
             report.error = Some(format!("the walk did not end within {max_pages} pages"));
-            return (report, Ending::Failed);
+            return (report, FAILED);
         }
         current = next;
     }
@@ -465,7 +463,7 @@ async fn walk_step(
         });
     }
     report.passed = report.checks.iter().all(|c| c.passed);
-    let ending = if report.passed { Ending::Passed } else { Ending::Failed };
+    let ending = if report.passed { Ending::Passed } else { FAILED };
     (report, ending)
 }
 
@@ -573,7 +571,7 @@ async fn wait_step(number: usize, wait: &WaitSpec, vars: &mut Vars) -> (StepRepo
         Ok(base) => base,
         Err(e) => {
             report.error = Some(e);
-            return (report, Ending::Failed);
+            return (report, FAILED);
         }
     };
     report.kind = StepKind::Wait {
@@ -599,7 +597,7 @@ async fn wait_step(number: usize, wait: &WaitSpec, vars: &mut Vars) -> (StepRepo
             base.as_secs_f64(),
             max.as_secs_f64()
         ));
-        return (report, Ending::Failed);
+        return (report, FAILED);
     }
     tokio::time::sleep(base + plus).await;
     report.passed = true;

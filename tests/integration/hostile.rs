@@ -371,7 +371,8 @@ fn fat_endless_pages_and_huge_bursts_stay_within_memory() {
         .arg(format!("json={}", report.display()))
         .env("NO_COLOR", "1");
     let (code, stdout, peak) = crate::support::run_measured(command);
-    assert_eq!(code, Some(1), "{stdout}");
+    // The burst could not be sent (proctor refuses to hold its bodies): an errored probe, exit 4.
+    assert_eq!(code, Some(4), "{stdout}");
     assert!(stdout.contains("the walk collected more than 16 MiB"), "{stdout}");
     assert!(stdout.contains("request bodies add up to more than 64 MiB"), "{stdout}");
     assert!(peak < 100, "proctor peaked at {peak} MiB");
@@ -454,4 +455,39 @@ async fn env_port_is_the_port_the_service_was_actually_given() {
     let report = grade(&[challenge("port", &spec_with_probes(&probes))], Target::Url(url)).await;
     let probe = &report.challenges[0].probes[0];
     assert_eq!(probe.verdict, proctor::outcome::Verdict::Passed, "{:?}", probe.message);
+}
+
+#[tokio::test]
+async fn whose_fault_it_is_decides_failed_or_errored_and_the_exit_code() {
+    // Readiness connects once; then the service stops listening: refused burst connections are its failure.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let _ = listener.accept().await;
+        drop(listener);
+    });
+    let burst = "  - id: burst\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /x }\n        burst: { count: 4, concurrency: 4 }\n        expect: { statuses: { 200: 4 } }\n";
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    let report = grade(&[challenge("refused", &spec_with_probes(burst))], Target::Url(url)).await;
+    assert_eq!(
+        report.challenges[0].probes[0].verdict,
+        proctor::outcome::Verdict::Failed
+    );
+    assert_eq!(proctor::exit::for_run(&report), proctor::exit::BELOW_THRESHOLD);
+
+    // A burst proctor will not send (its bodies are too big to hold) is proctor's: errored, exit 4, JUnit <error>.
+    let app = axum::Router::new().route("/x", axum::routing::post(|| async { "ok" }));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let fat = "  - id: fat\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { method: POST, path: /x, body: '{{filler.16777216}}' }\n        burst: { count: 8, concurrency: 2 }\n";
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url");
+    let report = grade(&[challenge("fat", &spec_with_probes(fat))], Target::Url(url)).await;
+    assert_eq!(
+        report.challenges[0].probes[0].verdict,
+        proctor::outcome::Verdict::Errored
+    );
+    assert!(!report.challenges[0].score.passed);
+    assert_eq!(proctor::exit::for_run(&report), proctor::exit::ERRORED);
+    assert!(render(Format::Junit, &report).contains("<error"));
 }
