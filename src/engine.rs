@@ -164,7 +164,7 @@ pub async fn run_challenge(
             result.map_err(|(error, logs)| (Some(error), logs))
         }
     };
-    let endpoint = match started_target {
+    let mut endpoint = match started_target {
         Ok(endpoint) => endpoint,
         Err((error, logs)) => {
             report.logs = logs;
@@ -192,7 +192,6 @@ pub async fn run_challenge(
     let _ = events.send(Event::TargetReady {
         id: challenge.id.clone(),
     });
-    let mut endpoint = endpoint;
     let base = endpoint.base_url.clone();
     let ctx = probe::Context {
         http: &http,
@@ -207,7 +206,7 @@ pub async fn run_challenge(
         env.insert("PORT".to_string(), port.to_string());
     }
     for probe_spec in &spec.probes {
-        let result = if cancel.is_cancelled() {
+        let mut result = if cancel.is_cancelled() {
             skipped(probe_spec, "interrupted")
         } else {
             let mut vars = vars::Vars::new(config.seed, &config.run_id, &challenge.id, &probe_spec.id, env.clone());
@@ -215,7 +214,6 @@ pub async fn run_challenge(
         };
         // A probe that did not pass may have killed the service (or the kernel did): say so, instead of leaving
         // every later probe with a bare connection error.
-        let mut result = result;
         if result.verdict != Verdict::Passed {
             // A connection that failed may mean the service is dying: give the engine a moment to say so.
             let transport = result.steps.iter().any(|s| {

@@ -46,6 +46,15 @@ const FAILED: Ending = Ending::NotPassed(Blame::Service);
 /// proctor could not run the step: it errored.
 const ERRORED: Ending = Ending::NotPassed(Blame::Proctor);
 
+/// A request step's label: its name if it has one, then the method and the target (rendered once the request is
+/// prepared, the template before), then what kind of step it is.
+fn label(step: &StepSpec, request: &RequestSpec, target: &str, suffix: &str) -> String {
+    match &step.name {
+        Some(name) => format!("{name}: {} {target}{suffix}", request.method),
+        None => format!("{} {target}{suffix}", request.method),
+    }
+}
+
 /// Runs a probe; never panics on anything the service sends.
 pub async fn run(probe: &ProbeSpec, vars: &mut Vars, ctx: &Context<'_>) -> ProbeReport {
     let started = Instant::now();
@@ -58,10 +67,7 @@ pub async fn run(probe: &ProbeSpec, vars: &mut Vars, ctx: &Context<'_>) -> Probe
             VarSpec::Text(text) => template::render(text, |n| vars.lookup(n)).unwrap_or_default(),
             VarSpec::Jwt(jwt) => {
                 // Validation made sure a base names an earlier token.
-                let spec = match jwt.base.as_deref().and_then(|base| tokens.get(base)) {
-                    Some(base) => jwt.over(base),
-                    None => (**jwt).clone(),
-                };
+                let spec = jwt.resolve(&tokens).unwrap_or_else(|| (**jwt).clone());
                 let token = crate::spec::jwt::mint(&spec, &mut |n| vars.lookup(n)).unwrap_or_default();
                 tokens.insert(name, spec);
                 token
@@ -139,32 +145,19 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
         report.error = Some("the step has neither a request nor a wait".into());
         return (report, ERRORED);
     };
-    // Labels show the request as sent (placeholders filled in) once it is prepared; the template until then.
-    let label = |target: &str, suffix: String| match &step.name {
-        Some(name) => format!("{name}: {} {target}{suffix}", request.method),
-        None => format!("{} {target}{suffix}", request.method),
-    };
     if let Some(walk) = &step.walk {
-        let report = step_report(number, label(&request.path, " (walk)".to_string()), StepKind::Walk);
+        let report = step_report(number, label(step, request, &request.path, " (walk)"), StepKind::Walk);
         return walk_step(report, step, request, walk, vars, ctx).await;
     }
     if let Some(burst) = &step.burst {
-        let mut report = step_report(
+        let report = step_report(
             number,
-            label(&request.path, String::new()),
+            label(step, request, &request.path, ""),
             StepKind::Burst {
                 count: burst.count,
                 concurrency: burst.concurrency,
             },
         );
-        vars.index = Some(0);
-        if let Ok(first) = prepare(request, vars, ctx.base) {
-            report.label = label(
-                &first.target(),
-                format!(" (burst of {} × {} at once)", burst.count, burst.concurrency),
-            );
-        }
-        vars.index = None;
         return burst_step(
             report,
             step,
@@ -186,7 +179,7 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
         Some(times) => StepKind::Repeat { times },
         None => StepKind::Request,
     };
-    let mut report = step_report(number, label(&request.path, suffix.clone()), kind);
+    let mut report = step_report(number, label(step, request, &request.path, &suffix), kind);
     for i in 0..times {
         vars.index = step.repeat.map(|_| i);
         let prepared = prepare(request, vars, ctx.base);
@@ -199,7 +192,7 @@ async fn run_step(number: usize, step: &StepSpec, vars: &mut Vars, ctx: &Context
             }
         };
         if i == 0 {
-            report.label = label(&prepared.target(), suffix.clone());
+            report.label = label(step, request, &prepared.target(), &suffix);
         }
         report.request = Some(prepared.record());
         let response = match ctx.http.send(&prepared).await {
@@ -288,7 +281,15 @@ async fn burst_step(
             }
         }
     }
-    report.request = prepared.first().map(|p| p.record());
+    if let Some(first) = prepared.first() {
+        report.label = label(
+            step,
+            request,
+            &first.target(),
+            &format!(" (burst of {count} × {concurrency} at once)"),
+        );
+        report.request = Some(first.record());
+    }
     let answers = match burst::run(prepared, concurrency, ctx.timeout, ctx.http).await {
         Ok(answers) => answers,
         Err(no) => {
@@ -356,10 +357,7 @@ async fn walk_step(
             return (report, FAILED);
         }
     };
-    report.label = match &step.name {
-        Some(name) => format!("{name}: {} {} (walk)", request.method, first.target()),
-        None => format!("{} {} (walk)", request.method, first.target()),
-    };
+    report.label = label(step, request, &first.target(), " (walk)");
     let default_expect = Default::default();
     let expect = step.expect.as_ref().unwrap_or(&default_expect);
     let max_pages = walk.max_pages.unwrap_or(50) as usize;
@@ -439,13 +437,8 @@ async fn walk_step(
         }
         current = next;
     }
-    report.label = match &step.name {
-        Some(name) => format!("{name}: {} {}", request.method, first.target()),
-        None => format!("{} {}", request.method, first.target()),
-    };
-    report
-        .label
-        .push_str(&format!(" (walked {pages} page{})", if pages == 1 { "" } else { "s" }));
+    let walked = format!(" (walked {pages} page{})", if pages == 1 { "" } else { "s" });
+    report.label = label(step, request, &first.target(), &walked);
     report.checks = expect::aggregate(&per_page);
     let expected_values = walk.totals.values.as_ref().map(|values| {
         values
@@ -453,15 +446,9 @@ async fn walk_step(
             .map(|v| template::render_json(v, &mut |n| vars.lookup(n)).unwrap_or_else(|_| v.clone()))
             .collect::<Vec<_>>()
     });
-    report.checks.extend(walk_totals(&walk.totals, pages, &collected));
-    if let Some(expected) = expected_values {
-        report.checks.push(Check {
-            what: "values collected, in order".into(),
-            expected: clip(&serde_json::Value::from(expected.clone()).to_string(), 300),
-            actual: clip(&serde_json::Value::from(collected.clone()).to_string(), 300),
-            passed: collected == expected,
-        });
-    }
+    report
+        .checks
+        .extend(walk_totals(&walk.totals, expected_values, pages, &collected));
     report.passed = report.checks.iter().all(|c| c.passed);
     let ending = if report.passed { Ending::Passed } else { FAILED };
     (report, ending)
@@ -512,7 +499,13 @@ fn next_page(
     Ok(Some(Prepared { url, ..first.clone() }))
 }
 
-fn walk_totals(totals: &WalkTotals, pages: usize, collected: &[serde_json::Value]) -> Vec<Check> {
+/// The checks of a walk's `totals`; `expected_values` are `totals.values` with their placeholders filled in.
+fn walk_totals(
+    totals: &WalkTotals,
+    expected_values: Option<Vec<serde_json::Value>>,
+    pages: usize,
+    collected: &[serde_json::Value],
+) -> Vec<Check> {
     let mut checks = Vec::new();
     if let Some(expected) = totals.pages {
         checks.push(Check {
@@ -550,6 +543,14 @@ fn walk_totals(totals: &WalkTotals, pages: usize, collected: &[serde_json::Value
                 format!("seen again ({}): {}", repeated.len(), clip(&repeated.join(", "), 300))
             },
             passed: repeated.is_empty(),
+        });
+    }
+    if let Some(expected) = expected_values {
+        checks.push(Check {
+            what: "values collected, in order".into(),
+            expected: clip(&serde_json::Value::from(expected.clone()).to_string(), 300),
+            actual: clip(&serde_json::Value::from(collected.to_vec()).to_string(), 300),
+            passed: collected == expected.as_slice(),
         });
     }
     checks

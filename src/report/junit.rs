@@ -50,24 +50,24 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
                 _ => probe.message.clone().unwrap_or_default(),
             };
             let (message, description) = (xml(&message), xml(description.trim()));
-            let kind = match (probe.verdict, &c.target_error) {
-                (Verdict::Passed, _) => None,
-                (Verdict::Failed, _) => Some(NonSuccessKind::Failure),
-                (Verdict::Errored, _) | (Verdict::Skipped, Some(_)) => Some(NonSuccessKind::Error),
-                (Verdict::Skipped, None) => None,
-            };
-            let status = match (probe.verdict, kind) {
+            // A service that never started is an error on every probe, not a skip: CI must not show it green.
+            let status = match (probe.verdict, &c.target_error) {
                 (Verdict::Passed, _) => TestCaseStatus::success(),
-                (_, Some(kind)) => {
+                (Verdict::Skipped, None) => {
+                    let mut status = TestCaseStatus::skipped();
+                    status.set_message(message.as_ref());
+                    status
+                }
+                (verdict, _) => {
+                    let kind = if verdict == Verdict::Failed {
+                        NonSuccessKind::Failure
+                    } else {
+                        NonSuccessKind::Error
+                    };
                     let mut status = TestCaseStatus::non_success(kind);
                     status
                         .set_message(message.as_ref())
                         .set_description(description.as_ref());
-                    status
-                }
-                (_, None) => {
-                    let mut status = TestCaseStatus::skipped();
-                    status.set_message(message.as_ref());
                     status
                 }
             };

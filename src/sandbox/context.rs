@@ -292,13 +292,8 @@ pub fn labelled_dockerfile(text: &str, labels: &[(String, String)]) -> String {
     out
 }
 
-/// The tar archive of the selected files, its Dockerfile labelled (see [`labelled_dockerfile`]), in memory.
-pub fn pack(dir: &Path, limit: u64, labels: &[(String, String)]) -> Result<Vec<u8>, ContextError> {
-    pack_into(dir, &select(dir, limit)?, labels, Vec::new())
-}
-
-/// Writes the tar archive of `files` (from [`select`]) to `out` as it is made, so that a large context is streamed
-/// to the engine rather than held in memory.
+/// Writes the tar archive of `files` (from [`select`]), its Dockerfile labelled (see [`labelled_dockerfile`]), to
+/// `out` as it is made, so that a large context is streamed to the engine rather than held in memory.
 pub fn pack_into<W: std::io::Write>(
     dir: &Path,
     files: &[String],
@@ -392,7 +387,8 @@ mod tests {
         std::fs::write(dir.path().join("a.secret"), "x").expect("write");
         std::os::unix::fs::symlink("/etc", dir.path().join("outside")).expect("symlink");
         std::os::unix::fs::symlink("../../etc/passwd", dir.path().join("passwd")).expect("symlink");
-        let archive = pack(dir.path(), 1 << 20, &[]).expect("packs");
+        let files = select(dir.path(), 1 << 20).expect("selects");
+        let archive = pack_into(dir.path(), &files, &[], Vec::new()).expect("packs");
         let mut entries: Vec<(String, bool, Option<String>)> = tar::Archive::new(archive.as_slice())
             .entries()
             .expect("tar")

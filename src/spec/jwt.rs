@@ -125,8 +125,17 @@ impl JwtSpec {
         texts
     }
 
+    /// The token as minted: its fields over those of its `base`, looked up among the tokens resolved before it;
+    /// `None` when the base is not one of them.
+    pub fn resolve(&self, earlier: &std::collections::HashMap<&str, JwtSpec>) -> Option<JwtSpec> {
+        match &self.base {
+            None => Some(self.clone()),
+            Some(base) => earlier.get(base.as_str()).map(|base| self.over(base)),
+        }
+    }
+
     /// This token's fields applied over `base` (already merged with its own base).
-    pub fn over(&self, base: &JwtSpec) -> JwtSpec {
+    fn over(&self, base: &JwtSpec) -> JwtSpec {
         fn merge(
             base: &IndexMap<String, serde_json::Value>,
             changes: &IndexMap<String, serde_json::Value>,

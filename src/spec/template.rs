@@ -32,10 +32,10 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ),
     (
         "tamper.NAME",
-        "the variable NAME with one value inside it changed but its format kept: when it is base64 (or \
-         base64url) of text with a digit, the last such digit is changed and the text re-encoded the same way; \
-         otherwise its last digit (or letter) is changed. An unsigned cursor stays decodable and names \
-         another position; a signed or looked-up one must be refused",
+        "the variable NAME with one value inside it changed but its format kept: in the first `.`-separated \
+         part that is base64 (or base64url) of bytes with a digit, the last such digit is changed and the part \
+         re-encoded the same way; otherwise the first digit (or letter) of NAME is changed. An unsigned cursor \
+         stays decodable and names another position; a signed or looked-up one must be refused",
     ),
 ];
 

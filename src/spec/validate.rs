@@ -252,24 +252,20 @@ impl Validator<'_> {
                     for text in jwt.texts() {
                         self.uses(&field, text, &scope);
                     }
-                    let merged = match &jwt.base {
-                        None => Some((**jwt).clone()),
-                        Some(base) => match jwt_specs.get(base.as_str()) {
-                            Some(base) => Some(jwt.over(base)),
-                            None => {
-                                self.problem(
-                                    format!("{field}.jwt.base"),
-                                    format!("`{base}` is not an earlier `jwt` variable of this probe"),
-                                );
-                                None
+                    match jwt.resolve(&jwt_specs) {
+                        Some(merged) => {
+                            if merged.signing() != JwtSign::None && merged.secret.is_none() {
+                                self.problem(&field, "a signed token needs a `secret` (or `sign: none`)");
                             }
-                        },
-                    };
-                    if let Some(merged) = merged {
-                        if merged.signing() != JwtSign::None && merged.secret.is_none() {
-                            self.problem(&field, "a signed token needs a `secret` (or `sign: none`)");
+                            jwt_specs.insert(name, merged);
                         }
-                        jwt_specs.insert(name, merged);
+                        None => self.problem(
+                            format!("{field}.jwt.base"),
+                            format!(
+                                "`{}` is not an earlier `jwt` variable of this probe",
+                                jwt.base.as_deref().unwrap_or_default()
+                            ),
+                        ),
                     }
                 }
             }
