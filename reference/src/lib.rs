@@ -162,6 +162,10 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     ("text-429", "429 answers are plain text"),
     (
+        "reset-floor",
+        "RateLimit-Reset rounds the seconds left down instead of up",
+    ),
+    (
         "reset-constant",
         "RateLimit-Reset is always WINDOW_SECONDS, not the time left in the window",
     ),
@@ -221,6 +225,10 @@ pub const DEFECTS: &[(&str, &str)] = &[
     (
         "get-note-id-number",
         "GET answers the note's id as a JSON number, not a string",
+    ),
+    (
+        "length-in-bytes",
+        "the 500-character limit counts UTF-8 bytes, not characters",
     ),
     ("notes-created-200", "POST /notes answers 200 instead of 201"),
     (

@@ -68,9 +68,6 @@ async fn count(app: &Shared, bucket: &str, limit: u64, window: Duration) -> (boo
     if app.config.has("reset-constant") {
         reset = window.as_secs();
     }
-    if app.config.has("retry-after-lies") {
-        reset = reset.saturating_sub(1).max(1);
-    }
     (count <= limit, count, reset.max(1))
 }
 
@@ -122,6 +119,9 @@ async fn quote(State(app): State<Shared>, headers: HeaderMap) -> Response {
         };
         let retry_after = if app.config.has("retry-after-float") {
             format!("{reset}.5")
+        } else if app.config.has("retry-after-lies") {
+            // A second before the window reopens.
+            reset.saturating_sub(1).max(1).to_string()
         } else {
             reset.to_string()
         };
@@ -134,7 +134,15 @@ async fn quote(State(app): State<Shared>, headers: HeaderMap) -> Response {
     for (name, value) in [
         ("ratelimit-limit", limit as i64),
         ("ratelimit-remaining", remaining),
-        ("ratelimit-reset", reset as i64),
+        // `reset-floor` rounds the seconds left down (the header only; Retry-After stays right).
+        (
+            "ratelimit-reset",
+            if app.config.has("reset-floor") {
+                (reset as i64 - 1).max(1)
+            } else {
+                reset as i64
+            },
+        ),
     ] {
         if let Ok(value) = HeaderValue::from_str(&value.to_string()) {
             headers.insert(name, value);

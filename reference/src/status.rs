@@ -109,8 +109,15 @@ async fn collection(State(app): State<Shared>, method: Method, headers: HeaderMa
     } else {
         serde_json::from_value::<NoteInput>(value).map_err(|_| ())
     };
-    let length_ok =
-        |text: &str| app.config.has("no-length-check") || (!text.trim().is_empty() && text.chars().count() <= 500);
+    let length_ok = |text: &str| {
+        // `length-in-bytes` counts UTF-8 bytes where the brief says characters.
+        let length = if app.config.has("length-in-bytes") {
+            text.len()
+        } else {
+            text.chars().count()
+        };
+        app.config.has("no-length-check") || (!text.trim().is_empty() && length <= 500)
+    };
     let text = match parsed {
         Ok(input) if length_ok(&input.text) => input.text,
         _ => {

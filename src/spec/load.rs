@@ -291,11 +291,17 @@ pub fn resolve(args: &[String], catalog: &[Source]) -> Result<Vec<Source>, Sourc
     let mut out: Vec<Source> = Vec::new();
     for arg in args {
         let path = Path::new(arg);
+        let catalogued = catalog.iter().find(|s| s.id == *arg);
         let found = if path.is_dir() {
-            read_folder(path)?
+            // A project folder named after the challenge (`rest-resource/` holding the candidate's code) must not
+            // hide the catalog challenge: a folder without spec files falls back to the catalog id.
+            match (read_folder(path), catalogued) {
+                (Err(SourceError::EmptyFolder(_)), Some(source)) => vec![source.clone()],
+                (result, _) => result?,
+            }
         } else if path.is_file() {
             vec![read_file(path)?]
-        } else if let Some(source) = catalog.iter().find(|s| s.id == *arg) {
+        } else if let Some(source) = catalogued {
             vec![source.clone()]
         } else {
             return Err(SourceError::Unknown(arg.clone()));

@@ -214,3 +214,16 @@ fn help_teaches_the_commands_and_exit_codes() {
         .success()
         .stdout(predicate::str::contains("3    the service could not be started"));
 }
+
+#[test]
+fn a_project_folder_named_after_a_challenge_does_not_hide_it() {
+    let dir = temp_dir(&[]);
+    std::fs::create_dir(dir.path().join("rest-resource")).expect("mkdir");
+    std::fs::write(dir.path().join("rest-resource/app.py"), "print(1)\n").expect("write");
+    proctor()
+        .current_dir(dir.path())
+        .args(["show", "rest-resource"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("# rest-resource — Build a REST resource"));
+}

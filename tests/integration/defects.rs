@@ -228,6 +228,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("rate-limiter", "no-api-key-422", &["missing-key-is-401@1"]),
     ("rate-limiter", "window-slides", &["the-window-is-fixed@3"]),
     ("rate-limiter", "text-429", &["refusals-are-json@2"]),
+    ("rate-limiter", "reset-floor", &["ratelimit-headers-count-down@1"]),
     ("rate-limiter", "reset-constant", &["the-window-is-fixed@3"]),
     (
         "idempotency-keys",
@@ -299,6 +300,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("status-codes", "no-length-check", &["invalid-note-is-422@4"]),
     ("status-codes", "delete-missing-204", &["missing-note-is-404@2"]),
     ("status-codes", "get-note-id-number", &["get-returns-the-note@2"]),
+    ("status-codes", "length-in-bytes", &["invalid-note-is-422@6"]),
     ("pagination", "no-tiebreaker", &["every-item-exactly-once"]),
     ("pagination", "next-on-last-page", &["last-page-has-no-next"]),
     ("pagination", "offset-pagination", &["stable-under-inserts"]),
