@@ -2,7 +2,6 @@
 //! concurrently where the target allows.
 
 mod burst;
-pub mod http;
 mod link;
 pub mod probe;
 pub mod vars;
@@ -14,9 +13,12 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use http::describe_error;
+pub use crate::http::describe_error;
 
-use crate::event::{Event, EventSender};
+use crate::event::Event;
+
+/// Where the engine sends events; a closed receiver is ignored.
+pub type EventSender = tokio::sync::mpsc::UnboundedSender<Event>;
 use crate::outcome::{ChallengeReport, FORMAT_VERSION, ProbeReport, RunReport, Verdict};
 use crate::score::score;
 use crate::spec::Challenge;
@@ -176,7 +178,7 @@ pub async fn run_challenge(
         }
     };
     // A target on a network proctor created gets a client bound to that network's device.
-    let http = match http::Http::new(timeout, config.max_body, endpoint.interface.clone()) {
+    let http = match crate::http::Http::new(timeout, config.max_body, endpoint.interface.clone()) {
         Ok(http) => http,
         Err(e) => {
             endpoint.stop().await;

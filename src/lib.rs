@@ -1,19 +1,15 @@
 //! proctor grades hands-on backend challenges: it starts or reaches a service, runs HTTP conformance probes
 //! against it, scores them and reports every failure with the rule behind it.
 //!
-//! The flow: [`spec`] (YAML → [`spec::Challenge`]) → [`target`] (a running service) → [`engine`] (probes →
-//! outcomes, as [`event`]s) → [`score`] → [`report`]. `spec`, `expect`, `score` and `report` are pure.
+//! This crate is the runtime: [`session`] (one call grades challenges against a target) → [`target`] (launchers
+//! and the running-service handle) → [`engine`] (the compiled plan's steps, sent over [`http`]). What a grade *is*
+//! — the spec, expectations, scoring, reports — lives in the pure crate [`proctor_core`], re-exported here.
 
-pub mod catalog;
+pub use proctor_core::{catalog, event, exit, expect, limits, neutral, outcome, report, score, spec};
+
 pub mod engine;
-pub mod event;
-pub mod exit;
-pub mod expect;
-pub mod neutral;
-pub mod outcome;
+pub mod http;
+pub mod logs;
 pub mod progress;
-pub mod report;
 pub mod sandbox;
-pub mod score;
-pub mod spec;
 pub mod target;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use proctor::engine::{self, RunConfig};
 use proctor::exit;
+use proctor::logs::LogBuffer;
 use proctor::neutral;
 use proctor::outcome::RunReport;
 use proctor::sandbox::{BuildOptions, NetworkMode, Sandbox, SweepGuard};
@@ -21,7 +22,6 @@ use proctor::spec::types::ByteSize;
 use proctor::spec::{self, Challenge, SpecError};
 use proctor::target::ContainerTarget;
 use proctor::target::Target;
-use proctor::target::logs::LogBuffer;
 
 /// Writes a line to stderr; a closed or broken stderr is not worth a panic.
 macro_rules! say {
@@ -116,7 +116,7 @@ async fn dispatch(command: Command, color: bool) -> u8 {
                 (Some(url), ..) if !matches!(url.scheme(), "http" | "https") => {
                     return usage(&format!(
                         "--url {}: only http:// and https:// services can be graded",
-                        proctor::engine::http::redacted(&url)
+                        proctor::http::redacted(&url)
                     ));
                 }
                 (Some(url), ..) if url.query().is_some() || url.fragment().is_some() => {
@@ -420,7 +420,7 @@ async fn grade(args: &[String], plan: Plan, options: GradeArgs, color: bool) -> 
                 cpus: docker.cpus,
                 pids: docker.pids,
             };
-            if let Some((field, message)) = proctor::sandbox::limits::check(&limits).into_iter().next() {
+            if let Some((field, message)) = proctor::limits::check(&limits).into_iter().next() {
                 return usage(&format!("--{field}: {message}"));
             }
             // Printed before anything is built, so that even after a SIGKILL there is an id to clean up by.

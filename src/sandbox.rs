@@ -8,7 +8,6 @@
 mod build;
 mod container;
 pub mod context;
-pub mod limits;
 
 use std::collections::HashMap;
 use std::time::Duration;

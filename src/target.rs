@@ -3,7 +3,6 @@
 //! A [`Target`] describes how to get a service; [`start`] turns it into an [`Endpoint`] that owns the running
 //! service until [`Endpoint::stop`] (or its `Drop`, as a fallback) ends it.
 
-pub mod logs;
 pub mod process;
 pub mod ready;
 
@@ -14,7 +13,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::sandbox::{Container, NetworkMode, Sandbox, SandboxError, limits};
+use crate::limits;
+use crate::sandbox::{Container, NetworkMode, Sandbox, SandboxError};
 use crate::spec::Challenge;
 use crate::spec::model::Limits;
 use process::ServiceProcess;
@@ -52,7 +52,7 @@ impl Target {
     /// A one-line description for reports.
     pub fn describe(&self) -> String {
         match self {
-            Target::Url(url) => crate::engine::http::redacted(url),
+            Target::Url(url) => crate::http::redacted(url),
             Target::Command(cmd) => format!("command: {cmd}"),
             Target::Reference(defects) if defects.is_empty() => "reference service".to_string(),
             Target::Reference(defects) => format!("reference service with defects: {defects}"),
@@ -181,7 +181,7 @@ pub async fn start(
         Target::Container(c) => c.sandbox.probe_interface(),
         _ => None,
     };
-    let client = &crate::engine::http::build_client(Duration::from_secs(5), interface.as_deref())
+    let client = &crate::http::build_client(Duration::from_secs(5), interface.as_deref())
         .map_err(|e| (TargetError::Client(e.to_string()), None))?;
     // A URL is expected to be up already: wait less for it than for a service proctor starts itself.
     let default = match target {
@@ -197,7 +197,7 @@ pub async fn start(
             ready.map_err(|reason| {
                 (
                     TargetError::NotReady {
-                        url: crate::engine::http::redacted(url),
+                        url: crate::http::redacted(url),
                         timeout,
                         reason,
                     },

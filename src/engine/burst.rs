@@ -15,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
-use super::http::{NoResponse, Prepared, header_pairs};
 use crate::expect::Response;
+use crate::http::{NoResponse, Prepared, header_pairs};
 
 /// One request's result: a response, or why there was none.
 pub type Answer = Result<Response, String>;
@@ -103,7 +103,7 @@ pub async fn run(
     requests: Vec<Prepared>,
     concurrency: usize,
     timeout: Duration,
-    http: &super::http::Http,
+    http: &crate::http::Http,
 ) -> Result<Vec<Answer>, NoResponse> {
     let max_body = http.max_body;
     let interface = http.interface.clone();

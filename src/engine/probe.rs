@@ -7,9 +7,9 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::burst;
-use super::http::{Http, NoResponse, Prepared, prepare};
 use super::vars::Vars;
 use crate::expect::{self, Check, Response, clip};
+use crate::http::{Http, NoResponse, Prepared, prepare};
 use crate::outcome::{Blame, CaptureFrom, CaptureRecord, ProbeReport, ResponseRecord, StepKind, StepReport, Verdict};
 use crate::spec::jwt::VarSpec;
 use crate::spec::model::{ProbeSpec, RequestSpec, StepSpec, WaitSpec, WalkSpec, WalkTotals};

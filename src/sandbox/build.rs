@@ -7,7 +7,7 @@ use bollard::query_parameters::{BuildImageOptionsBuilder, RemoveImageOptionsBuil
 use futures::StreamExt;
 
 use super::{Sandbox, SandboxError, context};
-use crate::target::logs::LogBuffer;
+use crate::logs::LogBuffer;
 
 /// What to build and within which bounds.
 #[derive(Debug, Clone)]

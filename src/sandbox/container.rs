@@ -13,10 +13,10 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use url::Url;
 
-use super::limits::{self, Resolved};
 use super::{NetworkMode, Sandbox, SandboxError};
+use crate::limits::{self, Resolved};
+use crate::logs::LogBuffer;
 use crate::spec::Challenge;
-use crate::target::logs::LogBuffer;
 
 /// A running container. [`Container::stop`] removes it (unless the run keeps its resources).
 #[derive(Debug)]

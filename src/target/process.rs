@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use super::logs::LogBuffer;
+use crate::logs::LogBuffer;
 
 /// Process groups started and not yet reaped, so a forced exit (second Ctrl-C) can still kill them.
 static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);

@@ -11,8 +11,8 @@ use crate::spec::model::Ready;
 pub async fn check_once(ready: &Ready, base: &Url, client: &reqwest::Client) -> Result<(), String> {
     match &ready.http {
         Some(path) => {
-            let url = crate::engine::http::resolve(base, path)?;
-            let shown = crate::engine::http::redacted(&url);
+            let url = crate::http::resolve(base, path)?;
+            let shown = crate::http::redacted(&url);
             let response = client
                 .get(url.clone())
                 .timeout(Duration::from_secs(2))

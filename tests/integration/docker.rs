@@ -658,13 +658,13 @@ async fn the_container_reaches_proctor_listeners_on_the_gateway_of_its_internal_
         timeout: Duration::from_secs(120),
         limits: Default::default(),
     };
-    let log = proctor::target::logs::LogBuffer::new(1 << 16);
+    let log = proctor::logs::LogBuffer::new(1 << 16);
     let image = sandbox.build(&options, &log, &mut |_| {}).await.expect("build");
     let spec = format!(
         "title: t\nquestion: {{ number: 16, text: q }}\nbrief: b\nrules: [{{ id: r, text: t }}]\nservice: {{ env: {{ CALL_HOME: '{gateway}:{port}' }} }}\nprobes:\n  - {{ id: p, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ request: {{ path: / }} }} ] }}\n"
     );
     let challenge = crate::support::challenge("call-home", &spec);
-    let limits = proctor::sandbox::limits::resolve(&Default::default(), &Default::default());
+    let limits = proctor::limits::resolve(&Default::default(), &Default::default());
     let container = sandbox
         .start(&image, &challenge, limits)
         .await

@@ -205,20 +205,19 @@ async fn a_client_bound_to_a_device_cannot_reach_anything_through_another() {
     // Probes of a sandboxed target are bound to the run network's bridge. Prove the binding holds by dialling a
     // loopback server through a device that does not exist: nothing may get through. (Only 127.0.0.1 is dialled.)
     let url = serve(Router::new().route("/x", get(|| async { "ok" }))).await;
-    let request = proctor::engine::http::Prepared {
+    let request = proctor::http::Prepared {
         method: "GET".into(),
         url: url.join("/x").expect("url"),
         headers: Vec::new(),
         body: None,
         base_path: String::new(),
     };
-    let free = proctor::engine::http::Http::new(Duration::from_secs(2), 1 << 20, None).expect("client");
+    let free = proctor::http::Http::new(Duration::from_secs(2), 1 << 20, None).expect("client");
     assert!(
         free.send(&request).await.is_ok(),
         "the unbound client reaches the loopback server"
     );
-    let bound =
-        proctor::engine::http::Http::new(Duration::from_secs(2), 1 << 20, Some("prx-missing".into())).expect("client");
+    let bound = proctor::http::Http::new(Duration::from_secs(2), 1 << 20, Some("prx-missing".into())).expect("client");
     match bound.send(&request).await {
         Ok(response) => panic!("a request left through another device: {}", response.status),
         Err(no) => assert!(no.message.contains("could not connect"), "{}", no.message),

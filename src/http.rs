@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
 
-use super::vars::Vars;
+use crate::engine::vars::Vars;
 use crate::expect::Response;
 use crate::outcome::RequestRecord;
 use crate::spec::model::RequestSpec;

@@ -98,7 +98,7 @@ impl Validator<'_> {
             }
             _ => {}
         }
-        for (field, message) in crate::sandbox::limits::check(&spec.service.limits) {
+        for (field, message) in crate::limits::check(&spec.service.limits) {
             self.problem(format!("service.limits.{field}"), message);
         }
         for (name, value) in &spec.service.env {

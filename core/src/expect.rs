@@ -149,10 +149,7 @@ pub fn evaluate(expect: &ExpectSpec, response: &Response, lookup: &mut Lookup<'_
 
 /// `201 Created`.
 pub fn status_text(code: u16) -> String {
-    match reqwest::StatusCode::from_u16(code)
-        .ok()
-        .and_then(|s| s.canonical_reason())
-    {
+    match http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason()) {
         Some(reason) => format!("{code} {reason}"),
         None => code.to_string(),
     }

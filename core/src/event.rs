@@ -36,6 +36,3 @@ pub enum Event {
         unrun: usize,
     },
 }
-
-/// Where the engine sends events; a closed receiver is ignored.
-pub type EventSender = tokio::sync::mpsc::UnboundedSender<Event>;
