@@ -4,6 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use proctor::report::FileReporter;
+use proctor::sandbox::{BuildLimits, BuildNetwork, NetworkMode};
+use proctor::session::Options;
+use proctor::spec::model::Limits;
+use proctor::spec::types::ByteSize;
+use proctor::target::{DockerOptions, DockerSource, Target};
 
 /// The exit codes, as `--help` shows them (one text for the short and the long help).
 macro_rules! exit_codes {
@@ -133,6 +139,23 @@ pub struct GradeArgs {
     pub redact_hidden: bool,
 }
 
+impl GradeArgs {
+    /// The session options these flags ask for.
+    pub fn options(&self) -> Options {
+        Options {
+            seed: self.seed.unwrap_or_else(rand::random),
+            jobs: self.jobs.map(usize::from),
+            min_score: self.min_score,
+            start_timeout: self.start_timeout,
+            request_timeout: self.request_timeout,
+            max_body: self.max_body,
+            probe_filter: self.probe.clone(),
+            redact_hidden: self.redact_hidden,
+            ..Options::new()
+        }
+    }
+}
+
 /// `proctor run`.
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("target").required(true)))]
@@ -159,6 +182,63 @@ pub struct RunArgs {
     /// Options shared with demo.
     #[command(flatten)]
     pub grade: GradeArgs,
+}
+
+impl RunArgs {
+    /// The target these flags describe, checked.
+    pub fn target(&self) -> Result<Target, String> {
+        let source = match (&self.url, &self.cmd, &self.path, &self.image) {
+            (Some(url), ..) if !matches!(url.scheme(), "http" | "https") => {
+                return Err(format!(
+                    "--url {}: only http:// and https:// services can be graded",
+                    proctor::http::redacted(url)
+                ));
+            }
+            (Some(url), ..) if url.query().is_some() || url.fragment().is_some() => {
+                return Err(
+                    "--url takes a base URL (scheme, host, port and an optional path), without ?query or #fragment"
+                        .into(),
+                );
+            }
+            (Some(url), ..) => return Ok(Target::Url(url.clone())),
+            (_, Some(cmd), ..) => return Ok(Target::Command(cmd.clone())),
+            (_, _, Some(path), _) if !path.is_dir() => {
+                return Err(format!("--path {}: no such folder", path.display()));
+            }
+            (_, _, Some(path), _) => DockerSource::Build(path.clone()),
+            (_, _, _, Some(image)) => DockerSource::Image(image.clone()),
+            _ => return Err("give one of --url, --cmd, --path or --image".into()),
+        };
+        let d = &self.docker;
+        let limits = Limits {
+            memory: d.memory.map(ByteSize),
+            cpus: d.cpus,
+            pids: d.pids,
+        };
+        if let Some((field, message)) = proctor::limits::check(&limits).into_iter().next() {
+            return Err(format!("--{field}: {message}"));
+        }
+        let docker = DockerOptions {
+            network: match d.docker_network {
+                NetworkChoice::Auto => None,
+                NetworkChoice::Internal => Some(NetworkMode::Internal),
+                NetworkChoice::Published => Some(NetworkMode::Published),
+            },
+            keep: d.keep,
+            limits,
+            build_timeout: d.build_timeout,
+            max_context: d.max_context,
+            build_limits: BuildLimits {
+                memory: d.build_memory,
+                cpus: d.build_cpus,
+                network: match d.build_network {
+                    BuildNetworkChoice::Bridge => BuildNetwork::Bridge,
+                    BuildNetworkChoice::None => BuildNetwork::None,
+                },
+            },
+        };
+        Ok(Target::Docker { source, docker })
+    }
 }
 
 /// Options of the Docker sandbox (`--path`, `--image`).
@@ -304,18 +384,9 @@ fn duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is not a duration like 500ms, 5s, 1m or 1m30s"))
 }
 
-/// A `--report FORMAT=PATH` value.
-#[derive(Debug, Clone)]
-pub struct ReportTarget {
-    /// The format.
-    pub format: proctor::report::Format,
-    /// Where to write it.
-    pub path: PathBuf,
-}
-
-/// Parses every `--report` value and checks, before any grading, that each destination can be written and that
-/// no two reports share one.
-pub fn report_targets(values: &[String]) -> Result<Vec<ReportTarget>, String> {
+/// Parses every `--report FORMAT=PATH` value into a file reporter, checking before any grading that each
+/// destination can be written and that no two reports share one.
+pub fn report_files(values: &[String]) -> Result<Vec<Box<dyn proctor::event::Reporter>>, String> {
     let targets = parse_report_targets(values)?;
     let mut seen: Vec<PathBuf> = Vec::new();
     for target in &targets {
@@ -329,7 +400,10 @@ pub fn report_targets(values: &[String]) -> Result<Vec<ReportTarget>, String> {
         seen.push(absolute);
         writable(&target.path).map_err(|e| format!("--report {}: {e}", target.path.display()))?;
     }
-    Ok(targets)
+    Ok(targets
+        .into_iter()
+        .map(|t| Box::new(t) as Box<dyn proctor::event::Reporter>)
+        .collect())
 }
 
 /// Whether a report can be written at `path`, found out without truncating an existing file or leaving a new
@@ -357,7 +431,7 @@ fn writable(path: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_report_targets(values: &[String]) -> Result<Vec<ReportTarget>, String> {
+fn parse_report_targets(values: &[String]) -> Result<Vec<FileReporter>, String> {
     values
         .iter()
         .map(|value| {
@@ -369,7 +443,7 @@ fn parse_report_targets(values: &[String]) -> Result<Vec<ReportTarget>, String> 
             if path.is_empty() {
                 return Err(format!("--report `{value}`: the path is empty"));
             }
-            Ok(ReportTarget {
+            Ok(FileReporter {
                 format,
                 path: PathBuf::from(path),
             })

@@ -15,20 +15,17 @@ use tokio_util::sync::CancellationToken;
 
 pub use crate::http::describe_error;
 
-use crate::event::Event;
-
-/// Where the engine sends events; a closed receiver is ignored.
-pub type EventSender = tokio::sync::mpsc::UnboundedSender<Event>;
+use crate::event::{Event, Events};
 use crate::outcome::{ChallengeReport, FORMAT_VERSION, ProbeReport, RunReport, Verdict};
 use crate::score::score;
 use crate::spec::Challenge;
-use crate::target::{self, Target};
+use crate::target::{Launcher, Service};
 
 /// A validated run configuration: everything the engine needs, nothing about the command line.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Where the service is.
-    pub target: Target,
+    /// Starts the service for each challenge.
+    pub launcher: Arc<Launcher>,
     /// How many challenges run at once (1 for a shared `--url` target unless asked otherwise).
     pub jobs: usize,
     /// The seed of every random value.
@@ -52,7 +49,7 @@ pub const DEFAULT_MAX_BODY: usize = 4 << 20;
 pub async fn run(
     challenges: &[Challenge],
     config: &RunConfig,
-    events: &EventSender,
+    events: &Events,
     cancel: &CancellationToken,
 ) -> RunReport {
     let started_at = now_rfc3339();
@@ -95,48 +92,15 @@ pub async fn run(
     }
 }
 
-/// A report for challenges that could not be graded at all (Docker unreachable, the image build failed, ...).
-pub fn not_graded(
-    challenges: &[Challenge],
-    config: &RunConfig,
-    target: &str,
-    reason: &str,
-    logs: Option<String>,
-    interrupted: bool,
-) -> RunReport {
-    let (events, _) = tokio::sync::mpsc::unbounded_channel();
-    let reports = challenges
-        .iter()
-        .map(|challenge| {
-            let mut report = blank_report(challenge, config);
-            report.target = target.to_string();
-            report.logs = logs.clone();
-            finish(report, Some(reason.to_string()), challenge, &events, Instant::now())
-        })
-        .collect();
-    RunReport {
-        format_version: FORMAT_VERSION,
-        proctor_version: env!("CARGO_PKG_VERSION").to_string(),
-        seed: config.seed,
-        run_id: config.run_id.clone(),
-        started_at: now_rfc3339(),
-        duration_ms: 0,
-        interrupted,
-        challenges: reports,
-        build_log: None,
-        probe_filter: Vec::new(),
-    }
-}
-
-fn blank_report(challenge: &Challenge, config: &RunConfig) -> ChallengeReport {
+pub(crate) fn blank_report(challenge: &Challenge, min_score: Option<f64>, target: &str) -> ChallengeReport {
     let spec = &challenge.spec;
     ChallengeReport {
         id: challenge.id.clone(),
         title: spec.title.clone(),
         question: spec.question.clone(),
         origin: challenge.origin.clone(),
-        target: config.target.describe(),
-        threshold: config.min_score.unwrap_or(spec.pass.0),
+        target: target.to_string(),
+        threshold: min_score.unwrap_or(spec.pass.0),
         target_error: None,
         score: Default::default(),
         probes: Vec::new(),
@@ -149,25 +113,25 @@ fn blank_report(challenge: &Challenge, config: &RunConfig) -> ChallengeReport {
 pub async fn run_challenge(
     challenge: &Challenge,
     config: &RunConfig,
-    events: &EventSender,
+    events: &Events,
     cancel: &CancellationToken,
 ) -> ChallengeReport {
     let started = Instant::now();
     let spec = &challenge.spec;
-    let _ = events.send(Event::ChallengeStarted {
+    events.send(Event::ChallengeStarted {
         id: challenge.id.clone(),
         probes: spec.probes.len(),
     });
     let timeout = config.request_timeout.unwrap_or(spec.service.request_timeout.0);
-    let mut report = blank_report(challenge, config);
+    let mut report = blank_report(challenge, config.min_score, &config.launcher.describe());
     let started_target = tokio::select! {
         () = cancel.cancelled() => Err((None, None)),
-        result = target::start(&config.target, challenge, config.start_timeout) => {
+        result = Service::start(Arc::clone(&config.launcher), challenge, config.start_timeout) => {
             result.map_err(|(error, logs)| (Some(error), logs))
         }
     };
-    let mut endpoint = match started_target {
-        Ok(endpoint) => endpoint,
+    let service = match started_target {
+        Ok(service) => service,
         Err((error, logs)) => {
             report.logs = logs;
             let message = match error {
@@ -178,10 +142,10 @@ pub async fn run_challenge(
         }
     };
     // A target on a network proctor created gets a client bound to that network's device.
-    let http = match crate::http::Http::new(timeout, config.max_body, endpoint.interface.clone()) {
+    let http = match crate::http::Http::new(timeout, config.max_body, service.interface()) {
         Ok(http) => http,
         Err(e) => {
-            endpoint.stop().await;
+            service.stop().await;
             return finish(
                 report,
                 Some(format!("failed to build the HTTP client: {e}")),
@@ -191,27 +155,29 @@ pub async fn run_challenge(
             );
         }
     };
-    let _ = events.send(Event::TargetReady {
+    events.send(Event::TargetReady {
         id: challenge.id.clone(),
     });
-    let base = endpoint.base_url.clone();
-    let ctx = probe::Context {
-        http: &http,
-        base: &base,
-        timeout,
-        cancel,
-    };
-    let mut gone: Option<String> = None;
     // `{{env.PORT}}` is the port the service was actually given (a free one for --cmd, the URL's for --url).
     let mut env = spec.service.env.clone();
-    if let Some(port) = endpoint.base_url.port_or_known_default() {
+    if let Some(port) = service.base_url().port_or_known_default() {
         env.insert("PORT".to_string(), port.to_string());
     }
+    let service = tokio::sync::Mutex::new(service);
+    let mut gone: Option<String> = None;
     for probe_spec in &spec.probes {
         let mut result = if cancel.is_cancelled() {
             skipped(probe_spec, "interrupted")
         } else {
             let mut vars = vars::Vars::new(config.seed, &config.run_id, &challenge.id, &probe_spec.id, env.clone());
+            let base = service.lock().await.base_url().clone();
+            let ctx = probe::Context {
+                http: &http,
+                base: &base,
+                service: &service,
+                timeout,
+                cancel,
+            };
             probe::run(probe_spec, &mut vars, &ctx).await
         };
         // A probe that did not pass may have killed the service (or the kernel did): say so, instead of leaving
@@ -231,7 +197,7 @@ pub async fn run_challenge(
                 if attempt > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
-                gone = endpoint.gone().await;
+                gone = service.lock().await.exited().await;
             }
             if let Some(how) = &gone {
                 let message = result.message.take().unwrap_or_default();
@@ -242,23 +208,23 @@ pub async fn run_challenge(
                 }
             }
         }
-        let _ = events.send(Event::ProbeFinished {
+        events.send(Event::ProbeFinished {
             challenge: challenge.id.clone(),
-            probe: result.id.clone(),
-            verdict: result.verdict,
+            report: Box::new(result.clone()),
         });
         report.probes.push(result);
     }
-    report.logs = endpoint.logs();
-    endpoint.stop().await;
+    let service = service.into_inner();
+    report.logs = service.logs();
+    service.stop().await;
     finish(report, None, challenge, events, started)
 }
 
-fn finish(
+pub(crate) fn finish(
     mut report: ChallengeReport,
     target_error: Option<String>,
     challenge: &Challenge,
-    events: &EventSender,
+    events: &Events,
     started: Instant,
 ) -> ChallengeReport {
     let unrun = if target_error.is_some() {
@@ -277,9 +243,8 @@ fn finish(
     report.score = score(&report.probes, report.threshold, target_error.is_none());
     report.target_error = target_error;
     report.duration_ms = started.elapsed().as_millis() as u64;
-    let _ = events.send(Event::ChallengeFinished {
-        id: report.id.clone(),
-        score: report.score.clone(),
+    events.send(Event::ChallengeFinished {
+        report: Box::new(report.clone()),
         unrun,
     });
     report
@@ -301,6 +266,6 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

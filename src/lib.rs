@@ -12,4 +12,6 @@ pub mod http;
 pub mod logs;
 pub mod progress;
 pub mod sandbox;
+pub mod session;
+pub mod signals;
 pub mod target;

@@ -1,73 +1,82 @@
-//! Targets: where the service under test runs (a URL, a local process, the bundled reference) and its lifecycle.
+//! Targets: where the service under test runs and its lifecycle, split as testcontainers does.
 //!
-//! A [`Target`] describes how to get a service; [`start`] turns it into an [`Endpoint`] that owns the running
-//! service until [`Endpoint::stop`] (or its `Drop`, as a fallback) ends it.
+//! - [`Target`] is a data-only description (what the command line asked for).
+//! - A [`Launcher`] is a target made live for a run (the Docker sandbox connected, the image built): it starts
+//!   one service per challenge. One file per kind: [`url`], [`process`], [`reference`], [`container`].
+//! - A [`Service`] is the running-service handle probes reach through their context: base URL, logs, whether it
+//!   has exited, restart, stop. Readiness and failure teardown are written once, here.
 
+pub mod container;
 pub mod process;
 pub mod ready;
+pub mod reference;
+pub mod url;
 
-use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use url::Url;
 
-use crate::limits;
-use crate::sandbox::{Container, NetworkMode, Sandbox, SandboxError};
+use crate::sandbox::{BuildLimits, NetworkMode, SandboxError};
 use crate::spec::Challenge;
 use crate::spec::model::Limits;
-use process::ServiceProcess;
 
-/// How to reach or start the service under test.
+/// How to reach or start the service under test: a description only, nothing running.
 #[derive(Debug, Clone)]
 pub enum Target {
     /// A service that is already running.
-    Url(Url),
+    Url(::url::Url),
     /// A shell command that starts the service; it gets `PORT` and the challenge's env.
     Command(String),
     /// The bundled reference service, in-process, with these defects switched on (comma-separated).
     Reference(String),
-    /// A container from an image, in the Docker sandbox (one fresh container per challenge).
-    Container(ContainerTarget),
+    /// A container in the Docker sandbox (one fresh container per challenge).
+    Docker {
+        /// Its image.
+        source: DockerSource,
+        /// How to build and run it.
+        docker: DockerOptions,
+    },
 }
 
-/// A Docker image to run, and how.
+/// Where a container's image comes from.
 #[derive(Debug, Clone)]
-pub struct ContainerTarget {
-    /// The run's sandbox.
-    pub sandbox: Arc<Sandbox>,
-    /// The image reference (built from `--path`, or given with `--image`).
-    pub image: String,
-    /// Limits from the command line (over the spec's, over the defaults).
-    pub limits: Limits,
+pub enum DockerSource {
+    /// An image the engine already has.
+    Image(String),
+    /// Built from a folder with a Dockerfile.
+    Build(PathBuf),
 }
 
-impl Target {
-    /// Whether several challenges may run against this target at once (each gets its own service).
-    pub fn isolated(&self) -> bool {
-        !matches!(self, Target::Url(_))
-    }
-
-    /// A one-line description for reports.
+impl DockerSource {
+    /// A short description for reports.
     pub fn describe(&self) -> String {
         match self {
-            Target::Url(url) => crate::http::redacted(url),
-            Target::Command(cmd) => format!("command: {cmd}"),
-            Target::Reference(defects) if defects.is_empty() => "reference service".to_string(),
-            Target::Reference(defects) => format!("reference service with defects: {defects}"),
-            Target::Container(c) => match c.sandbox.mode() {
-                NetworkMode::Internal => format!("container from {} on an internal network (no egress)", c.image),
-                NetworkMode::Published => format!(
-                    "container from {} with its port published on 127.0.0.1 (egress is NOT blocked in this mode)",
-                    c.image
-                ),
-            },
+            DockerSource::Image(image) => format!("container from {image}"),
+            DockerSource::Build(dir) => format!("image built from {}", dir.display()),
         }
     }
 }
 
-/// Why a target could not be started or reached.
+/// How the Docker sandbox builds and runs a submission.
+#[derive(Debug, Clone)]
+pub struct DockerOptions {
+    /// How probes reach containers; `None` picks by where the engine is (see [`crate::sandbox::auto_mode`]).
+    pub network: Option<NetworkMode>,
+    /// Keep containers, network and image after the run for inspection.
+    pub keep: bool,
+    /// Container limits from the command line (over the spec's, over the defaults).
+    pub limits: Limits,
+    /// The longest a build may take.
+    pub build_timeout: Duration,
+    /// The largest build context sent, in bytes.
+    pub max_context: u64,
+    /// The build's own limits.
+    pub build_limits: BuildLimits,
+}
+
+/// Why a target could not be started, reached or restarted.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     /// The command could not be spawned.
@@ -107,55 +116,113 @@ pub enum TargetError {
     /// The HTTP client could not be built.
     #[error("failed to build the HTTP client: {0}")]
     Client(String),
+    /// The target cannot do what the spec asks of it (restart a service proctor did not start, ...).
+    #[error("{action} is not possible for {target}: proctor did not start that service")]
+    Unsupported {
+        /// What was asked.
+        action: &'static str,
+        /// The target, described.
+        target: String,
+    },
 }
 
-/// A running (or reachable) service.
+/// A target made live for a run: starts one service per challenge.
 #[derive(Debug)]
-pub struct Endpoint {
-    /// Where probes send requests.
-    pub base_url: Url,
+pub enum Launcher {
+    /// A service that is already running.
+    Url(url::UrlLauncher),
+    /// A local process.
+    Process(process::ProcessLauncher),
+    /// The in-process reference service.
+    Reference(reference::ReferenceLauncher),
+    /// A container in the Docker sandbox.
+    Container(container::ContainerLauncher),
+}
+
+impl Launcher {
+    /// Whether several challenges may run against this target at once (each gets its own service).
+    pub fn isolated(&self) -> bool {
+        !matches!(self, Launcher::Url(_))
+    }
+
+    /// A one-line description for reports.
+    pub fn describe(&self) -> String {
+        match self {
+            Launcher::Url(l) => l.describe(),
+            Launcher::Process(l) => l.describe(),
+            Launcher::Reference(l) => l.describe(),
+            Launcher::Container(l) => l.describe(),
+        }
+    }
+
     /// The network device probes must bind to (a sandbox network's bridge), if any.
-    pub interface: Option<String>,
-    running: Running,
-}
-
-#[derive(Debug)]
-enum Running {
-    External,
-    Process(Box<ServiceProcess>),
-    Reference(tokio::task::JoinHandle<()>),
-    Container(Box<Container>),
-}
-
-impl Endpoint {
-    /// The tail of the service's output, when proctor started it.
-    pub fn logs(&self) -> Option<String> {
-        match &self.running {
-            Running::Process(p) => Some(p.logs.tail(200)),
-            Running::Container(c) => Some(c.logs.tail(200)),
+    fn interface(&self) -> Option<String> {
+        match self {
+            Launcher::Container(l) => l.interface(),
             _ => None,
         }
     }
 
-    /// `Some(how it ended)` when a service proctor started is no longer running (exited, OOM-killed).
-    pub async fn gone(&mut self) -> Option<String> {
-        match &mut self.running {
-            Running::Process(process) => process.exited(),
-            Running::Container(container) => container.exited().await,
-            Running::External | Running::Reference(_) => None,
+    /// Starts one instance (not waiting for readiness). `port` asks for the port an earlier instance had.
+    async fn spawn(&self, challenge: &Challenge, generation: u32, port: Option<u16>) -> Result<Spawned, TargetError> {
+        match self {
+            Launcher::Url(l) => Ok(l.spawn()),
+            Launcher::Process(l) => l.spawn(challenge, port),
+            Launcher::Reference(l) => l.spawn(challenge, port).await,
+            Launcher::Container(l) => l.spawn(challenge, generation).await,
         }
     }
 
-    /// Stops whatever proctor started.
-    pub async fn stop(self) {
-        match self.running {
-            Running::External => {}
-            Running::Process(process) => process.stop(Duration::from_secs(5)).await,
-            Running::Reference(task) => {
-                task.abort();
-                let _ = task.await;
-            }
-            Running::Container(container) => container.stop().await,
+    /// How long to wait for readiness by default.
+    fn start_timeout(&self, challenge: &Challenge) -> Duration {
+        let timeout = challenge.spec.service.start_timeout.0;
+        match self {
+            // A URL is expected to be up already: wait less for it than for a service proctor starts itself.
+            Launcher::Url(_) => timeout.min(URL_READY_TIMEOUT),
+            _ => timeout,
+        }
+    }
+}
+
+/// One started instance, before readiness: where it should answer (`None`: it exited before it had an address).
+struct Spawned {
+    base_url: Option<::url::Url>,
+    instance: Instance,
+}
+
+/// A running instance of one kind.
+#[derive(Debug)]
+enum Instance {
+    External,
+    Process(Box<process::ServiceProcess>),
+    Reference(reference::ReferenceTask),
+    Container(Box<crate::sandbox::Container>),
+}
+
+impl Instance {
+    fn logs(&self, lines: usize) -> Option<String> {
+        match self {
+            Instance::Process(p) => Some(p.logs.tail(lines)),
+            Instance::Container(c) => Some(c.logs.tail(lines)),
+            Instance::External | Instance::Reference(_) => None,
+        }
+    }
+
+    async fn exited(&mut self) -> Option<String> {
+        match self {
+            Instance::Process(process) => process.exited(),
+            Instance::Container(container) => container.exited().await,
+            Instance::Reference(task) => task.exited(),
+            Instance::External => None,
+        }
+    }
+
+    async fn stop(self, grace: Duration) {
+        match self {
+            Instance::External => {}
+            Instance::Process(process) => process.stop(grace).await,
+            Instance::Reference(task) => task.stop().await,
+            Instance::Container(container) => container.stop().await,
         }
     }
 }
@@ -163,156 +230,177 @@ impl Endpoint {
 /// The longest proctor waits for a `--url` service to answer its readiness check (unless `--start-timeout`).
 pub const URL_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+/// How long a stopped service gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A running (or reachable) service: the handle probes reach through their context.
+#[derive(Debug)]
+pub struct Service {
+    launcher: Arc<Launcher>,
+    challenge: Challenge,
+    start_timeout: Option<Duration>,
+    base_url: ::url::Url,
+    interface: Option<String>,
+    instance: Instance,
+    generation: u32,
+    /// The output of instances before a restart.
+    earlier_logs: Vec<String>,
 }
 
-/// Starts (or reaches) the target for one challenge and waits until it is ready.
-///
-/// On failure, the second value is the tail of the service's output, when there is one.
-pub async fn start(
-    target: &Target,
-    challenge: &Challenge,
-    start_timeout: Option<Duration>,
-) -> Result<Endpoint, (TargetError, Option<String>)> {
-    let service = &challenge.spec.service;
-    // Readiness requests go where the probes will go: for a sandboxed target, through the run network's bridge.
-    let interface = match target {
-        Target::Container(c) => c.sandbox.probe_interface(),
-        _ => None,
-    };
-    let client = &crate::http::build_client(Duration::from_secs(5), interface.as_deref())
-        .map_err(|e| (TargetError::Client(e.to_string()), None))?;
-    // A URL is expected to be up already: wait less for it than for a service proctor starts itself.
-    let default = match target {
-        Target::Url(_) => service.start_timeout.0.min(URL_READY_TIMEOUT),
-        _ => service.start_timeout.0,
-    };
-    let timeout = start_timeout.unwrap_or(default);
-    let deadline = Instant::now() + timeout;
-    match target {
-        Target::Url(url) => {
-            let ready =
-                ready::wait_until_ready(&service.ready, url, client, deadline, || std::future::ready(None)).await;
-            ready.map_err(|reason| {
-                (
-                    TargetError::NotReady {
-                        url: crate::http::redacted(url),
-                        timeout,
-                        reason,
-                    },
-                    None,
-                )
-            })?;
-            Ok(Endpoint {
-                base_url: url.clone(),
-                interface: None,
-                running: Running::External,
-            })
+impl Service {
+    /// Starts (or reaches) the service for one challenge and waits until it is ready.
+    ///
+    /// On failure, the second value is the tail of the service's output, when there is one.
+    pub async fn start(
+        launcher: Arc<Launcher>,
+        challenge: &Challenge,
+        start_timeout: Option<Duration>,
+    ) -> Result<Self, (TargetError, Option<String>)> {
+        let interface = launcher.interface();
+        let (base_url, instance) = ready_instance(&launcher, challenge, start_timeout, 0, None).await?;
+        Ok(Self {
+            launcher,
+            challenge: challenge.clone(),
+            start_timeout,
+            base_url,
+            interface,
+            instance,
+            generation: 0,
+            earlier_logs: Vec::new(),
+        })
+    }
+
+    /// Where probes send requests.
+    pub fn base_url(&self) -> &::url::Url {
+        &self.base_url
+    }
+
+    /// The network device probes must bind to (a sandbox network's bridge), if any.
+    pub fn interface(&self) -> Option<String> {
+        self.interface.clone()
+    }
+
+    /// The tail of the service's output, when proctor started it (across restarts).
+    pub fn logs(&self) -> Option<String> {
+        let current = self.instance.logs(200)?;
+        let mut parts = self.earlier_logs.clone();
+        parts.push(current);
+        Some(parts.join("\n--- restarted ---\n"))
+    }
+
+    /// `Some(how it ended)` when a service proctor started is no longer running (exited, OOM-killed).
+    pub async fn exited(&mut self) -> Option<String> {
+        self.instance.exited().await
+    }
+
+    /// Stops the service gracefully and starts it again with the same configuration, then waits until it is
+    /// ready. A process or the reference keeps its port; a container may get a new address ([`Self::base_url`]).
+    pub async fn restart(&mut self) -> Result<(), (TargetError, Option<String>)> {
+        if matches!(self.instance, Instance::External) {
+            return Err((
+                TargetError::Unsupported {
+                    action: "restarting the service",
+                    target: self.launcher.describe(),
+                },
+                None,
+            ));
         }
-        Target::Command(command) => {
-            let port = free_port().map_err(|e| (TargetError::Port(e), None))?;
-            let mut env: Vec<(String, String)> = service.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            env.push(("PORT".to_string(), port.to_string()));
-            let mut process = ServiceProcess::spawn(command, &env).map_err(|source| {
-                (
-                    TargetError::Spawn {
-                        command: command.clone(),
-                        source,
-                    },
-                    None,
-                )
-            })?;
-            let base_url = local_url(port);
-            let result = ready::wait_until_ready(&service.ready, &base_url, client, deadline, || {
-                std::future::ready(process.exited())
-            })
-            .await;
-            match result {
-                Ok(()) => Ok(Endpoint {
-                    base_url,
-                    interface: None,
-                    running: Running::Process(Box::new(process)),
-                }),
-                Err(reason) => {
-                    let exited = process.exited();
-                    // Give the reader tasks a moment to collect the last output.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    let logs = Some(process.logs.tail(30));
-                    process.stop(Duration::from_secs(2)).await;
-                    let error = match exited {
-                        Some(reason) => TargetError::Exited { reason },
-                        None => TargetError::NotReady {
-                            url: base_url.to_string(),
-                            timeout,
-                            reason,
-                        },
-                    };
-                    Err((error, logs))
-                }
-            }
+        let port = self.base_url.port_or_known_default();
+        let old = std::mem::replace(&mut self.instance, Instance::External);
+        if let Some(logs) = old.logs(200) {
+            self.earlier_logs.push(logs);
         }
-        Target::Container(target) => {
-            let resolved = limits::resolve(&service.limits, &target.limits);
-            let container = target
-                .sandbox
-                .start(&target.image, challenge, resolved)
-                .await
-                .map_err(|e| (e.into(), None))?;
-            let result = match container.base_url.clone() {
-                Some(url) => {
-                    match ready::wait_until_ready(&service.ready, &url, client, deadline, || container.exited()).await {
-                        Ok(()) => Ok(url),
-                        Err(reason) => Err((reason, Some(url))),
-                    }
-                }
-                None => Err(("stopped at once".to_string(), None)),
-            };
-            match result {
-                Ok(base_url) => Ok(Endpoint {
-                    base_url,
-                    interface,
-                    running: Running::Container(Box::new(container)),
-                }),
-                Err((reason, url)) => {
-                    let exited = container.exited().await;
-                    // Give the log stream a moment to deliver the last lines.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    let logs = Some(container.logs.tail(30));
-                    container.stop().await;
-                    let error = match (exited, url) {
-                        (Some(how), _) => TargetError::Exited { reason: how },
-                        (None, Some(url)) => TargetError::NotReady {
-                            url: url.to_string(),
-                            timeout,
-                            reason,
-                        },
-                        (None, None) => TargetError::Exited { reason },
-                    };
-                    Err((error, logs))
-                }
-            }
-        }
-        Target::Reference(defects) => {
-            let env: BTreeMap<String, String> = service.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            let config = proctor_reference::Config::new(env, defects)
-                .map_err(|e| (TargetError::Reference(e.to_string()), None))?;
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-                .await
-                .map_err(|e| (TargetError::Port(e), None))?;
-            let port = listener.local_addr().map_err(|e| (TargetError::Port(e), None))?.port();
-            let task = tokio::spawn(async move {
-                let _ = proctor_reference::serve(listener, config).await;
-            });
-            Ok(Endpoint {
-                base_url: local_url(port),
-                interface: None,
-                running: Running::Reference(task),
-            })
-        }
+        old.stop(STOP_GRACE).await;
+        self.generation += 1;
+        let (base_url, instance) = ready_instance(
+            &self.launcher,
+            &self.challenge,
+            self.start_timeout,
+            self.generation,
+            port,
+        )
+        .await?;
+        self.base_url = base_url;
+        self.instance = instance;
+        Ok(())
+    }
+
+    /// Stops whatever proctor started.
+    pub async fn stop(self) {
+        self.instance.stop(STOP_GRACE).await;
     }
 }
 
-fn local_url(port: u16) -> Url {
-    Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap_or_else(|_| unreachable!("a loopback URL always parses"))
+/// Spawns an instance and waits until it is ready; on failure, tears it down and says why, with its last output.
+async fn ready_instance(
+    launcher: &Launcher,
+    challenge: &Challenge,
+    start_timeout: Option<Duration>,
+    generation: u32,
+    port: Option<u16>,
+) -> Result<(::url::Url, Instance), (TargetError, Option<String>)> {
+    // Readiness requests go where the probes will go: for a sandboxed target, through the run network's bridge.
+    let client = crate::http::build_client(Duration::from_secs(5), launcher.interface().as_deref())
+        .map_err(|e| (TargetError::Client(e.to_string()), None))?;
+    let timeout = start_timeout.unwrap_or_else(|| launcher.start_timeout(challenge));
+    let deadline = Instant::now() + timeout;
+    let Spawned { base_url, mut instance } = launcher
+        .spawn(challenge, generation, port)
+        .await
+        .map_err(|e| (e, None))?;
+    let waited = match &base_url {
+        Some(url) => {
+            let ready = &challenge.spec.service.ready;
+            match ready::wait_until_ready(ready, url, &client, deadline, &mut instance).await {
+                Ok(()) => return Ok((url.clone(), instance)),
+                Err(reason) => reason,
+            }
+        }
+        None => "stopped at once".to_string(),
+    };
+    let exited = instance.exited().await;
+    // Give the output readers a moment to deliver the last lines.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = instance.logs(30);
+    instance.stop(Duration::from_secs(2)).await;
+    let error = match (exited, base_url) {
+        (Some(how), _) => TargetError::Exited { reason: how },
+        (None, Some(url)) => TargetError::NotReady {
+            url: crate::http::redacted(&url),
+            timeout,
+            reason: waited,
+        },
+        (None, None) => TargetError::Exited { reason: waited },
+    };
+    Err((error, logs))
+}
+
+/// `http://127.0.0.1:<port>/`.
+fn local_url(port: u16) -> ::url::Url {
+    ::url::Url::parse(&format!("http://127.0.0.1:{port}/"))
+        .unwrap_or_else(|_| unreachable!("a loopback URL always parses"))
+}
+
+/// A free local port (for a process or the reference), or the one asked for.
+fn port_or_free(port: Option<u16>) -> Result<u16, TargetError> {
+    match port {
+        Some(port) => Ok(port),
+        None => Ok(std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map_err(TargetError::Port)?
+            .port()),
+    }
+}
+
+/// The challenge's env with `PORT`.
+fn service_env(challenge: &Challenge, port: u16) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = challenge
+        .spec
+        .service
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    env.push(("PORT".to_string(), port.to_string()));
+    env
 }

@@ -1,12 +1,13 @@
 //! Reports: the final [`RunReport`] rendered for a terminal, as JSON, JUnit XML or Markdown. Pure: every
 //! writer takes any `io::Write`.
 
+pub mod brief;
 pub mod curl;
 pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
-use std::io;
+use std::io::{self, Write as _};
 
 use crate::outcome::{ProbeReport, RunReport, Verdict};
 
@@ -100,4 +101,51 @@ pub fn reproduce(probe: &ProbeReport) -> Vec<String> {
         return Vec::new();
     }
     curl::replay(&probe.steps)
+}
+
+/// Writes one report file when the run finishes. A destination that fails costs that report only, never the
+/// others or the verdict: the error goes to stderr.
+#[derive(Debug)]
+pub struct FileReporter {
+    /// The format.
+    pub format: Format,
+    /// Where.
+    pub path: std::path::PathBuf,
+}
+
+impl crate::event::Reporter for FileReporter {
+    fn report(&mut self, event: &crate::event::Event) {
+        let crate::event::Event::RunFinished { report } = event else {
+            return;
+        };
+        let written = std::fs::File::create(&self.path).and_then(|file| {
+            let mut file = io::BufWriter::new(file);
+            self.format.write(report, &mut file)?;
+            file.flush()
+        });
+        if let Err(e) = written {
+            let _ = writeln!(
+                io::stderr(),
+                "error: failed to write the report {}: {e}",
+                self.path.display()
+            );
+        }
+    }
+}
+
+/// Prints the terminal report to stdout when the run finishes.
+#[derive(Debug)]
+pub struct TerminalReporter {
+    /// Colour on.
+    pub color: bool,
+}
+
+impl crate::event::Reporter for TerminalReporter {
+    fn report(&mut self, event: &crate::event::Event) {
+        if let crate::event::Event::RunFinished { report } = event
+            && let Err(e) = terminal::write(report, &mut io::stdout().lock(), self.color)
+        {
+            let _ = writeln!(io::stderr(), "error: failed to print the report: {e}");
+        }
+    }
 }

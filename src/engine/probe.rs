@@ -20,8 +20,10 @@ use crate::spec::types::parse_duration;
 pub struct Context<'a> {
     /// The HTTP client.
     pub http: &'a Http,
-    /// The service's base URL.
+    /// The service's base URL (as it was when the probe started).
     pub base: &'a Url,
+    /// The running service: logs, whether it exited, restart.
+    pub service: &'a tokio::sync::Mutex<crate::target::Service>,
     /// The per-request timeout.
     pub timeout: Duration,
     /// Cancelled on Ctrl-C.

@@ -111,10 +111,20 @@ impl Sandbox {
         }
     }
 
-    /// Creates and starts the container for a challenge and finds the address probes will use.
-    pub async fn start(&self, image: &str, challenge: &Challenge, limits: Resolved) -> Result<Container, SandboxError> {
+    /// Creates and starts the container for a challenge and finds the address probes will use. `generation`
+    /// counts restarts: each instance has its own name (`proctor-<run>-<challenge>`, then `-1`, `-2`, ...).
+    pub async fn start(
+        &self,
+        image: &str,
+        challenge: &Challenge,
+        limits: Resolved,
+        generation: u32,
+    ) -> Result<Container, SandboxError> {
         let network = self.network().await?.to_string();
-        let name = format!("proctor-{}-{}", self.run_id, challenge.id);
+        let name = match generation {
+            0 => format!("proctor-{}-{}", self.run_id, challenge.id),
+            n => format!("proctor-{}-{}-{n}", self.run_id, challenge.id),
+        };
         let body = self.container_body(image, challenge, limits, &network);
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let created = self.docker.create_container(Some(options), body).await.map_err(|e| {

@@ -10,7 +10,9 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
+use super::{Instance, Spawned, TargetError, local_url, port_or_free, service_env};
 use crate::logs::LogBuffer;
+use crate::spec::Challenge;
 
 /// Process groups started and not yet reaped, so a forced exit (second Ctrl-C) can still kill them.
 static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
@@ -94,6 +96,33 @@ pub fn kill_orphans() {
             // Reap it, so that it does not linger as a zombie for the rest of the run.
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), None);
         }
+    }
+}
+
+/// Starts the service as `sh -c <command>` with `PORT` and the challenge's env.
+#[derive(Debug)]
+pub struct ProcessLauncher {
+    /// The shell command.
+    pub command: String,
+}
+
+impl ProcessLauncher {
+    pub(super) fn describe(&self) -> String {
+        format!("command: {}", self.command)
+    }
+
+    pub(super) fn spawn(&self, challenge: &Challenge, port: Option<u16>) -> Result<Spawned, TargetError> {
+        let port = port_or_free(port)?;
+        let process = ServiceProcess::spawn(&self.command, &service_env(challenge, port)).map_err(|source| {
+            TargetError::Spawn {
+                command: self.command.clone(),
+                source,
+            }
+        })?;
+        Ok(Spawned {
+            base_url: Some(local_url(port)),
+            instance: Instance::Process(Box::new(process)),
+        })
     }
 }
 

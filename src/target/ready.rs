@@ -18,7 +18,7 @@ pub async fn check_once(ready: &Ready, base: &Url, client: &reqwest::Client) -> 
                 .timeout(Duration::from_secs(2))
                 .send()
                 .await
-                .map_err(|e| format!("GET {shown}: {}", crate::engine::describe_error(&e)))?;
+                .map_err(|e| format!("GET {shown}: {}", crate::http::describe_error(&e)))?;
             if response.status().as_u16() < 500 {
                 Ok(())
             } else {
@@ -44,13 +44,13 @@ pub async fn check_once(ready: &Ready, base: &Url, client: &reqwest::Client) -> 
     }
 }
 
-/// Polls until ready, `deadline`, or `gave_up()` returning a reason (the process or container exited, ...).
-pub async fn wait_until_ready<F: std::future::Future<Output = Option<String>>>(
+/// Polls until ready, `deadline`, or the instance exiting (a process or container that stopped).
+pub(super) async fn wait_until_ready(
     ready: &Ready,
     base: &Url,
     client: &reqwest::Client,
     deadline: Instant,
-    mut gave_up: impl FnMut() -> F,
+    instance: &mut super::Instance,
 ) -> Result<(), String> {
     let mut delay = Duration::from_millis(20);
     loop {
@@ -58,7 +58,7 @@ pub async fn wait_until_ready<F: std::future::Future<Output = Option<String>>>(
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if let Some(reason) = gave_up().await {
+        if let Some(reason) = instance.exited().await {
             return Err(reason);
         }
         if Instant::now() + delay > deadline {

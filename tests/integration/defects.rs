@@ -442,12 +442,13 @@ async fn rerunning_with_the_same_seed_against_the_same_running_service_fails_not
     .map(catalog)
     .collect();
     for run_id in ["first", "second"] {
-        let config = proctor::engine::RunConfig {
+        let options = proctor::session::Options {
             seed: 7,
             run_id: run_id.to_string(),
-            ..crate::support::run_config(Target::Url(url.clone()))
+            jobs: Some(1),
+            ..crate::support::options()
         };
-        let report = crate::support::grade_with(&challenges, config).await;
+        let report = crate::support::grade_with(&challenges, Target::Url(url.clone()), options).await;
         let failed = failures(&report);
         assert!(failed.is_empty(), "run {run_id} with seed 7 failed {failed:?}");
     }

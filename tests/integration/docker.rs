@@ -666,7 +666,7 @@ async fn the_container_reaches_proctor_listeners_on_the_gateway_of_its_internal_
     let challenge = crate::support::challenge("call-home", &spec);
     let limits = proctor::limits::resolve(&Default::default(), &Default::default());
     let container = sandbox
-        .start(&image, &challenge, limits)
+        .start(&image, &challenge, limits, 0)
         .await
         .expect("container starts");
     let accepted = tokio::time::timeout(Duration::from_secs(20), listener.accept()).await;

@@ -8,8 +8,8 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use proctor::engine::RunConfig;
 use proctor::outcome::{RunReport, Verdict};
+use proctor::session::Options;
 use proctor::target::Target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -77,18 +77,18 @@ async fn an_endless_body_is_cut_at_the_cap_and_fails_without_exhausting_memory()
         })
     })
     .await;
-    let config = RunConfig {
-        target: Target::Url(url),
-        jobs: 1,
+    let options = Options {
         seed: 1,
-        run_id: "test".to_string(),
-        min_score: None,
-        start_timeout: None,
-        request_timeout: None,
         max_body: 1 << 20,
+        ..crate::support::options()
     };
     let started = Instant::now();
-    let report = grade_with(&[challenge("endless", &spec_with_probes(GET_200))], config).await;
+    let report = grade_with(
+        &[challenge("endless", &spec_with_probes(GET_200))],
+        Target::Url(url),
+        options,
+    )
+    .await;
     let probe = only_probe(&report);
     assert_eq!(probe.verdict, Verdict::Failed);
     let check = &probe.steps[0].checks[0];

@@ -210,14 +210,13 @@ async fn junit_follows_the_jenkins_xunit_schema() {
 #[tokio::test]
 async fn a_service_that_never_started_is_a_junit_error_not_a_green_skip() {
     let challenges = [catalog("rate-limiter")];
-    let config = crate::support::run_config(Target::Reference(String::new()));
-    let report = proctor::engine::not_graded(
-        &challenges,
-        &config,
-        "image built from ./submission",
-        "the container exited with status 1 before it was ready",
-        Some("Error: \u{1b}[31mPORT is not set".into()),
-        false,
+    // A service that exits at once, saying why with a colour escape in its output.
+    let crash = "printf 'Error: \\033[31mPORT is not set\\n'; exit 1".to_string();
+    let report = grade(&challenges, Target::Command(crash)).await;
+    let logs = report.challenges[0].logs.as_deref().unwrap_or_default();
+    assert_eq!(
+        logs, "Error: PORT is not set",
+        "the output is kept, without its escape sequence"
     );
     let xml = render(Format::Junit, &report);
     assert_eq!(junit_10_violations(&xml), Vec::<String>::new(), "{xml}");
@@ -226,7 +225,7 @@ async fn a_service_that_never_started_is_a_junit_error_not_a_green_skip() {
     let errors = document.descendants().filter(|n| n.has_tag_name("error")).count();
     assert_eq!((cases, errors), (challenges[0].spec.probes.len(), cases), "{xml}");
     assert!(
-        xml.contains("the service could not be graded: the container exited"),
+        xml.contains("the service could not be graded: the service exited with status 1"),
         "{xml}"
     );
     let suite = document

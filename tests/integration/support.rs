@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use proctor::engine::{self, RunConfig};
+use proctor::event::Events;
 use proctor::outcome::RunReport;
+use proctor::session::{self, Options};
 use proctor::spec::{self, Challenge, Source};
 use proctor::target::Target;
 use tokio_util::sync::CancellationToken;
@@ -45,37 +46,30 @@ pub fn catalog(id: &str) -> Challenge {
         .unwrap_or_else(|| panic!("no catalog challenge {id}"))
 }
 
-/// The configuration tests grade with: seed 42, run id `test`, one job, default bounds.
-pub fn run_config(target: Target) -> RunConfig {
-    RunConfig {
-        target,
-        jobs: 1,
+/// The options tests grade with: seed 42, run id `test`, default bounds.
+pub fn options() -> Options {
+    Options {
         seed: 42,
         run_id: "test".to_string(),
-        min_score: None,
-        start_timeout: None,
-        request_timeout: None,
-        max_body: engine::DEFAULT_MAX_BODY,
+        ..Options::new()
     }
 }
 
 /// Runs challenges against a target with a fixed seed and returns the report.
 pub async fn grade(challenges: &[Challenge], target: Target) -> RunReport {
-    let config = RunConfig {
-        jobs: challenges.len().max(1),
-        ..run_config(target)
-    };
-    grade_with(challenges, config).await
+    grade_with(challenges, target, options()).await
 }
 
-/// Runs with a given configuration.
-pub async fn grade_with(challenges: &[Challenge], config: RunConfig) -> RunReport {
-    let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let drain = tokio::spawn(async move { while receiver.recv().await.is_some() {} });
-    let report = engine::run(challenges, &config, &events, &CancellationToken::new()).await;
-    drop(events);
-    let _ = drain.await;
-    report
+/// Runs a session with given options, no reporters.
+pub async fn grade_with(challenges: &[Challenge], target: Target, options: Options) -> RunReport {
+    session::run(
+        challenges,
+        target,
+        &options,
+        &Events::default(),
+        &CancellationToken::new(),
+    )
+    .await
 }
 
 /// A temporary directory with files written into it.
