@@ -872,3 +872,64 @@ fn a_large_build_context_is_streamed_not_held_in_memory() {
     let run_id = read_report(&report)["run_id"].as_str().unwrap_or_default().to_string();
     assert!(leftovers(&run_id).is_empty(), "left {:?}", leftovers(&run_id));
 }
+
+#[tokio::test]
+async fn a_container_restarts_as_a_new_instance_and_the_old_one_is_gone() {
+    if !docker() {
+        return;
+    }
+    use proctor::sandbox::{BuildOptions, NetworkMode, Sandbox};
+    use proctor::target::container::ContainerLauncher;
+    use proctor::target::{Launcher, Service};
+    use std::sync::Arc;
+    let run_id = format!("restart{}", std::process::id());
+    let sandbox = Arc::new(
+        Sandbox::connect(&run_id, NetworkMode::Internal, false)
+            .await
+            .expect("docker"),
+    );
+    let sub = submission("proctor-reference", &[], "");
+    let options = BuildOptions {
+        dir: sub.path().to_path_buf(),
+        max_context: 200 << 20,
+        timeout: Duration::from_secs(120),
+        limits: Default::default(),
+    };
+    let log = proctor::logs::LogBuffer::new(1 << 16);
+    let image = sandbox.build(&options, &log, &mut |_| {}).await.expect("build");
+    let challenge = crate::support::catalog("rate-limiter");
+    let launcher = Arc::new(Launcher::Container(ContainerLauncher {
+        sandbox: Arc::clone(&sandbox),
+        image,
+        limits: Default::default(),
+    }));
+    let mut service = Service::start(launcher, &challenge, None).await.expect("starts");
+    let first = format!("proctor-{run_id}-rate-limiter");
+    assert_eq!(
+        docker_lines(&["ps", "-q", "--filter", &format!("name=^{first}$")]).len(),
+        1
+    );
+    service.restart().await.expect("restarts");
+    assert!(
+        docker_lines(&["ps", "-aq", "--filter", &format!("name=^{first}$")]).is_empty(),
+        "the first instance was removed"
+    );
+    assert_eq!(
+        docker_lines(&["ps", "-q", "--filter", &format!("name=^{first}-1$")]).len(),
+        1
+    );
+    assert_eq!(service.exited().await, None);
+    let client =
+        proctor::http::build_client(Duration::from_secs(5), sandbox.probe_interface().as_deref()).expect("client");
+    let url = service.base_url().join("quote").expect("url");
+    let status = client
+        .get(url)
+        .header("X-Api-Key", "k")
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    assert_eq!(status.ok(), Some(200), "the new instance answers");
+    service.stop().await;
+    sandbox.finish().await;
+    assert!(leftovers(&run_id).is_empty());
+}

@@ -8,6 +8,7 @@ mod docker;
 mod engine;
 mod frameworks;
 mod hostile;
+mod lifecycle;
 mod process;
 mod reports;
 mod spec_errors;
