@@ -1,10 +1,9 @@
 //! The probe engine: starts each challenge's target, runs its probes in order, scores it; challenges run
 //! concurrently where the target allows.
 
-mod burst;
 mod link;
 pub mod probe;
-pub mod vars;
+mod step;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,11 +164,12 @@ pub async fn run_challenge(
     }
     let service = tokio::sync::Mutex::new(service);
     let mut gone: Option<String> = None;
-    for probe_spec in &spec.probes {
+    for (probe_spec, plan) in spec.probes.iter().zip(&challenge.plan) {
         let mut result = if cancel.is_cancelled() {
             skipped(probe_spec, "interrupted")
         } else {
-            let mut vars = vars::Vars::new(config.seed, &config.run_id, &challenge.id, &probe_spec.id, env.clone());
+            let mut vars =
+                crate::vars::Vars::new(config.seed, &config.run_id, &challenge.id, &probe_spec.id, env.clone());
             let base = service.lock().await.base_url().clone();
             let ctx = probe::Context {
                 http: &http,
@@ -178,7 +178,7 @@ pub async fn run_challenge(
                 timeout,
                 cancel,
             };
-            probe::run(probe_spec, &mut vars, &ctx).await
+            probe::run(probe_spec, plan, &mut vars, &ctx).await
         };
         // A probe that did not pass may have killed the service (or the kernel did): say so, instead of leaving
         // every later probe with a bare connection error.

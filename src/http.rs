@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
+pub mod burst;
+
 use tokio::time::Instant;
 use url::Url;
 
-use crate::engine::vars::Vars;
 use crate::expect::Response;
 use crate::outcome::RequestRecord;
 use crate::spec::model::RequestSpec;
 use crate::spec::template;
+use crate::vars::Vars;
 
 /// A request ready to send: every placeholder filled.
 #[derive(Debug, Clone)]

@@ -12,6 +12,8 @@ pub mod expect;
 pub mod limits;
 pub mod neutral;
 pub mod outcome;
+pub mod plan;
 pub mod report;
 pub mod score;
 pub mod spec;
+pub mod vars;

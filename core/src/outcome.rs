@@ -181,6 +181,22 @@ pub struct StepReport {
     pub duration_ms: u64,
 }
 
+impl StepReport {
+    /// One line for a step that did not pass: its error, or else its first failed check (expected vs actual).
+    pub fn summary(&self) -> String {
+        if let Some(error) = &self.error {
+            return format!("step {} ({}): {error}", self.number, self.label);
+        }
+        match self.checks.iter().find(|c| !c.passed) {
+            Some(c) => format!(
+                "step {} ({}): {}: expected {}, got {}",
+                self.number, self.label, c.what, c.expected, c.actual
+            ),
+            None => format!("step {} ({})", self.number, self.label),
+        }
+    }
+}
+
 /// What kind of step ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]

@@ -1,16 +1,38 @@
 //! Captures: values taken from a response for later steps.
 
 use serde_json::Value;
-use serde_json_path::JsonPath;
 
-use super::{Lookup, Response, clip, fill};
+use super::{Lookup, PathExpr, Response, clip};
 use crate::spec::model::CaptureSpec;
 
+/// A capture compiled for use: its name, its spec and its JSONPath parsed once.
+#[derive(Debug, Clone)]
+pub struct Capture {
+    /// The variable it sets.
+    pub name: String,
+    /// As written.
+    pub spec: CaptureSpec,
+    json: Option<PathExpr>,
+}
+
+impl Capture {
+    /// Compiles a capture.
+    pub fn new(name: &str, spec: &CaptureSpec) -> Self {
+        Self {
+            name: name.to_string(),
+            spec: spec.clone(),
+            json: spec.json.as_deref().map(PathExpr::new),
+        }
+    }
+}
+
 /// The captured text, or why nothing could be captured (the service's fault: a failed step).
-pub fn capture(spec: &CaptureSpec, response: &Response, lookup: &mut Lookup<'_>) -> Result<String, String> {
-    if let Some(path) = &spec.json {
-        let path_text = fill(path, lookup);
-        let path = JsonPath::parse(&path_text).map_err(|e| format!("invalid JSONPath {path_text}: {e}"))?;
+pub fn capture(capture: &Capture, response: &Response, lookup: &mut Lookup<'_>) -> Result<String, String> {
+    let spec = &capture.spec;
+    if let Some(path) = &capture.json {
+        let (path, path_text) = path
+            .resolve(lookup)
+            .map_err(|(text, e)| format!("invalid JSONPath {text}: {e}"))?;
         let body: Value = serde_json::from_slice(&response.body).map_err(|_| {
             format!(
                 "the body is not JSON, so {path_text} selects nothing: {}",

@@ -1,13 +1,12 @@
 //! JSON body checks: RFC 9535 JSONPath selections and JSON Schema validation.
 
 use serde_json::Value;
-use serde_json_path::JsonPath;
 
-use super::{Check, Lookup, Response, clip, compare, fill};
-use crate::spec::model::{ExpectSpec, JsonCheck, JsonType};
+use super::{Check, Expect, Lookup, PathExpr, Response, clip, compare};
+use crate::spec::model::{JsonCheck, JsonType};
 use crate::spec::template;
 
-pub(super) fn checks(expect: &ExpectSpec, response: &Response, lookup: &mut Lookup<'_>, out: &mut Vec<Check>) {
+pub(super) fn checks(expect: &Expect, response: &Response, lookup: &mut Lookup<'_>, out: &mut Vec<Check>) {
     let body: Value = match serde_json::from_slice(&response.body) {
         Ok(body) => body,
         Err(e) => {
@@ -20,12 +19,12 @@ pub(super) fn checks(expect: &ExpectSpec, response: &Response, lookup: &mut Look
             return;
         }
     };
-    for check in &expect.json {
-        path_checks(check, &body, lookup, out);
+    for (check, path) in expect.spec.json.iter().zip(&expect.paths) {
+        path_checks(check, path, &body, lookup, out);
     }
     if let Some(schema) = &expect.schema {
         let what = "body matches the JSON Schema";
-        match jsonschema::validator_for(schema) {
+        match schema {
             Ok(validator) => {
                 let errors: Vec<String> = validator
                     .iter_errors(&body)
@@ -85,17 +84,11 @@ fn show(value: &Value) -> String {
     clip(&value.to_string(), 200)
 }
 
-fn path_checks(check: &JsonCheck, body: &Value, lookup: &mut Lookup<'_>, out: &mut Vec<Check>) {
-    let path_text = fill(&check.path, lookup);
-    let path = match JsonPath::parse(&path_text) {
-        Ok(path) => path,
-        Err(e) => {
-            out.push(Check::new(
-                format!("json {path_text}"),
-                "a valid JSONPath",
-                format!("{e}"),
-                false,
-            ));
+fn path_checks(check: &JsonCheck, path: &PathExpr, body: &Value, lookup: &mut Lookup<'_>, out: &mut Vec<Check>) {
+    let (path, path_text) = match path.resolve(lookup) {
+        Ok(resolved) => resolved,
+        Err((path_text, e)) => {
+            out.push(Check::new(format!("json {path_text}"), "a valid JSONPath", e, false));
             return;
         }
     };

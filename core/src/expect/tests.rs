@@ -21,7 +21,7 @@ fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
 
 fn run(yaml: &str, r: &Response) -> Vec<Check> {
     let mut lookup = |name: &str| (name == "id").then(|| "42".to_string());
-    evaluate(&expect(yaml), r, &mut lookup)
+    evaluate(&Expect::new(expect(yaml)), r, &mut lookup)
 }
 
 fn verdicts(checks: &[Check]) -> Vec<(String, bool)> {
@@ -198,7 +198,7 @@ fn burst_counts_and_aggregates() {
 fn captures_from_json_headers_and_regexes() {
     let r = response(201, &[("Location", "/items/42")], r#"{"id": 42, "name": "x"}"#);
     let mut none = |_: &str| None;
-    let spec = |yaml: &str| -> crate::spec::model::CaptureSpec { serde_yaml::from_str(yaml).expect("parses") };
+    let spec = |yaml: &str| Capture::new("x", &serde_yaml::from_str(yaml).expect("parses"));
     assert_eq!(capture(&spec("json: $.id"), &r, &mut none), Ok("42".to_string()));
     assert_eq!(capture(&spec("json: $.name"), &r, &mut none), Ok("x".to_string()));
     assert_eq!(

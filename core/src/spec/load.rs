@@ -17,6 +17,8 @@ pub struct Challenge {
     pub origin: String,
     /// The spec.
     pub spec: ChallengeSpec,
+    /// Its probes compiled, in the spec's order (one per `spec.probes` entry).
+    pub plan: Vec<crate::plan::ProbePlan>,
 }
 
 impl Challenge {
@@ -101,10 +103,12 @@ pub fn select_probes(challenges: Vec<Challenge>, patterns: &[String]) -> Result<
         .into_iter()
         .filter_map(|mut challenge| {
             let id = challenge.id.clone();
-            challenge.spec.probes.retain(|probe| {
-                let qualified = format!("{id}/{}", probe.id);
-                compiled.iter().any(|p| p.matches(&probe.id) || p.matches(&qualified))
-            });
+            let selected = |probe: &str| {
+                let qualified = format!("{id}/{probe}");
+                compiled.iter().any(|p| p.matches(probe) || p.matches(&qualified))
+            };
+            challenge.spec.probes.retain(|probe| selected(&probe.id));
+            challenge.plan.retain(|probe| selected(&probe.id));
             (!challenge.spec.probes.is_empty()).then_some(challenge)
         })
         .collect();
@@ -193,6 +197,7 @@ pub fn load(source: &Source) -> Result<Challenge, Vec<SpecError>> {
         return Ok(Challenge {
             id: source.id.clone(),
             origin: source.name.clone(),
+            plan: crate::plan::compile(&spec),
             spec,
         });
     }

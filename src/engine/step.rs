@@ -1,0 +1,69 @@
+//! Running one compiled step: the shared vocabulary (how a step ends, its label, its report), and the dispatch to
+//! the runner of its kind, one file each.
+
+mod burst;
+mod send;
+mod wait;
+mod walk;
+
+use crate::expect::{Response, clip};
+use crate::outcome::{Blame, ResponseRecord, StepKind, StepReport};
+use crate::plan::{Action, Step};
+use crate::vars::Vars;
+
+use super::probe::Context;
+
+/// How a step ended: passed, or not and whose fault that is (the verdict follows from the blame, in one place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    Passed,
+    NotPassed(Blame),
+}
+
+/// The service did not behave: the step failed.
+const FAILED: Ending = Ending::NotPassed(Blame::Service);
+/// proctor could not run the step: it errored.
+const ERRORED: Ending = Ending::NotPassed(Blame::Proctor);
+
+/// Runs one step.
+pub(super) async fn run(number: usize, step: &Step, vars: &mut Vars, ctx: &Context<'_>) -> (StepReport, Ending) {
+    match &step.action {
+        Action::Send(send) => send::run(number, step.name.as_deref(), send, vars, ctx).await,
+        Action::Burst(burst) => burst::run(number, step.name.as_deref(), burst, vars, ctx).await,
+        Action::Walk(walk) => walk::run(number, step.name.as_deref(), walk, vars, ctx).await,
+        Action::Wait(wait) => wait::run(number, wait, vars).await,
+    }
+}
+
+/// A request step's label: its name if it has one, then the method and the target (rendered once the request is
+/// prepared, the template before), then what kind of step it is.
+fn label(name: Option<&str>, method: &str, target: &str, suffix: &str) -> String {
+    match name {
+        Some(name) => format!("{name}: {method} {target}{suffix}"),
+        None => format!("{method} {target}{suffix}"),
+    }
+}
+
+fn step_report(number: usize, label: String, kind: StepKind) -> StepReport {
+    StepReport {
+        number,
+        label,
+        kind,
+        captures: Vec::new(),
+        request: None,
+        response: None,
+        checks: Vec::new(),
+        error: None,
+        passed: false,
+        duration_ms: 0,
+    }
+}
+
+fn record(response: &Response) -> ResponseRecord {
+    ResponseRecord {
+        status: response.status,
+        headers: response.headers.clone(),
+        body: clip(&response.text(), 2000),
+        elapsed_ms: response.elapsed.as_millis() as u64,
+    }
+}

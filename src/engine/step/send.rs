@@ -1,0 +1,92 @@
+//! A request step: one request, or the same request repeated in sequence; each response is checked, the last
+//! one's captures set variables.
+
+use super::{Ending, FAILED, label, record, step_report};
+use crate::engine::probe::Context;
+use crate::expect;
+use crate::http::prepare;
+use crate::outcome::{CaptureFrom, CaptureRecord, StepKind, StepReport};
+use crate::plan::Send;
+use crate::vars::Vars;
+
+pub(super) async fn run(
+    number: usize,
+    name: Option<&str>,
+    send: &Send,
+    vars: &mut Vars,
+    ctx: &Context<'_>,
+) -> (StepReport, Ending) {
+    let request = &send.request;
+    let times = send.repeat.unwrap_or(1) as usize;
+    let suffix = if times > 1 {
+        format!(" (× {times})")
+    } else {
+        String::new()
+    };
+    let kind = match send.repeat {
+        Some(times) => StepKind::Repeat { times },
+        None => StepKind::Request,
+    };
+    let mut report = step_report(number, label(name, &request.method, &request.path, &suffix), kind);
+    for i in 0..times {
+        vars.index = send.repeat.map(|_| i);
+        let prepared = prepare(request, vars, ctx.base);
+        vars.index = None;
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                report.error = Some(e);
+                return (report, FAILED);
+            }
+        };
+        if i == 0 {
+            report.label = label(name, &request.method, &prepared.target(), &suffix);
+        }
+        report.request = Some(prepared.record());
+        let response = match ctx.http.send(&prepared).await {
+            Ok(r) => r,
+            Err(no) => {
+                report.error = Some(if times > 1 {
+                    format!("request {} of {times}: {}", i + 1, no.message)
+                } else {
+                    no.message
+                });
+                return (report, Ending::NotPassed(no.blame));
+            }
+        };
+        report.response = Some(record(&response));
+        report.checks = expect::evaluate(&send.expect, &response, &mut |n| vars.lookup(n));
+        if report.checks.iter().any(|c| !c.passed) {
+            if times > 1 {
+                report.error = Some(format!("request {} of {times} did not meet the expectations", i + 1));
+            }
+            return (report, FAILED);
+        }
+        if i + 1 == times {
+            for capture in &send.captures {
+                let (name, spec) = (&capture.name, &capture.spec);
+                match expect::capture(capture, &response, &mut |n| vars.lookup(n)) {
+                    Ok(value) => {
+                        let from = match (&spec.json, &spec.header, &spec.regex) {
+                            (Some(path), _, None) => CaptureFrom::Json { path: path.clone() },
+                            (None, Some(header), None) => CaptureFrom::Header { name: header.clone() },
+                            _ => CaptureFrom::Regex,
+                        };
+                        report.captures.push(CaptureRecord {
+                            name: name.clone(),
+                            from,
+                            value: value.clone(),
+                        });
+                        vars.set(name, value);
+                    }
+                    Err(e) => {
+                        report.error = Some(format!("could not capture `{name}`: {e}"));
+                        return (report, FAILED);
+                    }
+                }
+            }
+        }
+    }
+    report.passed = true;
+    (report, Ending::Passed)
+}
