@@ -5,7 +5,7 @@
 //! and the running-service handle) → [`engine`] (the compiled plan's steps, sent over [`http`]). What a grade *is*
 //! — the spec, expectations, scoring, reports — lives in the pure crate [`proctor_core`], re-exported here.
 
-pub use proctor_core::{catalog, event, exit, expect, limits, neutral, outcome, plan, report, score, spec, vars};
+pub use proctor_core::{catalog, event, exit, expect, limits, neutral, outcome, report, score, spec, types, vars};
 
 pub mod engine;
 pub mod http;

@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use capture::{Capture, capture};
+pub use crate::spec::plan::{Capture, Expect, PathExpr};
+pub use capture::capture;
 
-use crate::spec::model::{BodyCheck, ExpectSpec, HeaderCheck};
-use crate::spec::template;
+use crate::spec::model::{BodyCheck, HeaderCheck};
+pub use crate::spec::template::Lookup;
+use crate::spec::template::fill;
 
 /// A response as the checks see it.
 #[derive(Debug, Clone, Default)]
@@ -86,102 +88,6 @@ pub fn clip(text: &str, max: usize) -> String {
     }
     let cut: String = text.chars().take(max).collect();
     format!("{cut}… ({} bytes)", text.len())
-}
-
-/// Looks up variables for placeholders in expected values.
-pub type Lookup<'a> = dyn FnMut(&str) -> Option<String> + 'a;
-
-/// A JSONPath from a spec: parsed once when it has no placeholder, else parsed after filling them in.
-#[derive(Debug, Clone)]
-pub enum PathExpr {
-    /// Parsed at compile time.
-    Fixed(serde_json_path::JsonPath, String),
-    /// Filled in and parsed when used.
-    Template(String),
-}
-
-impl PathExpr {
-    /// Compiles `text` when it is fixed and valid; otherwise it is parsed (and any error reported) when used.
-    pub fn new(text: &str) -> Self {
-        match template::placeholders(text).is_empty() {
-            true => match serde_json_path::JsonPath::parse(text) {
-                Ok(path) => PathExpr::Fixed(path, text.to_string()),
-                Err(_) => PathExpr::Template(text.to_string()),
-            },
-            false => PathExpr::Template(text.to_string()),
-        }
-    }
-
-    /// The path and its text with placeholders filled, or the text and why it is not a JSONPath.
-    pub fn resolve(
-        &self,
-        lookup: &mut Lookup<'_>,
-    ) -> Result<(std::borrow::Cow<'_, serde_json_path::JsonPath>, String), (String, String)> {
-        match self {
-            PathExpr::Fixed(path, text) => Ok((std::borrow::Cow::Borrowed(path), text.clone())),
-            PathExpr::Template(text) => {
-                let filled = fill(text, lookup);
-                match serde_json_path::JsonPath::parse(&filled) {
-                    Ok(path) => Ok((std::borrow::Cow::Owned(path), filled)),
-                    Err(e) => Err((filled, e.to_string())),
-                }
-            }
-        }
-    }
-}
-
-/// An [`ExpectSpec`] compiled for evaluation: its JSONPaths parsed and its JSON Schema compiled once, not per
-/// response (a burst of 10,000 responses compiles nothing 10,000 times).
-#[derive(Clone)]
-pub struct Expect {
-    /// The expectations as written.
-    pub spec: ExpectSpec,
-    /// The path of each of `spec.json`, in order.
-    paths: Vec<PathExpr>,
-    /// The compiled schema, or why it does not compile.
-    schema: Option<Result<std::sync::Arc<jsonschema::Validator>, String>>,
-}
-
-impl Expect {
-    /// Compiles expectations.
-    pub fn new(spec: ExpectSpec) -> Self {
-        let paths = spec.json.iter().map(|check| PathExpr::new(&check.path)).collect();
-        let schema = spec.schema.as_ref().map(|schema| {
-            jsonschema::validator_for(schema)
-                .map(std::sync::Arc::new)
-                .map_err(|e| e.to_string())
-        });
-        Self { spec, paths, schema }
-    }
-
-    /// The compiled path of each JSON check, in order.
-    pub fn paths(&self) -> &[PathExpr] {
-        &self.paths
-    }
-
-    /// Whether a schema was given and compiled.
-    pub fn schema_compiled(&self) -> bool {
-        matches!(self.schema, Some(Ok(_)))
-    }
-}
-
-impl Default for Expect {
-    fn default() -> Self {
-        Self::new(ExpectSpec::default())
-    }
-}
-
-impl std::fmt::Debug for Expect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Expect")
-            .field("spec", &self.spec)
-            .field("paths", &self.paths)
-            .finish_non_exhaustive()
-    }
-}
-
-fn fill(text: &str, lookup: &mut Lookup<'_>) -> String {
-    template::render(text, lookup).unwrap_or_else(|e| format!("<{e}>"))
 }
 
 /// Evaluates every expectation of `expect` (except burst `statuses`) against one response.

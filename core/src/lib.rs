@@ -2,7 +2,7 @@
 //! files. No async runtime, no HTTP client, no Docker: this crate's `Cargo.toml` has none of them, so the compiler
 //! keeps it pure (the runtime crate `proctor` sits on it).
 //!
-//! The flow: [`spec`] (YAML → [`spec::Challenge`], validated and compiled into a [`plan`]) → the runtime sends
+//! The flow: [`spec`] (YAML → [`spec::Challenge`], validated and compiled into a [`spec::plan`]) → the runtime sends
 //! requests → [`expect`] (responses against expectations) → [`outcome`] → [`score`] → [`report`].
 
 pub mod catalog;
@@ -12,8 +12,8 @@ pub mod expect;
 pub mod limits;
 pub mod neutral;
 pub mod outcome;
-pub mod plan;
 pub mod report;
 pub mod score;
 pub mod spec;
+pub mod types;
 pub mod vars;

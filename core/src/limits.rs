@@ -3,8 +3,23 @@
 
 use std::ops::RangeInclusive;
 
-use crate::spec::model::Limits;
-use crate::spec::types::ByteSize;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::types::ByteSize;
+
+/// Container resource limits. A spec can only lower or raise these within proctor's bounds; it can never ask
+/// for privileged mode, host networking or host mounts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory (swap is set equal, so none is added), e.g. `256MiB`.
+    pub memory: Option<ByteSize>,
+    /// CPUs, e.g. `0.5`.
+    pub cpus: Option<f64>,
+    /// The most processes and threads.
+    pub pids: Option<u32>,
+}
 
 /// Default memory limit: 512 MiB (swap equal to it, so none is added).
 pub const DEFAULT_MEMORY: u64 = 512 << 20;

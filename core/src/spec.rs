@@ -7,10 +7,11 @@ pub mod jwt;
 pub mod load;
 pub mod locate;
 pub mod model;
+pub mod plan;
 pub mod template;
-pub mod types;
 pub mod validate;
 
+pub use crate::types;
 pub use error::SpecError;
 pub use load::{Challenge, Source, SourceError, load, resolve, select_probes};
 pub use model::ChallengeSpec;

@@ -9,9 +9,9 @@ use url::Url;
 use super::step::{self, Ending};
 use crate::http::Http;
 use crate::outcome::{ProbeReport, Verdict};
-use crate::plan::ProbePlan;
 use crate::spec::jwt::VarSpec;
 use crate::spec::model::ProbeSpec;
+use crate::spec::plan::ProbePlan;
 use crate::spec::template;
 use crate::vars::Vars;
 

@@ -8,7 +8,7 @@ mod walk;
 
 use crate::expect::{Response, clip};
 use crate::outcome::{Blame, ResponseRecord, StepKind, StepReport};
-use crate::plan::{Action, Step};
+use crate::spec::plan::{Action, Step};
 use crate::vars::Vars;
 
 use super::probe::Context;

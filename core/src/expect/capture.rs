@@ -2,29 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Lookup, PathExpr, Response, clip};
-use crate::spec::model::CaptureSpec;
-
-/// A capture compiled for use: its name, its spec and its JSONPath parsed once.
-#[derive(Debug, Clone)]
-pub struct Capture {
-    /// The variable it sets.
-    pub name: String,
-    /// As written.
-    pub spec: CaptureSpec,
-    json: Option<PathExpr>,
-}
-
-impl Capture {
-    /// Compiles a capture.
-    pub fn new(name: &str, spec: &CaptureSpec) -> Self {
-        Self {
-            name: name.to_string(),
-            spec: spec.clone(),
-            json: spec.json.as_deref().map(PathExpr::new),
-        }
-    }
-}
+use super::{Capture, Lookup, Response, clip};
 
 /// The captured text, or why nothing could be captured (the service's fault: a failed step).
 pub fn capture(capture: &Capture, response: &Response, lookup: &mut Lookup<'_>) -> Result<String, String> {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::spec::model::ExpectSpec;
 
 fn expect(yaml: &str) -> ExpectSpec {
     serde_yaml::from_str(yaml).expect("test expectation parses")

@@ -18,7 +18,7 @@ pub struct Challenge {
     /// The spec.
     pub spec: ChallengeSpec,
     /// Its probes compiled, in the spec's order (one per `spec.probes` entry).
-    pub plan: Vec<crate::plan::ProbePlan>,
+    pub plan: Vec<crate::spec::plan::ProbePlan>,
 }
 
 impl Challenge {
@@ -197,7 +197,7 @@ pub fn load(source: &Source) -> Result<Challenge, Vec<SpecError>> {
         return Ok(Challenge {
             id: source.id.clone(),
             origin: source.name.clone(),
-            plan: crate::plan::compile(&spec),
+            plan: crate::spec::plan::compile(&spec),
             spec,
         });
     }

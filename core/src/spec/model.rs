@@ -4,7 +4,8 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::types::{ByteSize, Dur, Pattern, Percent, StatusSpec, Text};
+pub use crate::limits::Limits;
+use crate::types::{Dur, Pattern, Percent, StatusSpec, Text};
 
 /// One challenge: an interview question turned into a brief and a set of probes.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -78,19 +79,6 @@ pub struct ServiceSpec {
     /// Resource limits of the container (Docker targets); proctor's defaults apply to what is not set.
     #[serde(default)]
     pub limits: Limits,
-}
-
-/// Container resource limits. A spec can only lower or raise these within proctor's bounds; it can never ask
-/// for privileged mode, host networking or host mounts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Memory (swap is set equal, so none is added), e.g. `256MiB`.
-    pub memory: Option<ByteSize>,
-    /// CPUs, e.g. `0.5`.
-    pub cpus: Option<f64>,
-    /// The most processes and threads.
-    pub pids: Option<u32>,
 }
 
 impl Default for ServiceSpec {

@@ -140,6 +140,15 @@ pub fn placeholders(text: &str) -> Vec<&str> {
     names
 }
 
+/// Looks up variables for placeholders.
+pub type Lookup<'a> = dyn FnMut(&str) -> Option<String> + 'a;
+
+/// Renders `text`, marking an undefined placeholder in the result (`<...>`) rather than failing: for expected
+/// values in reports, where validation already made sure every name is defined.
+pub fn fill(text: &str, lookup: &mut Lookup<'_>) -> String {
+    render(text, lookup).unwrap_or_else(|e| format!("<{e}>"))
+}
+
 /// Replaces every placeholder with `lookup(name)`; the first unknown name is an error.
 pub fn render(text: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> Result<String, Undefined> {
     if !text.contains("{{") {

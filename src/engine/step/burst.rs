@@ -6,7 +6,7 @@ use crate::engine::probe::Context;
 use crate::expect::{self, Check, Response};
 use crate::http::{burst as transport, prepare};
 use crate::outcome::{StepKind, StepReport};
-use crate::plan::Burst;
+use crate::spec::plan::Burst;
 use crate::vars::Vars;
 
 /// The most request body bytes one burst may hold at once.

@@ -6,7 +6,7 @@ use crate::engine::probe::Context;
 use crate::expect;
 use crate::http::prepare;
 use crate::outcome::{CaptureFrom, CaptureRecord, StepKind, StepReport};
-use crate::plan::Send;
+use crate::spec::plan::Send;
 use crate::vars::Vars;
 
 pub(super) async fn run(

@@ -6,8 +6,8 @@ use crate::engine::probe::Context;
 use crate::expect::{self, Check, Response, clip};
 use crate::http::{NoResponse, Prepared, prepare};
 use crate::outcome::{StepKind, StepReport};
-use crate::plan::Walk;
 use crate::spec::model::WalkTotals;
+use crate::spec::plan::Walk;
 use crate::spec::template;
 use crate::vars::Vars;
 
