@@ -933,3 +933,69 @@ async fn a_container_restarts_as_a_new_instance_and_the_old_one_is_gone() {
     sandbox.finish().await;
     assert!(leftovers(&run_id).is_empty());
 }
+
+#[tokio::test]
+async fn a_docker_session_runs_from_the_library_with_its_events_and_leaves_nothing() {
+    if !docker() {
+        return;
+    }
+    use proctor::event::{Event, Events};
+    use proctor::target::{DockerOptions, DockerSource, Target};
+    let sub = submission("proctor-reference", &[], "");
+    let recorder = crate::support::Recorder::default();
+    let options = proctor::session::Options {
+        run_id: format!("lib{}", std::process::id()),
+        ..crate::support::options()
+    };
+    let docker = DockerOptions {
+        network: None,
+        keep: false,
+        limits: Default::default(),
+        build_timeout: Duration::from_secs(300),
+        max_context: 200 << 20,
+        build_limits: Default::default(),
+    };
+    let target = Target::Docker {
+        source: DockerSource::Build(sub.path().to_path_buf()),
+        docker,
+    };
+    let report = proctor::session::run(
+        &[crate::support::catalog("rate-limiter")],
+        target,
+        &options,
+        &Events::new(vec![Box::new(recorder.clone())]),
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    assert!(
+        report.challenges[0].score.passed,
+        "{:?}",
+        report.challenges[0].target_error
+    );
+    assert!(report.build_log.is_some(), "the build output is kept");
+    let kinds: Vec<&str> = recorder
+        .events()
+        .iter()
+        .map(|e| match e {
+            Event::Notice { .. } => "notice",
+            Event::BuildStarted => "build",
+            Event::BuildOutput { .. } => "output",
+            Event::BuildFinished => "built",
+            Event::ChallengeStarted { .. } => "start",
+            Event::TargetReady { .. } => "ready",
+            Event::ProbeFinished { .. } => "probe",
+            Event::ChallengeFinished { .. } => "finished",
+            Event::RunFinished { .. } => "run",
+        })
+        .collect();
+    let mut order = kinds.clone();
+    order.dedup();
+    assert_eq!(
+        order,
+        [
+            "notice", "build", "output", "built", "start", "ready", "probe", "finished", "run"
+        ],
+        "the run id is said first, then the build, the probes and the end"
+    );
+    assert!(leftovers(&options.run_id).is_empty(), "nothing of the run is left");
+}

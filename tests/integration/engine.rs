@@ -223,3 +223,50 @@ async fn a_client_bound_to_a_device_cannot_reach_anything_through_another() {
         Err(no) => assert!(no.message.contains("could not connect"), "{}", no.message),
     }
 }
+
+#[tokio::test]
+async fn reporters_see_every_probe_report_in_order_and_the_finished_run_as_returned() {
+    use proctor::event::{Event, Events};
+    let recorder = crate::support::Recorder::default();
+    let events = Events::new(vec![Box::new(recorder.clone())]);
+    let challenges = [crate::support::catalog("status-codes")];
+    let report = proctor::session::run(
+        &challenges,
+        Target::Reference("notes-created-200".into()),
+        &crate::support::options(),
+        &events,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    let seen = recorder.events();
+    assert!(matches!(seen.first(), Some(Event::ChallengeStarted { id, .. }) if id == "status-codes"));
+    assert!(matches!(seen.get(1), Some(Event::TargetReady { .. })));
+    let probes: Vec<_> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::ProbeFinished { report, .. } => Some(serde_json::to_value(report).expect("json")),
+            _ => None,
+        })
+        .collect();
+    let returned: Vec<_> = report.challenges[0]
+        .probes
+        .iter()
+        .map(|p| serde_json::to_value(p).expect("json"))
+        .collect();
+    assert_eq!(probes, returned, "each probe's full report, in order");
+    let Some(Event::ChallengeFinished {
+        report: finished,
+        unrun: 0,
+    }) = seen.get(seen.len() - 2)
+    else {
+        panic!("the challenge finishes before the run: {seen:?}")
+    };
+    assert!(!finished.score.passed, "notes-created-200 fails a probe");
+    let Some(Event::RunFinished { report: last }) = seen.last() else {
+        panic!("the run finishes last")
+    };
+    assert_eq!(
+        serde_json::to_value(last.as_ref()).expect("json"),
+        serde_json::to_value(&report).expect("json")
+    );
+}

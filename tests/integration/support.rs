@@ -176,3 +176,20 @@ pub fn run_measured(mut command: std::process::Command) -> (Option<i32>, String,
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     (code, stdout, usage.ru_maxrss / 1024)
 }
+
+/// A reporter that keeps every event it sees, for tests of the event stream.
+#[derive(Clone, Default)]
+pub struct Recorder(pub std::sync::Arc<std::sync::Mutex<Vec<proctor::event::Event>>>);
+
+impl proctor::event::Reporter for Recorder {
+    fn report(&mut self, event: &proctor::event::Event) {
+        self.0.lock().expect("not poisoned").push(event.clone());
+    }
+}
+
+impl Recorder {
+    /// The events seen so far.
+    pub fn events(&self) -> Vec<proctor::event::Event> {
+        self.0.lock().expect("not poisoned").clone()
+    }
+}
