@@ -6,10 +6,17 @@ use proctor::exit;
 
 /// `proctor reference`: serves the reference service until Ctrl-C or SIGTERM; its env is proctor's own.
 pub async fn serve_reference(host: std::net::IpAddr, port: u16, defects: &str) -> u8 {
-    let config = match proctor_reference::Config::new(std::env::vars().collect(), defects) {
+    let mut config = match proctor_reference::Config::new(std::env::vars().collect(), defects) {
         Ok(config) => config,
         Err(e) => return crate::usage(&e.to_string()),
     };
+    config.log = proctor_reference::LogSink::new(|line| {
+        let _ = writeln!(std::io::stdout(), "{line}");
+    });
+    if let Err(reason) = proctor_reference::check(&config) {
+        let _ = writeln!(std::io::stderr(), "{reason}");
+        return exit::TARGET;
+    }
     let listener = match tokio::net::TcpListener::bind((host, port)).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -26,16 +33,19 @@ pub async fn serve_reference(host: std::net::IpAddr, port: u16, defects: &str) -
     else {
         return exit::TARGET;
     };
-    tokio::select! {
-        result = proctor_reference::serve(listener, config) => match result {
-            Ok(()) => exit::OK,
-            Err(e) => {
-                let _ = writeln!(std::io::stderr(), "error: the reference service stopped: {e}");
-                exit::TARGET
-            }
-        },
-        _ = interrupt.recv() => exit::OK,
-        _ = terminate.recv() => exit::OK,
+    // Ctrl-C or SIGTERM: stop accepting, answer the requests in flight, exit 0 (a graceful shutdown).
+    let shutdown = async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    match proctor_reference::serve_until(listener, config, shutdown).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: the reference service stopped: {e}");
+            exit::TARGET
+        }
     }
 }
 
@@ -45,8 +55,8 @@ pub async fn clean(run: Option<&str>) -> u8 {
         Ok(docker) => {
             let swept = proctor::sandbox::sweep(&docker, run).await;
             crate::emit(&format!(
-                "removed {} container(s), {} network(s), {} image(s)\n",
-                swept.containers, swept.networks, swept.images
+                "removed {} container(s), {} network(s), {} image(s), {} volume(s)\n",
+                swept.containers, swept.networks, swept.images, swept.volumes
             ))
         }
         Err(e) => {

@@ -157,32 +157,43 @@ pub async fn run_challenge(
     events.send(Event::TargetReady {
         id: challenge.id.clone(),
     });
-    // `{{env.PORT}}` is the port the service was actually given (a free one for --cmd, the URL's for --url).
-    let mut env = spec.service.env.clone();
-    if let Some(port) = service.base_url().port_or_known_default() {
-        env.insert("PORT".to_string(), port.to_string());
-    }
     let service = tokio::sync::Mutex::new(service);
     let mut gone: Option<String> = None;
     for (probe_spec, plan) in spec.probes.iter().zip(&challenge.plan) {
         let mut result = if cancel.is_cancelled() {
             skipped(probe_spec, "interrupted")
         } else {
-            let mut vars =
-                crate::vars::Vars::new(config.seed, &config.run_id, &challenge.id, &probe_spec.id, env.clone());
-            let base = service.lock().await.base_url().clone();
-            let ctx = probe::Context {
-                http: &http,
-                base: &base,
-                service: &service,
-                timeout,
-                cancel,
+            let (env, ctx) = {
+                let mut running = service.lock().await;
+                // A step stopped the service: it starts again for the next probe.
+                if running.stopped() {
+                    gone = match running.restart(&Default::default()).await {
+                        Ok(()) => None,
+                        Err((e, _)) => Some(format!("did not start again after it was stopped: {}", error_chain(&e))),
+                    };
+                }
+                // `{{env.PORT}}` is the port the service was actually given (a free one for --cmd, the URL's for
+                // --url); `{{env.NAME}}` follows the env as steps changed it.
+                let mut env = running.env().clone();
+                if let Some(port) = running.base_url().port_or_known_default() {
+                    env.insert("PORT".to_string(), port.to_string());
+                }
+                let ctx = probe::Context {
+                    http: &http,
+                    service: &service,
+                    base: std::sync::RwLock::new(running.base_url().clone()),
+                    output_mark: running.output_mark(),
+                    timeout,
+                    cancel,
+                };
+                (env, ctx)
             };
+            let mut vars = crate::vars::Vars::new(config.seed, &config.run_id, &challenge.id, &probe_spec.id, env);
             probe::run(probe_spec, plan, &mut vars, &ctx).await
         };
         // A probe that did not pass may have killed the service (or the kernel did): say so, instead of leaving
-        // every later probe with a bare connection error.
-        if result.verdict != Verdict::Passed {
+        // every later probe with a bare connection error. (A service a step stopped on purpose is not that.)
+        if result.verdict != Verdict::Passed && !service.lock().await.stopped() {
             // A connection that failed may mean the service is dying: give the engine a moment to say so.
             let transport = result.steps.iter().any(|s| {
                 s.error

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use bollard::Docker;
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RemoveVolumeOptionsBuilder,
 };
 use tokio::sync::OnceCell;
 
@@ -101,6 +101,8 @@ pub struct Swept {
     pub networks: usize,
     /// Images removed.
     pub images: usize,
+    /// Volumes removed (a challenge's data folder).
+    pub volumes: usize,
 }
 
 /// Connects with `DOCKER_HOST` or the default socket and negotiates the API version.
@@ -137,6 +139,7 @@ struct Labelled {
     containers: Vec<String>,
     networks: Vec<String>,
     images: Vec<String>,
+    volumes: Vec<String>,
 }
 
 async fn labelled(docker: &Docker, run: Option<&str>) -> Result<Labelled, bollard::errors::Error> {
@@ -157,10 +160,19 @@ async fn labelled(docker: &Docker, run: Option<&str>) -> Result<Labelled, bollar
             ListImagesOptionsBuilder::default().all(true).filters(&filters).build(),
         ))
         .await?;
+    let volumes = docker
+        .list_volumes(Some(ListVolumesOptionsBuilder::default().filters(&filters).build()))
+        .await?;
     Ok(Labelled {
         containers: containers.into_iter().filter_map(|c| c.id).collect(),
         networks: networks.into_iter().filter_map(|n| n.id).collect(),
         images: images.into_iter().map(|i| i.id).collect(),
+        volumes: volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect(),
     })
 }
 
@@ -185,6 +197,13 @@ pub async fn sweep(docker: &Docker, run: Option<&str>) -> Swept {
             swept.images += 1;
         }
     }
+    // Volumes last: a volume in use by a container cannot go before the container.
+    for name in &found.volumes {
+        let remove = RemoveVolumeOptionsBuilder::default().force(true).build();
+        if docker.remove_volume(name, Some(remove)).await.is_ok() {
+            swept.volumes += 1;
+        }
+    }
     swept
 }
 
@@ -198,9 +217,10 @@ pub async fn sweep_run(docker: &Docker, run: &str, patience: Duration) -> Swept 
         total.containers += swept.containers;
         total.networks += swept.networks;
         total.images += swept.images;
-        let left = labelled(docker, Some(run))
-            .await
-            .map_or(1, |l| l.containers.len() + l.networks.len() + l.images.len());
+        total.volumes += swept.volumes;
+        let left = labelled(docker, Some(run)).await.map_or(1, |l| {
+            l.containers.len() + l.networks.len() + l.images.len() + l.volumes.len()
+        });
         if left == 0 || tokio::time::Instant::now() >= deadline {
             return total;
         }

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::logs::LogBuffer;
 use crate::sandbox::{BuildLimits, NetworkMode, SandboxError};
 use crate::spec::Challenge;
 use crate::spec::model::Limits;
@@ -116,6 +117,9 @@ pub enum TargetError {
     /// The HTTP client could not be built.
     #[error("failed to build the HTTP client: {0}")]
     Client(String),
+    /// The data folder of a process could not be made.
+    #[error("failed to create the service's data folder")]
+    DataDir(#[source] std::io::Error),
     /// The target cannot do what the spec asks of it (restart a service proctor did not start, ...).
     #[error("{action} is not possible for {target}: proctor did not start that service")]
     Unsupported {
@@ -163,13 +167,13 @@ impl Launcher {
         }
     }
 
-    /// Starts one instance (not waiting for readiness). `port` asks for the port an earlier instance had.
-    async fn spawn(&self, challenge: &Challenge, generation: u32, port: Option<u16>) -> Result<Spawned, TargetError> {
+    /// Starts one instance (not waiting for readiness).
+    async fn spawn(&self, launch: &Launch<'_>) -> Result<Spawned, TargetError> {
         match self {
             Launcher::Url(l) => Ok(l.spawn()),
-            Launcher::Process(l) => l.spawn(challenge, port),
-            Launcher::Reference(l) => l.spawn(challenge, port).await,
-            Launcher::Container(l) => l.spawn(challenge, generation).await,
+            Launcher::Process(l) => l.spawn(launch),
+            Launcher::Reference(l) => l.spawn(launch).await,
+            Launcher::Container(l) => l.spawn(launch).await,
         }
     }
 
@@ -181,6 +185,33 @@ impl Launcher {
             Launcher::Url(_) => timeout.min(URL_READY_TIMEOUT),
             _ => timeout,
         }
+    }
+}
+
+/// How to start one instance of a challenge's service.
+struct Launch<'a> {
+    challenge: &'a Challenge,
+    /// The env (the challenge's, possibly changed by a step), without `PORT` and `DATA_DIR`.
+    env: Vec<(String, String)>,
+    /// Counts the instances of the service: each container has its own name.
+    generation: u32,
+    /// The port an earlier instance had, to keep (a process or the reference).
+    port: Option<u16>,
+    /// The data folder of a process or the reference, if the challenge has one.
+    data_dir: Option<&'a std::path::Path>,
+    /// Where the instance's output goes.
+    logs: LogBuffer,
+}
+
+impl Launch<'_> {
+    /// The env of a local process or the reference: the service's, then `PORT` and `DATA_DIR`.
+    fn local_env(&self, port: u16) -> Vec<(String, String)> {
+        let mut env = self.env.clone();
+        env.push(("PORT".to_string(), port.to_string()));
+        if let Some(dir) = self.data_dir {
+            env.push(("DATA_DIR".to_string(), dir.display().to_string()));
+        }
+        env
     }
 }
 
@@ -197,34 +228,77 @@ enum Instance {
     Process(Box<process::ServiceProcess>),
     Reference(reference::ReferenceTask),
     Container(Box<crate::sandbox::Container>),
+    /// Stopped by a step; started again before anything else needs it.
+    Gone,
 }
 
 impl Instance {
-    fn logs(&self, lines: usize) -> Option<String> {
-        match self {
-            Instance::Process(p) => Some(p.logs.tail(lines)),
-            Instance::Container(c) => Some(c.logs.tail(lines)),
-            Instance::External | Instance::Reference(_) => None,
-        }
-    }
-
     async fn exited(&mut self) -> Option<String> {
         match self {
             Instance::Process(process) => process.exited(),
             Instance::Container(container) => container.exited().await,
             Instance::Reference(task) => task.exited(),
+            Instance::Gone => Some("was stopped".to_string()),
             Instance::External => None,
+        }
+    }
+
+    /// The exit code once the instance has ended (a signal `n` counts as `128 + n`, as shells report it).
+    async fn exit_code(&mut self) -> Option<i32> {
+        match self {
+            Instance::Process(process) => process.exit_code(),
+            Instance::Container(container) => container.exit_code().await,
+            Instance::Reference(task) => task.exit_code(),
+            Instance::External | Instance::Gone => None,
+        }
+    }
+
+    /// SIGTERM, up to `grace` to exit, then SIGKILL; the exit code, and the instance is removed.
+    async fn terminate(self, grace: Duration) -> Option<i32> {
+        match self {
+            Instance::External | Instance::Gone => None,
+            Instance::Process(process) => process.terminate(grace).await,
+            Instance::Reference(task) => task.terminate(grace).await,
+            Instance::Container(container) => {
+                let code = container.terminate(grace).await;
+                container.stop().await;
+                code.and_then(|c| i32::try_from(c).ok())
+            }
         }
     }
 
     async fn stop(self, grace: Duration) {
         match self {
-            Instance::External => {}
+            Instance::External | Instance::Gone => {}
             Instance::Process(process) => process.stop(grace).await,
             Instance::Reference(task) => task.stop().await,
             Instance::Container(container) => container.stop().await,
         }
     }
+}
+
+/// How a stopped service ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Terminated {
+    /// Its exit code (`128 + n` for signal `n`), if one could be read.
+    pub exit_code: Option<i32>,
+    /// From SIGTERM to the end.
+    pub after: Duration,
+}
+
+/// How an instance started with other env ended, or that it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Its exit code, if it exited within the time allowed.
+    pub exit_code: Option<i32>,
+    /// How it ended, in words (`None`: still running when time was up, so it was stopped).
+    pub ended: Option<String>,
+    /// How long it ran.
+    pub after: Duration,
+    /// What it wrote.
+    pub output: String,
+    /// It answered its readiness check: it started although it should have refused.
+    pub ready: bool,
 }
 
 /// The longest proctor waits for a `--url` service to answer its readiness check (unless `--start-timeout`).
@@ -243,9 +317,38 @@ pub struct Service {
     interface: Option<String>,
     instance: Instance,
     generation: u32,
-    /// The output of instances before a restart.
-    earlier_logs: Vec<String>,
+    /// The env the service runs with now (the challenge's, as changed by restarts).
+    env: indexmap::IndexMap<String, String>,
+    /// The output of every instance, in order.
+    logs: LogBuffer,
+    /// The data folder of a process or the reference (a container's is a volume).
+    data_dir: Option<DataDir>,
 }
+
+/// A temporary data folder, removed when dropped.
+#[derive(Debug)]
+struct DataDir(std::path::PathBuf);
+
+impl DataDir {
+    fn create(challenge: &Challenge) -> Result<Self, TargetError> {
+        let path = std::env::temp_dir().join(format!(
+            "proctor-{}-{}-{:08x}",
+            std::process::id(),
+            challenge.id,
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir(&path).map_err(TargetError::DataDir)?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub use crate::spec::model::EnvChanges;
 
 impl Service {
     /// Starts (or reaches) the service for one challenge and waits until it is ready.
@@ -256,18 +359,46 @@ impl Service {
         challenge: &Challenge,
         start_timeout: Option<Duration>,
     ) -> Result<Self, (TargetError, Option<String>)> {
-        let interface = launcher.interface();
-        let (base_url, instance) = ready_instance(&launcher, challenge, start_timeout, 0, None).await?;
-        Ok(Self {
+        let data_dir = match (&challenge.spec.service.data, launcher.as_ref()) {
+            (Some(_), Launcher::Process(_) | Launcher::Reference(_)) => {
+                Some(DataDir::create(challenge).map_err(|e| (e, None))?)
+            }
+            _ => None,
+        };
+        let mut service = Self {
+            interface: launcher.interface(),
             launcher,
             challenge: challenge.clone(),
             start_timeout,
-            base_url,
-            interface,
-            instance,
+            base_url: local_url(0),
+            instance: Instance::Gone,
             generation: 0,
-            earlier_logs: Vec::new(),
-        })
+            env: challenge.spec.service.env.clone(),
+            logs: LogBuffer::new(1 << 20),
+            data_dir,
+        };
+        let (base_url, instance) = service.ready_instance(None).await?;
+        service.base_url = base_url;
+        service.instance = instance;
+        Ok(service)
+    }
+
+    fn launch(&self, port: Option<u16>, env: &indexmap::IndexMap<String, String>, logs: LogBuffer) -> Launch<'_> {
+        Launch {
+            challenge: &self.challenge,
+            env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            generation: self.generation,
+            port,
+            data_dir: self.data_dir.as_ref().map(|d| d.0.as_path()),
+            logs,
+        }
+    }
+
+    /// Spawns an instance and waits until it is ready; on failure, tears it down and says why, with its last
+    /// output.
+    async fn ready_instance(&self, port: Option<u16>) -> Result<(::url::Url, Instance), (TargetError, Option<String>)> {
+        let launch = self.launch(port, &self.env, self.logs.clone());
+        ready_instance(&self.launcher, &launch, self.start_timeout).await
     }
 
     /// Where probes send requests.
@@ -280,12 +411,30 @@ impl Service {
         self.interface.clone()
     }
 
+    /// The env the service runs with now.
+    pub fn env(&self) -> &indexmap::IndexMap<String, String> {
+        &self.env
+    }
+
     /// The tail of the service's output, when proctor started it (across restarts).
     pub fn logs(&self) -> Option<String> {
-        let current = self.instance.logs(200)?;
-        let mut parts = self.earlier_logs.clone();
-        parts.push(current);
-        Some(parts.join("\n--- restarted ---\n"))
+        let tail = self.logs.tail(200);
+        (self.has_output() && !tail.trim().is_empty()).then_some(tail)
+    }
+
+    /// Whether proctor sees the service's output (it started it).
+    pub fn has_output(&self) -> bool {
+        !matches!(self.launcher.as_ref(), Launcher::Url(_))
+    }
+
+    /// A mark in the service's output: [`Self::output_since`] reads what it wrote after.
+    pub fn output_mark(&self) -> u64 {
+        self.logs.mark()
+    }
+
+    /// What the service wrote after `mark` (`None` when proctor does not see its output).
+    pub fn output_since(&self, mark: u64) -> Option<String> {
+        self.has_output().then(|| self.logs.since(mark))
     }
 
     /// `Some(how it ended)` when a service proctor started is no longer running (exited, OOM-killed).
@@ -293,36 +442,113 @@ impl Service {
         self.instance.exited().await
     }
 
-    /// Stops the service gracefully and starts it again with the same configuration, then waits until it is
-    /// ready. A process or the reference keeps its port; a container may get a new address ([`Self::base_url`]).
-    pub async fn restart(&mut self) -> Result<(), (TargetError, Option<String>)> {
-        if matches!(self.instance, Instance::External) {
-            return Err((
-                TargetError::Unsupported {
-                    action: "restarting the service",
-                    target: self.launcher.describe(),
-                },
-                None,
-            ));
+    /// Whether a step stopped the service (it is started again before anything else needs it).
+    pub fn stopped(&self) -> bool {
+        matches!(self.instance, Instance::Gone)
+    }
+
+    fn unsupported(&self, action: &'static str) -> Option<TargetError> {
+        matches!(self.launcher.as_ref(), Launcher::Url(_)).then(|| TargetError::Unsupported {
+            action,
+            target: self.launcher.describe(),
+        })
+    }
+
+    /// Stops the service gracefully and starts it again with its env changed by `changes` (and the same data
+    /// folder), then waits until it is ready. A process or the reference keeps its port; a container may get a
+    /// new address ([`Self::base_url`]).
+    pub async fn restart(&mut self, changes: &EnvChanges) -> Result<(), (TargetError, Option<String>)> {
+        if let Some(error) = self.unsupported("restarting the service") {
+            return Err((error, None));
         }
         let port = self.base_url.port_or_known_default();
-        let old = std::mem::replace(&mut self.instance, Instance::External);
-        if let Some(logs) = old.logs(200) {
-            self.earlier_logs.push(logs);
-        }
+        let old = std::mem::replace(&mut self.instance, Instance::Gone);
         old.stop(STOP_GRACE).await;
+        self.logs.push(b"\n--- restarted ---\n");
+        apply(&mut self.env, changes);
         self.generation += 1;
-        let (base_url, instance) = ready_instance(
-            &self.launcher,
-            &self.challenge,
-            self.start_timeout,
-            self.generation,
-            port,
-        )
-        .await?;
+        let (base_url, instance) = self.ready_instance(port).await?;
         self.base_url = base_url;
         self.instance = instance;
         Ok(())
+    }
+
+    /// Sends SIGTERM (to PID 1 of a container, to the process group of a process; the in-process reference shuts
+    /// down gracefully), gives it `grace` to exit, then kills it. The service stays stopped until
+    /// [`Self::restart`].
+    pub async fn terminate(&mut self, grace: Duration) -> Result<Terminated, TargetError> {
+        if let Some(error) = self.unsupported("stopping the service") {
+            return Err(error);
+        }
+        let started = std::time::Instant::now();
+        let old = std::mem::replace(&mut self.instance, Instance::Gone);
+        let exit_code = old.terminate(grace).await;
+        Ok(Terminated {
+            exit_code,
+            after: started.elapsed(),
+        })
+    }
+
+    /// Starts another instance with the env changed by `changes` (on a port of its own; the service keeps
+    /// running) and waits up to `within` for it to exit; it is stopped if it has not.
+    pub async fn attempt(&mut self, changes: &EnvChanges, within: Duration) -> Result<Attempt, TargetError> {
+        if let Some(error) = self.unsupported("starting the service with other settings") {
+            return Err(error);
+        }
+        let mut env = self.env.clone();
+        apply(&mut env, changes);
+        self.generation += 1;
+        let output = LogBuffer::new(1 << 20);
+        let launch = self.launch(None, &env, output.clone());
+        let started = std::time::Instant::now();
+        let client = crate::http::build_client(Duration::from_secs(2), self.launcher.interface().as_deref())
+            .map_err(|e| TargetError::Client(e.to_string()))?;
+        let (base_url, mut instance) = match self.launcher.spawn(&launch).await {
+            Ok(spawned) => (spawned.base_url, spawned.instance),
+            // The in-process reference refuses a configuration before it runs: as a process exiting 1 would.
+            Err(TargetError::Reference(message)) => {
+                return Ok(Attempt {
+                    exit_code: Some(1),
+                    ended: Some("exited with status 1".to_string()),
+                    after: started.elapsed(),
+                    output: message,
+                    ready: false,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let deadline = started + within;
+        let mut ready = false;
+        let ended = loop {
+            if let Some(how) = instance.exited().await {
+                break Some(how);
+            }
+            // A service that answers has started: no need to wait out the bound to know it did not refuse.
+            if let Some(url) = &base_url
+                && ready::check_once(&self.challenge.spec.service.ready, url, &client)
+                    .await
+                    .is_ok()
+            {
+                ready = true;
+                break None;
+            }
+            if std::time::Instant::now() >= deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        };
+        let after = started.elapsed();
+        let exit_code = instance.exit_code().await;
+        // Give the output readers a moment to deliver the last lines.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        instance.stop(Duration::from_secs(2)).await;
+        Ok(Attempt {
+            exit_code: ended.as_ref().and(exit_code),
+            ended,
+            after,
+            output: output.text(),
+            ready,
+        })
     }
 
     /// Stops whatever proctor started.
@@ -331,26 +557,35 @@ impl Service {
     }
 }
 
+fn apply(env: &mut indexmap::IndexMap<String, String>, changes: &EnvChanges) {
+    for (name, value) in changes {
+        match value {
+            Some(value) => {
+                env.insert(name.clone(), value.clone());
+            }
+            None => {
+                env.shift_remove(name);
+            }
+        }
+    }
+}
+
 /// Spawns an instance and waits until it is ready; on failure, tears it down and says why, with its last output.
 async fn ready_instance(
     launcher: &Launcher,
-    challenge: &Challenge,
+    launch: &Launch<'_>,
     start_timeout: Option<Duration>,
-    generation: u32,
-    port: Option<u16>,
 ) -> Result<(::url::Url, Instance), (TargetError, Option<String>)> {
     // Readiness requests go where the probes will go: for a sandboxed target, through the run network's bridge.
     let client = crate::http::build_client(Duration::from_secs(5), launcher.interface().as_deref())
         .map_err(|e| (TargetError::Client(e.to_string()), None))?;
-    let timeout = start_timeout.unwrap_or_else(|| launcher.start_timeout(challenge));
+    let timeout = start_timeout.unwrap_or_else(|| launcher.start_timeout(launch.challenge));
     let deadline = Instant::now() + timeout;
-    let Spawned { base_url, mut instance } = launcher
-        .spawn(challenge, generation, port)
-        .await
-        .map_err(|e| (e, None))?;
+    let mark = launch.logs.mark();
+    let Spawned { base_url, mut instance } = launcher.spawn(launch).await.map_err(|e| (e, None))?;
     let waited = match &base_url {
         Some(url) => {
-            let ready = &challenge.spec.service.ready;
+            let ready = &launch.challenge.spec.service.ready;
             match ready::wait_until_ready(ready, url, &client, deadline, &mut instance).await {
                 Ok(()) => return Ok((url.clone(), instance)),
                 Err(reason) => reason,
@@ -361,7 +596,11 @@ async fn ready_instance(
     let exited = instance.exited().await;
     // Give the output readers a moment to deliver the last lines.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let logs = instance.logs(30);
+    let logs = (!matches!(instance, Instance::External)).then(|| {
+        let text = launch.logs.since(mark);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    });
     instance.stop(Duration::from_secs(2)).await;
     let error = match (exited, base_url) {
         (Some(how), _) => TargetError::Exited { reason: how },
@@ -390,17 +629,4 @@ fn port_or_free(port: Option<u16>) -> Result<u16, TargetError> {
             .map_err(TargetError::Port)?
             .port()),
     }
-}
-
-/// The challenge's env with `PORT`.
-fn service_env(challenge: &Challenge, port: u16) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = challenge
-        .spec
-        .service
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    env.push(("PORT".to_string(), port.to_string()));
-    env
 }

@@ -222,6 +222,14 @@ pub enum StepKind {
         /// Its length.
         ms: u64,
     },
+    /// The service was restarted.
+    Restart,
+    /// The service was stopped with SIGTERM.
+    Stop,
+    /// Another instance was started with other env.
+    Start,
+    /// The service's output was checked.
+    Logs,
 }
 
 /// A value a step captured.

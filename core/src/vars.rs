@@ -45,6 +45,18 @@ impl Vars {
         }
     }
 
+    /// Sets (or, with `None`, removes) what `{{env.NAME}}` reads, as a step changed the service's env.
+    pub fn set_env(&mut self, name: &str, value: Option<String>) {
+        match value {
+            Some(value) => {
+                self.env.insert(name.to_string(), value);
+            }
+            None => {
+                self.env.shift_remove(name);
+            }
+        }
+    }
+
     /// Sets a variable (probe vars, captures).
     pub fn set(&mut self, name: &str, value: String) {
         self.values.insert(name.to_string(), value);

@@ -6,6 +6,7 @@
 
 mod auth;
 mod caching;
+mod config;
 mod idempotency;
 mod jwt;
 mod pagination;
@@ -383,6 +384,38 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ("limit-max-99", "limit=100 is refused: the range check is off by one"),
     ("default-limit-20", "without a limit, pages hold 20 articles"),
     ("article-created-200", "POST /articles answers 200 instead of 201"),
+    // twelve-factor-config
+    (
+        "greeting-default",
+        "a missing GREETING falls back to \"Hello\" instead of refusing to start",
+    ),
+    ("secret-optional", "the service starts without API_SECRET"),
+    (
+        "config-error-unnamed",
+        "a missing variable stops the start with \"invalid configuration\", not its name",
+    ),
+    (
+        "greeting-hardcoded",
+        "the greeting is always \"Hello\", whatever GREETING says",
+    ),
+    (
+        "max-length-default",
+        "MAX_NAME_LENGTH is ignored: names up to 20 characters pass",
+    ),
+    ("admin-open", "GET /admin/config answers without a token"),
+    ("config-shows-secret", "GET /admin/config shows API_SECRET in clear"),
+    (
+        "401-reveals-secret",
+        "the 401 of /admin/config says which token was expected",
+    ),
+    (
+        "secret-logged",
+        "the startup log line dumps the whole configuration, API_SECRET included",
+    ),
+    (
+        "auth-header-logged",
+        "every /admin/config request is logged with its Authorization header",
+    ),
 ];
 
 /// How one instance of the reference service behaves.
@@ -392,6 +425,39 @@ pub struct Config {
     pub env: BTreeMap<String, String>,
     /// Defects switched on.
     pub defects: BTreeSet<String>,
+    /// Where log lines go (one JSON object a line); none: nowhere.
+    pub log: LogSink,
+}
+
+/// Where the service writes its log lines: stdout for the binary, a buffer for an in-process instance.
+#[derive(Clone, Default)]
+pub struct LogSink(Option<Arc<LineWriter>>);
+
+/// Writes one log line.
+type LineWriter = dyn Fn(&str) + Send + Sync;
+
+impl LogSink {
+    /// Lines go to `write`, one call a line (without the newline).
+    pub fn new(write: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(write)))
+    }
+
+    /// Writes one line.
+    pub fn line(&self, line: &str) {
+        if let Some(write) = &self.0 {
+            write(line);
+        }
+    }
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "LogSink(on)"
+        } else {
+            "LogSink(off)"
+        })
+    }
 }
 
 /// A defect name that the reference does not know.
@@ -418,7 +484,11 @@ impl Config {
             }
             set.insert(name.to_string());
         }
-        Ok(Self { env, defects: set })
+        Ok(Self {
+            env,
+            defects: set,
+            log: LogSink::default(),
+        })
     }
 
     /// Whether a defect is switched on.
@@ -468,15 +538,36 @@ pub fn router(config: Config) -> Router {
         .merge(auth::routes())
         .merge(jwt::routes())
         .merge(pagination::routes())
+        .merge(config::routes())
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")
         })
         .with_state(app)
 }
 
+/// Refuses a configuration the service would not start with (a required variable missing), with the reason;
+/// an accepted one is announced on the log.
+pub fn check(config: &Config) -> Result<(), String> {
+    config::check(config)?;
+    config::announce(config);
+    Ok(())
+}
+
 /// Serves the reference on an already bound listener until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> std::io::Result<()> {
-    axum::serve(listener, router(config)).await
+    serve_until(listener, config, std::future::pending()).await
+}
+
+/// Serves until `shutdown` completes, then stops accepting connections and returns once the requests in flight
+/// have been answered (the graceful shutdown a SIGTERM asks for).
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(config))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// A JSON response; `text_plain` simulates the `text-plain-json` defect.

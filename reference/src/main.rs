@@ -8,13 +8,18 @@ async fn main() -> ExitCode {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let port = env.get("PORT").cloned().unwrap_or_else(|| "8080".to_string());
     let defects = env.get("REFERENCE_DEFECTS").cloned().unwrap_or_default();
-    let config = match proctor_reference::Config::new(env, &defects) {
+    let mut config = match proctor_reference::Config::new(env, &defects) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("proctor-reference: {e}");
             return ExitCode::from(2);
         }
     };
+    config.log = proctor_reference::LogSink::new(|line| println!("{line}"));
+    if let Err(reason) = proctor_reference::check(&config) {
+        eprintln!("{reason}");
+        return ExitCode::from(1);
+    }
     let listener = match tokio::net::TcpListener::bind(("0.0.0.0", port.parse().unwrap_or(8080))).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -23,7 +28,20 @@ async fn main() -> ExitCode {
         }
     };
     println!("proctor-reference listening on port {port}");
-    match proctor_reference::serve(listener, config).await {
+    // SIGTERM or Ctrl-C: stop accepting, answer the requests in flight, exit 0.
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    match proctor_reference::serve_until(listener, config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("proctor-reference: {e}");

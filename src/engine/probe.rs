@@ -19,14 +19,33 @@ use crate::vars::Vars;
 pub struct Context<'a> {
     /// The HTTP client.
     pub http: &'a Http,
-    /// The service's base URL (as it was when the probe started).
-    pub base: &'a Url,
-    /// The running service: logs, whether it exited, restart.
+    /// The running service: base URL, output, whether it exited, restart, stop.
     pub service: &'a tokio::sync::Mutex<crate::target::Service>,
+    /// The service's base URL (changes when a restarted container gets a new address).
+    pub base: std::sync::RwLock<Url>,
+    /// The service's output mark when the probe began: `logs` steps read what came after it.
+    pub output_mark: u64,
     /// The per-request timeout.
     pub timeout: Duration,
     /// Cancelled on Ctrl-C.
     pub cancel: &'a CancellationToken,
+}
+
+impl Context<'_> {
+    /// The service's base URL now.
+    pub fn base(&self) -> Url {
+        match self.base.read() {
+            Ok(base) => base.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Records where the service answers after a restart.
+    pub fn set_base(&self, url: Url) {
+        if let Ok(mut base) = self.base.write() {
+            *base = url;
+        }
+    }
 }
 
 /// Runs a probe; never panics on anything the service sends.

@@ -2,7 +2,11 @@
 //! the runner of its kind, one file each.
 
 mod burst;
+mod logs;
+mod restart;
 mod send;
+mod start;
+mod stop;
 mod wait;
 mod walk;
 
@@ -32,6 +36,10 @@ pub(super) async fn run(number: usize, step: &Step, vars: &mut Vars, ctx: &Conte
         Action::Burst(burst) => burst::run(number, step.name.as_deref(), burst, vars, ctx).await,
         Action::Walk(walk) => walk::run(number, step.name.as_deref(), walk, vars, ctx).await,
         Action::Wait(wait) => wait::run(number, wait, vars).await,
+        Action::Restart(restart) => restart::run(number, restart, vars, ctx).await,
+        Action::Stop(stop) => stop::run(number, stop, vars, ctx).await,
+        Action::Start(start) => start::run(number, start, vars, ctx).await,
+        Action::Logs(logs) => logs::run(number, logs, vars, ctx).await,
     }
 }
 

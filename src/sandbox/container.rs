@@ -4,11 +4,12 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig, PortBinding,
-    ResourcesUlimits,
+    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkingConfig,
+    PortBinding, ResourcesUlimits, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, InspectContainerOptions, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use url::Url;
@@ -47,16 +48,21 @@ impl Sandbox {
         challenge: &Challenge,
         limits: Resolved,
         network: &str,
+        env: &[(String, String)],
     ) -> ContainerCreateBody {
         let port = challenge.spec.service.port;
-        let mut env: Vec<String> = challenge
-            .spec
-            .service
-            .env
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let mut env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("PORT={port}"));
+        // The challenge's data folder: a volume of this run, kept across restarts, removed with the run.
+        let mounts = challenge.spec.service.data.as_ref().map(|path| {
+            env.push(format!("DATA_DIR={path}"));
+            vec![Mount {
+                target: Some(path.clone()),
+                source: Some(self.volume_name(challenge)),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            }]
+        });
         let mut labels = self.labels();
         labels.insert("dev.proctor.challenge".to_string(), challenge.id.clone());
         let published = self.mode == NetworkMode::Published;
@@ -79,6 +85,7 @@ impl Sandbox {
                 hard: Some(limits::NOFILE),
             }]),
             network_mode: Some(network.to_string()),
+            mounts,
             // Bounded on disk too: a service that floods stdout cannot fill the engine's disk.
             log_config: Some(HostConfigLogConfig {
                 typ: Some("json-file".to_string()),
@@ -111,21 +118,40 @@ impl Sandbox {
         }
     }
 
-    /// Creates and starts the container for a challenge and finds the address probes will use. `generation`
-    /// counts restarts: each instance has its own name (`proctor-<run>-<challenge>`, then `-1`, `-2`, ...).
+    fn volume_name(&self, challenge: &Challenge) -> String {
+        format!("proctor-{}-{}-data", self.run_id, challenge.id)
+    }
+
+    /// Creates and starts the container for a challenge with `env` (the challenge's, possibly changed) and finds
+    /// the address probes will use. `generation` counts instances: each has its own name
+    /// (`proctor-<run>-<challenge>`, then `-1`, `-2`, ...).
     pub async fn start(
         &self,
         image: &str,
         challenge: &Challenge,
         limits: Resolved,
         generation: u32,
+        env: &[(String, String)],
+        logs: LogBuffer,
     ) -> Result<Container, SandboxError> {
         let network = self.network().await?.to_string();
         let name = match generation {
             0 => format!("proctor-{}-{}", self.run_id, challenge.id),
             n => format!("proctor-{}-{}-{n}", self.run_id, challenge.id),
         };
-        let body = self.container_body(image, challenge, limits, &network);
+        if challenge.spec.service.data.is_some() {
+            // Creating a volume that exists returns it: every instance of the challenge shares the one volume.
+            let volume = VolumeCreateRequest {
+                name: Some(self.volume_name(challenge)),
+                labels: Some(self.labels()),
+                ..Default::default()
+            };
+            self.docker
+                .create_volume(volume)
+                .await
+                .map_err(SandboxError::CreateContainer)?;
+        }
+        let body = self.container_body(image, challenge, limits, &network, env);
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
         let created = self.docker.create_container(Some(options), body).await.map_err(|e| {
             if not_found(&e) {
@@ -139,7 +165,6 @@ impl Sandbox {
             self.remove(&name).await;
             return Err(SandboxError::StartContainer(e));
         }
-        let logs = LogBuffer::new(1 << 20);
         let log_task = tokio::spawn(follow_logs(self.docker.clone(), created.id.clone(), logs.clone()));
         let mut container = Container {
             docker: self.docker.clone(),
@@ -228,6 +253,34 @@ impl Container {
             Some(code) => Some(format!("exited with status {code}")),
             None => Some("stopped".to_string()),
         }
+    }
+
+    /// Sends SIGTERM to PID 1 (the engine's stop, which sends SIGKILL after `grace`) and returns the exit code,
+    /// without removing the container.
+    pub async fn terminate(&self, grace: std::time::Duration) -> Option<i64> {
+        let t = i32::try_from(grace.as_secs().max(1)).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::default().t(t).build();
+        let _ = self.docker.stop_container(&self.name, Some(options)).await;
+        let inspect = self
+            .docker
+            .inspect_container(&self.name, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        inspect.state?.exit_code
+    }
+
+    /// The exit code once the container has stopped.
+    pub async fn exit_code(&self) -> Option<i32> {
+        let inspect = self
+            .docker
+            .inspect_container(&self.name, None::<InspectContainerOptions>)
+            .await
+            .ok()?;
+        let state = inspect.state?;
+        if state.running.unwrap_or(false) {
+            return None;
+        }
+        state.exit_code.and_then(|c| i32::try_from(c).ok())
     }
 
     /// Removes the container (kept with `--keep`).

@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
-use super::{Instance, Spawned, TargetError};
+use super::{Instance, Launch, Spawned, TargetError};
 use crate::limits;
 use crate::sandbox::{NetworkMode, Sandbox};
-use crate::spec::Challenge;
 use crate::spec::model::Limits;
 
 /// Starts containers from one image.
@@ -34,9 +33,20 @@ impl ContainerLauncher {
         self.sandbox.probe_interface()
     }
 
-    pub(super) async fn spawn(&self, challenge: &Challenge, generation: u32) -> Result<Spawned, TargetError> {
+    pub(super) async fn spawn(&self, launch: &Launch<'_>) -> Result<Spawned, TargetError> {
+        let challenge = launch.challenge;
         let resolved = limits::resolve(&challenge.spec.service.limits, &self.limits);
-        let container = self.sandbox.start(&self.image, challenge, resolved, generation).await?;
+        let container = self
+            .sandbox
+            .start(
+                &self.image,
+                challenge,
+                resolved,
+                launch.generation,
+                &launch.env,
+                launch.logs.clone(),
+            )
+            .await?;
         Ok(Spawned {
             base_url: container.base_url.clone(),
             instance: Instance::Container(Box::new(container)),

@@ -10,9 +10,8 @@ use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
-use super::{Instance, Spawned, TargetError, local_url, port_or_free, service_env};
+use super::{Instance, Launch, Spawned, TargetError, local_url, port_or_free};
 use crate::logs::LogBuffer;
-use crate::spec::Challenge;
 
 /// Process groups started and not yet reaped, so a forced exit (second Ctrl-C) can still kill them.
 static LIVE_GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
@@ -111,14 +110,15 @@ impl ProcessLauncher {
         format!("command: {}", self.command)
     }
 
-    pub(super) fn spawn(&self, challenge: &Challenge, port: Option<u16>) -> Result<Spawned, TargetError> {
-        let port = port_or_free(port)?;
-        let process = ServiceProcess::spawn(&self.command, &service_env(challenge, port)).map_err(|source| {
-            TargetError::Spawn {
-                command: self.command.clone(),
-                source,
-            }
-        })?;
+    pub(super) fn spawn(&self, launch: &Launch<'_>) -> Result<Spawned, TargetError> {
+        let port = port_or_free(launch.port)?;
+        let process =
+            ServiceProcess::spawn(&self.command, &launch.local_env(port), launch.logs.clone()).map_err(|source| {
+                TargetError::Spawn {
+                    command: self.command.clone(),
+                    source,
+                }
+            })?;
         Ok(Spawned {
             base_url: Some(local_url(port)),
             instance: Instance::Process(Box::new(process)),
@@ -136,8 +136,9 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts `sh -c <command>` in a new process group with `env` added to proctor's environment.
-    pub fn spawn(command: &str, env: &[(String, String)]) -> std::io::Result<Self> {
+    /// Starts `sh -c <command>` in a new process group with `env` added to proctor's environment; its output
+    /// goes to `logs`.
+    pub fn spawn(command: &str, env: &[(String, String)], logs: LogBuffer) -> std::io::Result<Self> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(command)
@@ -160,7 +161,6 @@ impl ServiceProcess {
         if let Some(pgid) = pgid {
             register(pgid, true);
         }
-        let logs = LogBuffer::new(1 << 20);
         for stream in [
             child.stdout.take().map(Reader::Out),
             child.stderr.take().map(Reader::Err),
@@ -182,22 +182,35 @@ impl ServiceProcess {
         }
     }
 
-    /// SIGTERM to the group, up to `grace` for the shell to exit, then SIGKILL to whatever is left.
-    pub async fn stop(mut self, grace: Duration) {
-        if let Some(pgid) = self.pgid {
-            // Descendants that left the group (setsid) are found by parentage, before the tree can come apart.
-            let tree = descendants(pgid);
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
-            let _ = tokio::time::timeout(grace, self.child.wait()).await;
-            // Children of the shell may outlive it; the group kill reaches them too.
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-            for pid in tree {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            let _ = self.child.wait().await;
-            register(pgid, false);
-            self.pgid = None;
+    /// The exit code once the process has exited (`128 + n` when signal `n` ended it).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(code(status)),
+            _ => None,
         }
+    }
+
+    /// SIGTERM to the group, up to `grace` for the shell to exit, then SIGKILL to whatever is left.
+    pub async fn stop(self, grace: Duration) {
+        self.terminate(grace).await;
+    }
+
+    /// Stops as [`Self::stop`] does and returns the exit code of the started command.
+    pub async fn terminate(mut self, grace: Duration) -> Option<i32> {
+        let pgid = self.pgid?;
+        // Descendants that left the group (setsid) are found by parentage, before the tree can come apart.
+        let tree = descendants(pgid);
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+        let _ = tokio::time::timeout(grace, self.child.wait()).await;
+        // Children of the shell may outlive it; the group kill reaches them too.
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        for pid in tree {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let status = self.child.wait().await;
+        register(pgid, false);
+        self.pgid = None;
+        status.ok().map(code)
     }
 }
 
@@ -208,6 +221,11 @@ impl Drop for ServiceProcess {
             register(pgid, false);
         }
     }
+}
+
+fn code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(-1)
 }
 
 fn describe(status: std::process::ExitStatus) -> String {

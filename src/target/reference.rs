@@ -1,9 +1,9 @@
 //! The bundled reference service, in-process on a loopback port.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use super::{Instance, Spawned, TargetError, local_url};
-use crate::spec::Challenge;
+use super::{Instance, Launch, Spawned, TargetError, local_url};
 
 /// Starts the reference service with some defects switched on.
 #[derive(Debug)]
@@ -12,9 +12,12 @@ pub struct ReferenceLauncher {
     pub defects: String,
 }
 
-/// The reference service's task.
+/// The reference service's task, and the switch of its graceful shutdown.
 #[derive(Debug)]
-pub struct ReferenceTask(tokio::task::JoinHandle<()>);
+pub struct ReferenceTask {
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+}
 
 impl ReferenceLauncher {
     pub(super) fn describe(&self) -> String {
@@ -25,31 +28,54 @@ impl ReferenceLauncher {
         }
     }
 
-    pub(super) async fn spawn(&self, challenge: &Challenge, port: Option<u16>) -> Result<Spawned, TargetError> {
-        let env: BTreeMap<String, String> = challenge.spec.service.env.clone().into_iter().collect();
-        let config =
-            proctor_reference::Config::new(env, &self.defects).map_err(|e| TargetError::Reference(e.to_string()))?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
+    pub(super) async fn spawn(&self, launch: &Launch<'_>) -> Result<Spawned, TargetError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", launch.port.unwrap_or(0)))
             .await
             .map_err(TargetError::Port)?;
         let port = listener.local_addr().map_err(TargetError::Port)?.port();
-        let task = tokio::spawn(async move {
-            let _ = proctor_reference::serve(listener, config).await;
-        });
+        let env: BTreeMap<String, String> = launch.local_env(port).into_iter().collect();
+        let mut config =
+            proctor_reference::Config::new(env, &self.defects).map_err(|e| TargetError::Reference(e.to_string()))?;
+        let logs = launch.logs.clone();
+        config.log = proctor_reference::LogSink::new(move |line| logs.push(format!("{line}\n").as_bytes()));
+        proctor_reference::check(&config).map_err(TargetError::Reference)?;
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(proctor_reference::serve_until(listener, config, async move {
+            let _ = stopped.await;
+        }));
         Ok(Spawned {
             base_url: Some(local_url(port)),
-            instance: Instance::Reference(ReferenceTask(task)),
+            instance: Instance::Reference(ReferenceTask { task, shutdown }),
         })
     }
 }
 
 impl ReferenceTask {
     pub(super) fn exited(&self) -> Option<String> {
-        self.0.is_finished().then(|| "stopped".to_string())
+        self.task.is_finished().then(|| "stopped".to_string())
+    }
+
+    pub(super) fn exit_code(&self) -> Option<i32> {
+        self.task.is_finished().then_some(0)
+    }
+
+    /// The in-process equivalent of SIGTERM: a graceful shutdown (in-flight requests are answered), `0` when it
+    /// ends within `grace`, else the task is aborted and counts as killed (`137`).
+    pub(super) async fn terminate(mut self, grace: Duration) -> Option<i32> {
+        let _ = self.shutdown.send(());
+        match tokio::time::timeout(grace, &mut self.task).await {
+            Ok(Ok(Ok(()))) => Some(0),
+            Ok(_) => Some(1),
+            Err(_) => {
+                self.task.abort();
+                let _ = self.task.await;
+                Some(137)
+            }
+        }
     }
 
     pub(super) async fn stop(self) {
-        self.0.abort();
-        let _ = self.0.await;
+        self.task.abort();
+        let _ = self.task.await;
     }
 }

@@ -322,6 +322,55 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "article-created-200",
         &["create-answers-201-with-the-article@1"],
     ),
+    (
+        "twelve-factor-config",
+        "greeting-default",
+        &["refuses-to-start-without-greeting@1"],
+    ),
+    (
+        "twelve-factor-config",
+        "secret-optional",
+        &["refuses-to-start-without-the-secret@1"],
+    ),
+    (
+        "twelve-factor-config",
+        "config-error-unnamed",
+        &[
+            "refuses-to-start-without-greeting@1",
+            "refuses-to-start-without-the-secret@1",
+        ],
+    ),
+    (
+        "twelve-factor-config",
+        "greeting-hardcoded",
+        &["greets-with-the-configured-greeting@1"],
+    ),
+    (
+        "twelve-factor-config",
+        "max-length-default",
+        &["name-limit-comes-from-the-environment@2"],
+    ),
+    (
+        "twelve-factor-config",
+        "admin-open",
+        &["admin-config-needs-the-secret@1"],
+    ),
+    (
+        "twelve-factor-config",
+        "config-shows-secret",
+        &["no-secret-in-responses@1"],
+    ),
+    (
+        "twelve-factor-config",
+        "401-reveals-secret",
+        &["no-secret-in-responses@2"],
+    ),
+    ("twelve-factor-config", "secret-logged", &["no-secret-in-the-output@4"]),
+    (
+        "twelve-factor-config",
+        "auth-header-logged",
+        &["no-secret-in-the-output@4"],
+    ),
 ];
 
 #[tokio::test]

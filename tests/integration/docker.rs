@@ -83,6 +83,7 @@ fn leftovers(run_id: &str) -> Vec<String> {
     let mut all = docker_lines(&["ps", "-aq", "--filter", &filter]);
     all.extend(docker_lines(&["network", "ls", "-q", "--filter", &filter]));
     all.extend(docker_lines(&["images", "-aq", "--filter", &filter]));
+    all.extend(docker_lines(&["volume", "ls", "-q", "--filter", &filter]));
     all
 }
 
@@ -321,7 +322,7 @@ fn isolation_and_limits_are_what_was_asked_and_keep_then_clean_removes_them() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains(
-            "removed 1 container(s), 1 network(s), 1 image(s)",
+            "removed 1 container(s), 1 network(s), 1 image(s), 0 volume(s)",
         ));
     assert!(leftovers(&run_id).is_empty());
 }
@@ -665,8 +666,9 @@ async fn the_container_reaches_proctor_listeners_on_the_gateway_of_its_internal_
     );
     let challenge = crate::support::challenge("call-home", &spec);
     let limits = proctor::limits::resolve(&Default::default(), &Default::default());
+    let env: Vec<(String, String)> = challenge.spec.service.env.clone().into_iter().collect();
     let container = sandbox
-        .start(&image, &challenge, limits, 0)
+        .start(&image, &challenge, limits, 0, &env, log.clone())
         .await
         .expect("container starts");
     let accepted = tokio::time::timeout(Duration::from_secs(20), listener.accept()).await;
@@ -909,7 +911,7 @@ async fn a_container_restarts_as_a_new_instance_and_the_old_one_is_gone() {
         docker_lines(&["ps", "-q", "--filter", &format!("name=^{first}$")]).len(),
         1
     );
-    service.restart().await.expect("restarts");
+    service.restart(&Default::default()).await.expect("restarts");
     assert!(
         docker_lines(&["ps", "-aq", "--filter", &format!("name=^{first}$")]).is_empty(),
         "the first instance was removed"

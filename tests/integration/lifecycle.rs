@@ -29,7 +29,7 @@ async fn the_reference_and_a_process_restart_on_their_port_and_keep_their_earlie
     let mut service = Service::start(reference, &challenge, None).await.expect("starts");
     let base = service.base_url().clone();
     assert_eq!(answers(&service).await, 200);
-    service.restart().await.expect("restarts");
+    service.restart(&Default::default()).await.expect("restarts");
     assert_eq!(service.base_url(), &base, "the same port");
     assert_eq!(answers(&service).await, 200);
     assert_eq!(service.exited().await, None);
@@ -39,7 +39,7 @@ async fn the_reference_and_a_process_restart_on_their_port_and_keep_their_earlie
     let process = Arc::new(Launcher::Process(ProcessLauncher { command }));
     let mut service = Service::start(process, &challenge, None).await.expect("starts");
     let base = service.base_url().clone();
-    service.restart().await.expect("restarts");
+    service.restart(&Default::default()).await.expect("restarts");
     assert_eq!(service.base_url(), &base, "the same port");
     assert_eq!(answers(&service).await, 200);
     let logs = service.logs().expect("a process has logs");
@@ -83,7 +83,10 @@ async fn a_url_target_cannot_be_restarted_and_says_so() {
         None,
         "proctor has no output of a service it did not start"
     );
-    let (error, _) = reached.restart().await.expect_err("a URL cannot be restarted");
+    let (error, _) = reached
+        .restart(&Default::default())
+        .await
+        .expect_err("a URL cannot be restarted");
     assert!(matches!(error, TargetError::Unsupported { .. }), "{error:?}");
     assert_eq!(
         error.to_string(),

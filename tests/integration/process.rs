@@ -86,10 +86,10 @@ fn a_process_that_never_listens_times_out_and_is_killed() {
 
 #[test]
 fn the_service_gets_port_and_the_challenges_env() {
-    let spec = "title: env\nquestion: { number: 20, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice:\n  env: { GREETING: hello }\n  ready: { http: /health }\nprobes:\n  - id: env-seen\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /health }\n        expect: { status: 200 }\n";
+    let spec = "title: env\nquestion: { number: 20, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice:\n  env: { SALUTE: hello }\n  ready: { http: /health }\nprobes:\n  - id: env-seen\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /health }\n        expect: { status: 200 }\n";
     let dir = temp_dir(&[("env.yaml", spec)]);
     let cmd = format!(
-        "echo \"$GREETING $PORT\" > {}/seen; exec {} reference",
+        "echo \"$SALUTE $PORT\" > {}/seen; exec {} reference",
         dir.path().display(),
         proctor_path().display()
     );

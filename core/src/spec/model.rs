@@ -79,6 +79,10 @@ pub struct ServiceSpec {
     /// Resource limits of the container (Docker targets); proctor's defaults apply to what is not set.
     #[serde(default)]
     pub limits: Limits,
+    /// A folder whose content survives restarts, for services that persist data: in a container, a volume of
+    /// the run mounted at this absolute path; for a local process or the reference, a fresh temporary folder.
+    /// Its path is in the service's env as `DATA_DIR`. Removed with the run.
+    pub data: Option<String>,
 }
 
 impl Default for ServiceSpec {
@@ -90,6 +94,7 @@ impl Default for ServiceSpec {
             start_timeout: default_start_timeout(),
             request_timeout: default_request_timeout(),
             limits: Limits::default(),
+            data: None,
         }
     }
 }
@@ -192,6 +197,84 @@ pub struct StepSpec {
     pub wait: Option<WaitSpec>,
     /// Follow the service's pagination from the request's page to the last, collecting values.
     pub walk: Option<WalkSpec>,
+    /// Restart the service: stop it gracefully, start it again with the same data folder (and optionally changed
+    /// env), wait until it is ready.
+    pub restart: Option<RestartSpec>,
+    /// Stop the service with SIGTERM, optionally while requests are in flight, and check how it ended. The
+    /// service is started again before the next probe.
+    pub stop: Option<StopSpec>,
+    /// Start another instance with changed env, which must refuse to start: exit non-zero, saying why.
+    pub start: Option<StartSpec>,
+    /// Check what the service wrote to stdout and stderr since the probe began.
+    pub logs: Option<LogsSpec>,
+}
+
+/// Changes to the service's env: a value sets a variable (may use `{{...}}`), `null` removes it.
+pub type EnvChanges = IndexMap<String, Option<String>>;
+
+/// A restart.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    /// Changes to the env for the restarted service (and later restarts), e.g. `{ APP_VERSION: "2" }`.
+    #[serde(default)]
+    pub env: EnvChanges,
+}
+
+/// A stop: SIGTERM to PID 1 of a container or to the process group of a process.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopSpec {
+    /// Requests sent just before the signal, still being answered when it arrives; each must complete.
+    pub in_flight: Option<InFlightSpec>,
+    /// The exit codes that pass (default `[0, 143]`: a clean exit, or the default action of SIGTERM).
+    pub exit: Option<Vec<i32>>,
+    /// The longest the service may take to exit after SIGTERM (default 10s); then it is killed (137).
+    pub within: Option<Dur>,
+}
+
+/// Requests in flight when SIGTERM arrives.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InFlightSpec {
+    /// The request (usually a slow one); sent `count` times at once.
+    pub request: RequestSpec,
+    /// How many (default 1).
+    pub count: Option<u32>,
+    /// How long after sending them the signal is sent (default 200ms): less than the requests take.
+    pub signal_after: Option<Dur>,
+    /// What each response must look like (default: any 2xx status).
+    pub expect: Option<ExpectSpec>,
+}
+
+/// A start that must fail.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartSpec {
+    /// Changes to the service's env for this instance only, e.g. `{ API_KEY: null }`.
+    #[serde(default)]
+    pub env: EnvChanges,
+    /// The longest it may take to exit (default 10s).
+    pub within: Option<Dur>,
+    /// Text its output must contain, e.g. the name of the missing variable (may use `{{...}}`).
+    #[serde(default)]
+    pub output_contains: Vec<String>,
+}
+
+/// Checks on the service's output since the probe began.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogsSpec {
+    /// How long to wait for the output to meet the checks (buffered output is flushed late; default 2s).
+    pub within: Option<Dur>,
+    /// Text the output must contain (may use `{{...}}`).
+    #[serde(default)]
+    pub contains: Vec<String>,
+    /// Text the output must never contain: a secret, a canary (may use `{{...}}`).
+    #[serde(default)]
+    pub excludes: Vec<String>,
+    /// Every non-empty line must be a JSON object with at least these fields.
+    pub json_lines: Option<Vec<String>>,
 }
 
 /// An HTTP request. Strings may use `{{...}}` placeholders.

@@ -8,7 +8,8 @@
 //! here with its compilation in [`compile_step`], and its runner.
 
 use crate::spec::model::{
-    CaptureSpec, ChallengeSpec, ExpectSpec, ProbeSpec, RequestSpec, StepSpec, WaitSpec, WalkSpec,
+    CaptureSpec, ChallengeSpec, ExpectSpec, LogsSpec, ProbeSpec, RequestSpec, RestartSpec, StartSpec, StepSpec,
+    StopSpec, WaitSpec, WalkSpec,
 };
 use crate::spec::template::Lookup;
 
@@ -41,6 +42,23 @@ pub enum Action {
     Walk(Box<Walk>),
     /// Pause.
     Wait(WaitSpec),
+    /// Restart the service, optionally with changed env.
+    Restart(RestartSpec),
+    /// Stop the service with SIGTERM and check how it ended.
+    Stop(Box<Stop>),
+    /// Start another instance with changed env; it must refuse to start.
+    Start(StartSpec),
+    /// Check the service's output since the probe began.
+    Logs(LogsSpec),
+}
+
+/// A stop step.
+#[derive(Debug, Clone)]
+pub struct Stop {
+    /// As written.
+    pub spec: StopSpec,
+    /// What each in-flight response must look like (any 2xx by default).
+    pub in_flight_expect: Expect,
 }
 
 /// A request step.
@@ -126,7 +144,23 @@ pub fn compile_step(step: &StepSpec) -> Step {
                 .collect(),
             repeat: step.repeat,
         })),
-        (None, wait, ..) => Action::Wait(wait.clone().unwrap_or_default()),
+        (None, Some(wait), ..) => Action::Wait(wait.clone()),
+        (None, None, ..) => match (&step.restart, &step.stop, &step.start, &step.logs) {
+            (Some(restart), ..) => Action::Restart(restart.clone()),
+            (_, Some(stop), ..) => Action::Stop(Box::new(Stop {
+                in_flight_expect: Expect::new(stop.in_flight.as_ref().and_then(|f| f.expect.clone()).unwrap_or_else(
+                    || ExpectSpec {
+                        status: Some(crate::types::StatusSpec::Class(2)),
+                        ..Default::default()
+                    },
+                )),
+                spec: stop.clone(),
+            })),
+            (_, _, Some(start), _) => Action::Start(start.clone()),
+            (_, _, _, Some(logs)) => Action::Logs(logs.clone()),
+            // Validation refuses a step that is nothing; should one get here, it waits for nothing.
+            _ => Action::Wait(WaitSpec::default()),
+        },
     };
     Step {
         name: step.name.clone(),

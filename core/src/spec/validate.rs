@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::jwt::{JwtSign, VarSpec};
 use super::load::is_kebab;
 use super::model::{
-    BodyCheck, CaptureSpec, ChallengeSpec, ExpectSpec, HeaderCheck, JsonCheck, JsonType, ProbeSpec, Ready, RequestSpec,
-    StepSpec, WalkSpec,
+    BodyCheck, CaptureSpec, ChallengeSpec, EnvChanges, ExpectSpec, HeaderCheck, JsonCheck, JsonType, ProbeSpec, Ready,
+    RequestSpec, StepSpec, WalkSpec,
 };
 use super::template::{BUILTINS, json_strings, placeholders};
 
@@ -277,24 +277,52 @@ impl Validator<'_> {
     }
 
     fn step(&mut self, at: &str, step: &StepSpec, scope: &mut Scope) {
-        match (&step.request, &step.wait) {
-            (Some(_), Some(_)) => self.problem(at, "a step is either a request or a wait, not both"),
-            (None, None) => self.problem(at, "a step needs a `request` or a `wait`"),
-            (None, Some(wait)) => {
-                for (field, present) in [
-                    ("expect", step.expect.is_some()),
-                    ("capture", !step.capture.is_empty()),
-                    ("repeat", step.repeat.is_some()),
-                    ("burst", step.burst.is_some()),
-                    ("walk", step.walk.is_some()),
-                ] {
-                    if present {
-                        self.problem(
-                            format!("{at}.{field}"),
-                            format!("`{field}` needs a request; this step is a wait"),
-                        );
-                    }
+        let kinds: Vec<&str> = [
+            ("request", step.request.is_some()),
+            ("wait", step.wait.is_some()),
+            ("restart", step.restart.is_some()),
+            ("stop", step.stop.is_some()),
+            ("start", step.start.is_some()),
+            ("logs", step.logs.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, present)| present.then_some(kind))
+        .collect();
+        match kinds.as_slice() {
+            [] => {
+                return self.problem(
+                    at,
+                    "a step needs one of `request`, `wait`, `restart`, `stop`, `start` or `logs`",
+                );
+            }
+            [_] => {}
+            many => {
+                return self.problem(
+                    at,
+                    format!("a step is one thing, not {}: use several steps", many.join(" and ")),
+                );
+            }
+        }
+        if step.request.is_none() {
+            for (field, present) in [
+                ("expect", step.expect.is_some()),
+                ("capture", !step.capture.is_empty()),
+                ("repeat", step.repeat.is_some()),
+                ("burst", step.burst.is_some()),
+                ("walk", step.walk.is_some()),
+            ] {
+                if present {
+                    self.problem(
+                        format!("{at}.{field}"),
+                        format!("`{field}` needs a request; this step is a {}", kinds[0]),
+                    );
                 }
+            }
+        }
+        self.lifecycle(at, step, scope);
+        match (&step.request, &step.wait) {
+            (Some(_), Some(_)) | (None, None) => {}
+            (None, Some(wait)) => {
                 match (&wait.duration, &wait.seconds) {
                     (Some(_), Some(_)) | (None, None) => self.problem(
                         format!("{at}.wait"),
@@ -369,6 +397,85 @@ impl Validator<'_> {
                 }
                 // Captures become visible to the following steps only.
                 scope.names.extend(step.capture.keys().cloned());
+            }
+        }
+    }
+
+    /// The steps that act on the service itself: restart, stop, start, logs.
+    fn lifecycle(&mut self, at: &str, step: &StepSpec, scope: &Scope) {
+        let env_changes = |v: &mut Self, field: String, changes: &EnvChanges| {
+            for (name, value) in changes {
+                let field = format!("{field}.{name}");
+                if !is_identifier(name) || RESERVED_ENV.contains(&name.as_str()) || name == "DATA_DIR" {
+                    v.problem(&field, format!("`{name}` cannot be changed by a step"));
+                }
+                if let Some(value) = value {
+                    v.uses(&field, value, scope);
+                    if value.contains('\0') {
+                        v.problem(&field, "an environment value cannot contain a NUL character");
+                    }
+                }
+            }
+        };
+        if let Some(restart) = &step.restart {
+            env_changes(self, format!("{at}.restart.env"), &restart.env);
+        }
+        if let Some(start) = &step.start {
+            env_changes(self, format!("{at}.start.env"), &start.env);
+            if start.env.is_empty() {
+                self.problem(
+                    format!("{at}.start.env"),
+                    "a start that must fail changes the env (the same env starts the same service)",
+                );
+            }
+            if let Some(within) = start.within {
+                self.duration(&format!("{at}.start.within"), within.0, Duration::from_millis(100));
+            }
+            for text in &start.output_contains {
+                self.uses(&format!("{at}.start.output_contains"), text, scope);
+            }
+        }
+        if let Some(stop) = &step.stop {
+            if let Some(within) = stop.within {
+                self.duration(&format!("{at}.stop.within"), within.0, Duration::from_millis(100));
+            }
+            if stop.exit.as_ref().is_some_and(Vec::is_empty) {
+                self.problem(format!("{at}.stop.exit"), "no exit code would pass");
+            }
+            if let Some(in_flight) = &stop.in_flight {
+                if in_flight.count.is_some_and(|n| n == 0 || n > MAX_CONCURRENCY) {
+                    self.problem(
+                        format!("{at}.stop.in_flight.count"),
+                        format!("1 to {MAX_CONCURRENCY} requests may be in flight"),
+                    );
+                }
+                if let Some(after) = in_flight.signal_after {
+                    self.duration(&format!("{at}.stop.in_flight.signal_after"), after.0, Duration::ZERO);
+                }
+                self.request(&format!("{at}.stop.in_flight.request"), &in_flight.request, scope);
+                if let Some(expect) = &in_flight.expect {
+                    let as_step = StepSpec {
+                        request: Some(in_flight.request.clone()),
+                        ..Default::default()
+                    };
+                    self.expect(&format!("{at}.stop.in_flight.expect"), expect, &as_step, scope);
+                }
+            }
+        }
+        if let Some(logs) = &step.logs {
+            if let Some(within) = logs.within {
+                self.duration(&format!("{at}.logs.within"), within.0, Duration::ZERO);
+            }
+            for (field, texts) in [("contains", &logs.contains), ("excludes", &logs.excludes)] {
+                for text in texts {
+                    self.uses(&format!("{at}.logs.{field}"), text, scope);
+                    if text.is_empty() {
+                        self.problem(format!("{at}.logs.{field}"), "an empty text is in every output");
+                    }
+                }
+            }
+            if logs.contains.is_empty() && logs.excludes.is_empty() && logs.json_lines.is_none() {
+                self.problem(format!("{at}.logs"), "the logs check says nothing to check");
             }
         }
     }

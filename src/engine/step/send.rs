@@ -30,7 +30,7 @@ pub(super) async fn run(
     let mut report = step_report(number, label(name, &request.method, &request.path, &suffix), kind);
     for i in 0..times {
         vars.index = send.repeat.map(|_| i);
-        let prepared = prepare(request, vars, ctx.base);
+        let prepared = prepare(request, vars, &ctx.base());
         vars.index = None;
         let prepared = match prepared {
             Ok(p) => p,
