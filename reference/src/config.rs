@@ -113,7 +113,13 @@ async fn admin_config(State(app): State<Shared>, headers: HeaderMap) -> Response
             .log
             .line(&serde_json::json!({ "level": "debug", "msg": "request", "authorization": given }).to_string());
     }
-    let authorized = !secret.is_empty() && given == format!("Bearer {secret}");
+    let expected = format!("Bearer {secret}");
+    let authorized = !secret.is_empty()
+        && if config.has("token-prefix-match") {
+            given.starts_with(&expected)
+        } else {
+            given == expected
+        };
     if !authorized && !config.has("admin-open") {
         let detail = if config.has("401-reveals-secret") {
             format!("the token must be {secret}")

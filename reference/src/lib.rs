@@ -9,6 +9,7 @@ mod caching;
 mod config;
 mod idempotency;
 mod jwt;
+mod memos;
 mod pagination;
 mod ratelimit;
 mod resource;
@@ -403,6 +404,10 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "MAX_NAME_LENGTH is ignored: names up to 20 characters pass",
     ),
     ("admin-open", "GET /admin/config answers without a token"),
+    (
+        "token-prefix-match",
+        "the token check accepts any Authorization header that starts with the right one",
+    ),
     ("config-shows-secret", "GET /admin/config shows API_SECRET in clear"),
     (
         "401-reveals-secret",
@@ -415,6 +420,28 @@ pub const DEFECTS: &[(&str, &str)] = &[
     (
         "auth-header-logged",
         "every /admin/config request is logged with its Authorization header",
+    ),
+    // persistence-and-migration
+    ("memory-only", "memos are kept in memory only: a restart loses them"),
+    (
+        "update-not-saved",
+        "PUT /memos/{id} changes the memo in memory only: a restart brings back the old text",
+    ),
+    (
+        "split-last-line",
+        "the migration splits at the last line break instead of the first",
+    ),
+    (
+        "no-migration",
+        "version 2 serves version-1 memos as they are, without migrating them",
+    ),
+    (
+        "migration-unrecorded",
+        "the migration is not recorded, so every start of version 2 runs it again over migrated memos",
+    ),
+    (
+        "partial-migration",
+        "the migration saves each memo as it converts it: a failure leaves the data half migrated",
     ),
 ];
 
@@ -508,6 +535,7 @@ pub(crate) struct App {
     pub(crate) auth: auth::Store,
     pub(crate) jwt: jwt::Store,
     pub(crate) articles: pagination::Store,
+    pub(crate) memos: memos::Store,
 }
 
 pub(crate) type Shared = Arc<App>;
@@ -515,6 +543,7 @@ pub(crate) type Shared = Arc<App>;
 /// The whole reference service as an axum router.
 pub fn router(config: Config) -> Router {
     let app = Arc::new(App {
+        memos: memos::open(&config),
         config,
         items: Default::default(),
         documents: Default::default(),
@@ -539,6 +568,7 @@ pub fn router(config: Config) -> Router {
         .merge(jwt::routes())
         .merge(pagination::routes())
         .merge(config::routes())
+        .merge(memos::routes())
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")
         })
@@ -549,6 +579,7 @@ pub fn router(config: Config) -> Router {
 /// an accepted one is announced on the log.
 pub fn check(config: &Config) -> Result<(), String> {
     config::check(config)?;
+    memos::migrate(config)?;
     config::announce(config);
     Ok(())
 }

@@ -371,6 +371,50 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "auth-header-logged",
         &["no-secret-in-the-output@4"],
     ),
+    (
+        "twelve-factor-config",
+        "token-prefix-match",
+        &["admin-config-needs-the-secret@3"],
+    ),
+    (
+        "persistence-and-migration",
+        "memory-only",
+        &[
+            "memos-survive-a-restart@5",
+            "a-failed-migration-changes-nothing@3",
+            "version-2-migrates-version-1-memos@4",
+            "the-migration-runs-once@2",
+        ],
+    ),
+    (
+        "persistence-and-migration",
+        "update-not-saved",
+        &["memos-survive-a-restart@6"],
+    ),
+    (
+        "persistence-and-migration",
+        "no-migration",
+        &[
+            "a-failed-migration-changes-nothing@3",
+            "version-2-migrates-version-1-memos@4",
+            "the-migration-runs-once@2",
+        ],
+    ),
+    (
+        "persistence-and-migration",
+        "split-last-line",
+        &["version-2-migrates-version-1-memos@4"],
+    ),
+    (
+        "persistence-and-migration",
+        "migration-unrecorded",
+        &["the-migration-runs-once@2"],
+    ),
+    (
+        "persistence-and-migration",
+        "partial-migration",
+        &["a-failed-migration-changes-nothing@5"],
+    ),
 ];
 
 #[tokio::test]

@@ -11,6 +11,54 @@ use crate::support::{available, proctor_path};
 
 /// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
 const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("persistence-and-migration", "", &[]),
+    (
+        "persistence-and-migration",
+        "commit-per-memo",
+        &[
+            "a-failed-migration-changes-nothing",
+            "the-migration-runs-once",
+            "version-2-migrates-version-1-memos",
+        ],
+    ),
+    (
+        "persistence-and-migration",
+        "exit-zero-on-failure",
+        &["a-failed-migration-changes-nothing"],
+    ),
+    (
+        "persistence-and-migration",
+        "applied-at-refreshed",
+        &["the-migration-runs-once"],
+    ),
+    (
+        "persistence-and-migration",
+        "body-keeps-newline",
+        &["version-2-migrates-version-1-memos"],
+    ),
+    (
+        "persistence-and-migration",
+        "put-not-committed",
+        &["memos-survive-a-restart"],
+    ),
+    ("twelve-factor-config", "", &[]),
+    (
+        "twelve-factor-config",
+        "greeting-default",
+        &["refuses-to-start-without-greeting"],
+    ),
+    ("twelve-factor-config", "log-settings", &["no-secret-in-the-output"]),
+    (
+        "twelve-factor-config",
+        "byte-length",
+        &["name-limit-comes-from-the-environment"],
+    ),
+    (
+        "twelve-factor-config",
+        "prefix-token",
+        &["admin-config-needs-the-secret"],
+    ),
+    ("twelve-factor-config", "config-in-errors", &["no-secret-in-responses"]),
     ("rest-resource", "", &[]),
     (
         "rest-resource",
