@@ -20,7 +20,7 @@ use bollard::query_parameters::{
 use tokio::sync::OnceCell;
 
 pub use build::{BuildLimits, BuildNetwork, BuildOptions, DEFAULT_BUILD_MEMORY, MAX_BUILD_MEMORY};
-pub use container::Container;
+pub use container::{Container, ImageFacts};
 
 /// Every container, network and image proctor makes carries this label (value `1`).
 pub const MANAGED_LABEL: &str = "dev.proctor.managed";

@@ -551,6 +551,20 @@ impl Service {
         })
     }
 
+    /// The configuration of the image the service runs from; `None` when it is not a container.
+    pub async fn image(&self) -> Option<Result<crate::sandbox::ImageFacts, TargetError>> {
+        match self.launcher.as_ref() {
+            Launcher::Container(launcher) => Some(
+                launcher
+                    .sandbox
+                    .image_facts(&launcher.image)
+                    .await
+                    .map_err(TargetError::Sandbox),
+            ),
+            _ => None,
+        }
+    }
+
     /// Stops whatever proctor started.
     pub async fn stop(self) {
         self.instance.stop(STOP_GRACE).await;

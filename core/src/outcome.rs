@@ -92,6 +92,9 @@ pub enum Verdict {
     Errored,
     /// The probe did not run (interrupted, or the target never started).
     Skipped,
+    /// The probe checks what this kind of target does not have (an image's configuration, for a target that is
+    /// not a container): shown, and left out of the score.
+    NotApplicable,
 }
 
 /// One probe's result.
@@ -230,6 +233,8 @@ pub enum StepKind {
     Start,
     /// The service's output was checked.
     Logs,
+    /// The service's image was inspected.
+    Image,
 }
 
 /// A value a step captured.
@@ -328,6 +333,9 @@ pub struct Counts {
     pub errored: usize,
     /// Skipped.
     pub skipped: usize,
+    /// Not applicable to the target (left out of the score).
+    #[serde(default)]
+    pub not_applicable: usize,
 }
 
 /// The JSON Schema of the JSON report, pretty-printed.

@@ -69,6 +69,7 @@ pub fn mark(verdict: Verdict) -> &'static str {
         Verdict::Failed => "✗",
         Verdict::Errored => "!",
         Verdict::Skipped => "-",
+        Verdict::NotApplicable => "○",
     }
 }
 

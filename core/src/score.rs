@@ -8,6 +8,10 @@ pub fn score(probes: &[ProbeReport], threshold: f64, target_ok: bool) -> Score {
     let mut categories: Vec<CategoryScore> = Vec::new();
     let mut counts = Counts::default();
     for probe in probes {
+        if probe.verdict == Verdict::NotApplicable {
+            counts.not_applicable += 1;
+            continue;
+        }
         let earned = probe.earned();
         match categories.iter_mut().find(|c| c.name == probe.category) {
             // Validation bounds a challenge's points far below u32::MAX; saturating keeps a wrong total from
@@ -27,6 +31,7 @@ pub fn score(probes: &[ProbeReport], threshold: f64, target_ok: bool) -> Score {
             Verdict::Failed => counts.failed += 1,
             Verdict::Errored => counts.errored += 1,
             Verdict::Skipped => counts.skipped += 1,
+            Verdict::NotApplicable => {}
         }
     }
     let earned = categories.iter().fold(0u32, |sum, c| sum.saturating_add(c.earned));

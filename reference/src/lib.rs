@@ -13,6 +13,7 @@ mod memos;
 mod pagination;
 mod ratelimit;
 mod resource;
+mod shutdown;
 mod status;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -421,6 +422,15 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "auth-header-logged",
         "every /admin/config request is logged with its Authorization header",
     ),
+    // graceful-shutdown
+    (
+        "sigterm-drops-requests",
+        "on SIGTERM, requests in flight are cut short with 503 instead of being finished",
+    ),
+    (
+        "sigterm-ignored",
+        "SIGTERM is caught and ignored: only SIGKILL, after the grace period, ends the service",
+    ),
     // persistence-and-migration
     ("memory-only", "memos are kept in memory only: a restart loses them"),
     (
@@ -536,13 +546,20 @@ pub(crate) struct App {
     pub(crate) jwt: jwt::Store,
     pub(crate) articles: pagination::Store,
     pub(crate) memos: memos::Store,
+    /// Turns true when a graceful shutdown begins.
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(crate) type Shared = Arc<App>;
 
 /// The whole reference service as an axum router.
 pub fn router(config: Config) -> Router {
+    router_with(config, tokio::sync::watch::channel(false).1)
+}
+
+fn router_with(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
     let app = Arc::new(App {
+        stopping,
         memos: memos::open(&config),
         config,
         items: Default::default(),
@@ -569,6 +586,7 @@ pub fn router(config: Config) -> Router {
         .merge(pagination::routes())
         .merge(config::routes())
         .merge(memos::routes())
+        .merge(shutdown::routes())
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")
         })
@@ -596,10 +614,21 @@ pub async fn serve_until(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config))
+    if config.has("sigterm-ignored") {
+        // The signal is caught by a handler that does nothing: only SIGKILL ends the service.
+        return axum::serve(listener, router(config)).await;
+    }
+    let (stopping, watch) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
+    axum::serve(listener, router_with(config, watch))
         .with_graceful_shutdown(shutdown)
         .await
 }
+
+pub use shutdown::healthcheck;
 
 /// A JSON response; `text_plain` simulates the `text-plain-json` defect.
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value, text_plain: bool) -> Response {

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let port = env.get("PORT").cloned().unwrap_or_else(|| "8080".to_string());
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        let healthy = proctor_reference::healthcheck(port.parse().unwrap_or(8080)).await;
+        return if healthy { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
     let defects = env.get("REFERENCE_DEFECTS").cloned().unwrap_or_default();
     let mut config = match proctor_reference::Config::new(env, &defects) {
         Ok(config) => config,

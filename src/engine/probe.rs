@@ -81,11 +81,20 @@ pub async fn run(probe: &ProbeSpec, plan: &ProbePlan, vars: &mut Vars, ctx: &Con
         };
         report.duration_ms = step_started.elapsed().as_millis() as u64;
         let summary = report.summary();
+        let reason = report.error.clone();
         steps.push(report);
-        if let Ending::NotPassed(blame) = ending {
-            verdict = blame.verdict();
-            message = Some(summary);
-            break;
+        match ending {
+            Ending::Passed => {}
+            Ending::NotPassed(blame) => {
+                verdict = blame.verdict();
+                message = Some(summary);
+                break;
+            }
+            Ending::NotApplicable => {
+                verdict = Verdict::NotApplicable;
+                message = Some(format!("not applicable: {}", reason.unwrap_or_default()));
+                break;
+            }
         }
     }
     ProbeReport::new(probe, verdict, message, started.elapsed().as_millis() as u64, steps)

@@ -2,6 +2,7 @@
 //! the runner of its kind, one file each.
 
 mod burst;
+mod image;
 mod logs;
 mod restart;
 mod send;
@@ -22,6 +23,8 @@ use super::probe::Context;
 pub(super) enum Ending {
     Passed,
     NotPassed(Blame),
+    /// The step checks what this target does not have: the probe is not applicable.
+    NotApplicable,
 }
 
 /// The service did not behave: the step failed.
@@ -40,6 +43,7 @@ pub(super) async fn run(number: usize, step: &Step, vars: &mut Vars, ctx: &Conte
         Action::Stop(stop) => stop::run(number, stop, vars, ctx).await,
         Action::Start(start) => start::run(number, start, vars, ctx).await,
         Action::Logs(logs) => logs::run(number, logs, vars, ctx).await,
+        Action::Image(image) => image::run(number, image, ctx).await,
     }
 }
 

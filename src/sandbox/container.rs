@@ -40,7 +40,38 @@ fn not_found(error: &bollard::errors::Error) -> bool {
     )
 }
 
+/// What an image's configuration says, for the image checks of a spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// `USER` (empty: root).
+    pub user: String,
+    /// `HEALTHCHECK`'s test (empty, or `["NONE"]`: none).
+    pub healthcheck: Vec<String>,
+    /// `ENTRYPOINT`.
+    pub entrypoint: Vec<String>,
+    /// `CMD`.
+    pub cmd: Vec<String>,
+    /// `ENV`, as `NAME=value`.
+    pub env: Vec<String>,
+    /// The image's size in bytes.
+    pub size: u64,
+}
+
 impl Sandbox {
+    /// Reads an image's configuration.
+    pub async fn image_facts(&self, image: &str) -> Result<ImageFacts, SandboxError> {
+        let inspect = self.docker.inspect_image(image).await.map_err(SandboxError::Inspect)?;
+        let config = inspect.config.unwrap_or_default();
+        Ok(ImageFacts {
+            user: config.user.unwrap_or_default(),
+            healthcheck: config.healthcheck.and_then(|h| h.test).unwrap_or_default(),
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            cmd: config.cmd.unwrap_or_default(),
+            env: config.env.unwrap_or_default(),
+            size: inspect.size.and_then(|s| u64::try_from(s).ok()).unwrap_or_default(),
+        })
+    }
+
     /// The container configuration for a challenge: hardened, labelled, on the run's network.
     fn container_body(
         &self,

@@ -377,6 +377,12 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         &["admin-config-needs-the-secret@3"],
     ),
     (
+        "graceful-shutdown",
+        "sigterm-drops-requests",
+        &["requests-in-flight-are-finished@1"],
+    ),
+    ("graceful-shutdown", "sigterm-ignored", &["exits-promptly-on-sigterm@1"]),
+    (
         "persistence-and-migration",
         "memory-only",
         &[
@@ -432,7 +438,7 @@ async fn the_reference_scores_100_percent_on_every_catalog_challenge() {
     assert_eq!(report.challenges.len(), challenges.len());
 }
 
-/// The probes of a report that did not pass, as `probe@step` (the step that failed), sorted. A probe that errored
+/// The probes of a report that did not pass (not applicable ones aside), as `probe@step` (the step that failed), sorted. A probe that errored
 /// or was skipped is listed as `probe!errored` / `probe!skipped`: a defect must make its probes *fail*.
 fn failures(report: &proctor::outcome::RunReport) -> Vec<String> {
     use proctor::outcome::Verdict;
@@ -440,7 +446,7 @@ fn failures(report: &proctor::outcome::RunReport) -> Vec<String> {
         .challenges
         .iter()
         .flat_map(|c| c.probes.iter())
-        .filter(|p| p.verdict != Verdict::Passed)
+        .filter(|p| !matches!(p.verdict, Verdict::Passed | Verdict::NotApplicable))
         .map(|p| match p.verdict {
             Verdict::Failed => {
                 let step = p.steps.iter().find(|s| !s.passed).map_or(0, |s| s.number);
@@ -488,8 +494,13 @@ async fn each_defect_fails_exactly_the_probes_it_targets_at_the_step_that_checks
 #[test]
 fn every_probe_is_failed_on_its_own_by_some_defect_and_every_defect_is_in_the_matrix() {
     let challenges = proctor::catalog::challenges().expect("the catalog loads");
+    let image_defects = crate::support::IMAGE_DEFECTS
+        .iter()
+        .map(|(_, _, probes)| ("graceful-shutdown", "", *probes));
     let sole_kills: BTreeSet<(String, String)> = MATRIX
         .iter()
+        .copied()
+        .chain(image_defects)
         .filter(|(_, _, probes)| probes.len() == 1)
         .map(|(challenge, _, probes)| {
             let probe = probes[0].split_once('@').map_or(probes[0], |(probe, _)| probe);

@@ -68,6 +68,82 @@ fn submission(binary: &str, args: &[&str], extra: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The reference service's image: `/app`, a stand-in `/bin/sh`, a `/data` folder owned by uid 65534 (for
+/// `service.data`), then `lines`, then `ENTRYPOINT ["/app"]` unless `lines` has an entrypoint of its own.
+fn reference_image(lines: &str) -> tempfile::TempDir {
+    let dir = temp_dir(&[]);
+    std::fs::copy(static_bin("proctor-reference"), dir.path().join("app")).expect("copy binary");
+    std::fs::copy(static_bin("sh"), dir.path().join("sh")).expect("copy sh");
+    std::fs::create_dir(dir.path().join("data")).expect("data folder");
+    std::fs::write(dir.path().join("data/.keep"), "").expect("data folder");
+    let entrypoint = if lines.contains("ENTRYPOINT") {
+        ""
+    } else {
+        "ENTRYPOINT [\"/app\"]\n"
+    };
+    let dockerfile = format!(
+        "FROM scratch\nCOPY app /app\nCOPY sh /bin/sh\nCOPY --chown=65534:65534 data /data\n{lines}{entrypoint}"
+    );
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).expect("write Dockerfile");
+    dir
+}
+
+#[test]
+fn image_defects_fail_exactly_their_probe() {
+    if !docker() {
+        return;
+    }
+    let results: Vec<(String, Vec<String>, Vec<String>)> = std::thread::scope(|scope| {
+        let runs: Vec<_> = crate::support::IMAGE_DEFECTS
+            .iter()
+            .map(|(name, lines, expected)| {
+                scope.spawn(move || {
+                    let sub = reference_image(lines);
+                    let out = temp_dir(&[]);
+                    let report = out.path().join("report.json");
+                    proctor()
+                        .args(["run", "graceful-shutdown", "--path"])
+                        .arg(sub.path())
+                        .args([
+                            "--probe",
+                            "runs-as-a-non-root-user",
+                            "--probe",
+                            "declares-a-healthcheck",
+                        ])
+                        .args(["--probe", "entrypoint-is-exec-form", "--report"])
+                        .arg(format!("json={}", report.display()))
+                        .output()
+                        .expect("runs");
+                    let report = read_report(&report);
+                    let failed: Vec<String> = verdicts(&report)
+                        .into_iter()
+                        .filter(|(_, v)| v != "\"passed\"")
+                        .map(|(id, v)| {
+                            format!(
+                                "{}{}",
+                                id.trim_start_matches("graceful-shutdown/"),
+                                if v == "\"failed\"" { "" } else { &v }
+                            )
+                        })
+                        .collect();
+                    let expected: Vec<String> = expected.iter().map(|p| p.to_string()).collect();
+                    assert!(leftovers(report["run_id"].as_str().unwrap_or_default()).is_empty());
+                    (name.to_string(), expected, failed)
+                })
+            })
+            .collect();
+        runs.into_iter().filter_map(|r| r.join().ok()).collect()
+    });
+    assert_eq!(
+        results.len(),
+        crate::support::IMAGE_DEFECTS.len(),
+        "every image was graded"
+    );
+    for (name, expected, failed) in results {
+        assert_eq!(failed, expected, "image {name}");
+    }
+}
+
 fn docker_lines(args: &[&str]) -> Vec<String> {
     let out = StdCommand::new("docker").args(args).output().expect("docker CLI runs");
     String::from_utf8_lossy(&out.stdout)
@@ -114,11 +190,10 @@ fn the_whole_catalog_graded_in_docker_scores_exactly_as_with_cmd() {
     if !docker() {
         return;
     }
-    let sub = submission(
-        "proctor-reference",
-        &[],
-        "ENV REFERENCE_DEFECTS=etag-stale,create-200\n",
-    );
+    let sub = reference_image(&format!(
+        "ENV REFERENCE_DEFECTS=etag-stale,create-200\n{}",
+        crate::support::SOUND_IMAGE
+    ));
     let out = temp_dir(&[]);
     let (in_docker, local) = (out.path().join("docker.json"), out.path().join("local.json"));
     proctor()
@@ -139,7 +214,16 @@ fn the_whole_catalog_graded_in_docker_scores_exactly_as_with_cmd() {
         .assert()
         .code(1);
     let (docker_report, local_report) = (read_report(&in_docker), read_report(&local));
-    assert_eq!(verdicts(&docker_report), verdicts(&local_report));
+    // What only an image has is not applicable to a process; the sound image passes it.
+    let local_verdicts: Vec<(String, String)> = verdicts(&local_report)
+        .into_iter()
+        .map(|(id, v)| (id, v.replace("not_applicable", "passed")))
+        .collect();
+    assert_eq!(verdicts(&docker_report), local_verdicts);
+    assert!(
+        verdicts(&local_report).iter().any(|(_, v)| v == "\"not_applicable\""),
+        "the image probes are not applicable to a process"
+    );
     assert_eq!(
         docker_report["challenges"][0]["score"]["earned"],
         local_report["challenges"][0]["score"]["earned"]

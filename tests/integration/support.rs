@@ -193,3 +193,25 @@ impl Recorder {
         self.0.lock().expect("not poisoned").clone()
     }
 }
+
+/// Image defects: Dockerfile lines for the reference's `FROM scratch` image (after `FROM`, before the
+/// `ENTRYPOINT` a sound image has) that each break one image rule, with the probes they must fail. Graded in
+/// Docker by `docker::image_defects_fail_exactly_their_probe`; counted by the defect matrix's coverage check.
+/// `sound` is the image every other Docker test of the catalog uses.
+pub const IMAGE_DEFECTS: &[(&str, &str, &[&str])] = &[
+    ("sound", SOUND_IMAGE, &[]),
+    (
+        "runs-as-root",
+        "HEALTHCHECK CMD [\"/app\", \"healthcheck\"]\n",
+        &["runs-as-a-non-root-user"],
+    ),
+    ("no-healthcheck", "USER 65534:65534\n", &["declares-a-healthcheck"]),
+    (
+        "shell-form",
+        "USER 65534:65534\nHEALTHCHECK CMD [\"/app\", \"healthcheck\"]\nCOPY sh /bin/sh\nENTRYPOINT /app\n",
+        &["entrypoint-is-exec-form"],
+    ),
+];
+
+/// A sound image: a non-root user and a health check (the exec-form `ENTRYPOINT` is added after these lines).
+pub const SOUND_IMAGE: &str = "USER 65534:65534\nHEALTHCHECK CMD [\"/app\", \"healthcheck\"]\n";

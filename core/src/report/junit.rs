@@ -53,7 +53,7 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
             // A service that never started is an error on every probe, not a skip: CI must not show it green.
             let status = match (probe.verdict, &c.target_error) {
                 (Verdict::Passed, _) => TestCaseStatus::success(),
-                (Verdict::Skipped, None) => {
+                (Verdict::Skipped, None) | (Verdict::NotApplicable, _) => {
                     let mut status = TestCaseStatus::skipped();
                     status.set_message(message.as_ref());
                     status

@@ -70,15 +70,17 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "| | probe | category | points |")?;
         writeln!(out, "|---|---|---|---|")?;
         for probe in &c.probes {
-            let earned = probe.earned();
+            let points = match probe.verdict {
+                Verdict::NotApplicable => "n/a".to_string(),
+                _ => format!("{}/{}", probe.earned(), probe.points),
+            };
             writeln!(
                 out,
-                "| {} | {} — {} | {} | {earned}/{} |",
+                "| {} | {} — {} | {} | {points} |",
                 mark(probe.verdict),
                 cell(&probe.id),
                 cell(&probe.title),
                 cell(&probe.category),
-                probe.points
             )?;
         }
         for probe in c

@@ -34,6 +34,7 @@ impl Palette {
             Verdict::Passed => &self.good,
             Verdict::Failed => &self.bad,
             Verdict::Errored | Verdict::Skipped => &self.warn,
+            Verdict::NotApplicable => &self.dim,
         }
     }
 }
@@ -98,16 +99,21 @@ fn write_challenge(c: &ChallengeReport, out: &mut dyn Write, p: &Palette) -> io:
     let id_width = c.probes.iter().map(|pr| pr.id.len()).max().unwrap_or(0);
     let category_width = c.probes.iter().map(|pr| pr.category.len()).max().unwrap_or(0);
     for probe in &c.probes {
-        let earned = probe.earned();
+        let points = match probe.verdict {
+            Verdict::NotApplicable => " n/a ".to_string(),
+            _ => format!("{:>2}/{:<2}", probe.earned(), probe.points),
+        };
+        let title = match (probe.verdict, &probe.message) {
+            (Verdict::NotApplicable, Some(why)) => format!("{} ({why})", probe.title),
+            _ => probe.title.clone(),
+        };
         writeln!(
             out,
-            "  {} {:id_width$}  {:category_width$}  {:>2}/{:<2}  {}",
+            "  {} {:id_width$}  {:category_width$}  {points}  {}",
             p.verdict(probe.verdict).apply_to(mark(probe.verdict)),
             safe(&probe.id),
             p.dim.apply_to(safe(&probe.category)),
-            earned,
-            probe.points,
-            safe(&probe.title),
+            safe(&title),
         )?;
     }
     let s = &c.score;

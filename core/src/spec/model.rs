@@ -207,6 +207,29 @@ pub struct StepSpec {
     pub start: Option<StartSpec>,
     /// Check what the service wrote to stdout and stderr since the probe began.
     pub logs: Option<LogsSpec>,
+    /// Check the configuration of the service's image (container targets; not applicable to others).
+    pub image: Option<ImageSpec>,
+}
+
+/// Checks on the image a container runs: each one that is `true` is checked.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// The image's user is not root (`USER` set, and not `root` or uid 0).
+    #[serde(default)]
+    pub non_root: bool,
+    /// The image declares a `HEALTHCHECK`.
+    #[serde(default)]
+    pub healthcheck: bool,
+    /// The program that starts is in exec form (`ENTRYPOINT ["app"]`), not run by `/bin/sh -c`, so signals reach it.
+    #[serde(default)]
+    pub exec_form: bool,
+    /// No environment variable baked into the image has a secret-looking name (`*SECRET*`, `*PASSWORD*`,
+    /// `*TOKEN*`, `*API_KEY*`, `*PRIVATE_KEY*`) and a value.
+    #[serde(default)]
+    pub no_secret_env: bool,
+    /// The image is at most this big.
+    pub max_size: Option<crate::types::ByteSize>,
 }
 
 /// Changes to the service's env: a value sets a variable (may use `{{...}}`), `null` removes it.
@@ -227,9 +250,12 @@ pub struct RestartSpec {
 pub struct StopSpec {
     /// Requests sent just before the signal, still being answered when it arrives; each must complete.
     pub in_flight: Option<InFlightSpec>,
-    /// The exit codes that pass (default `[0, 143]`: a clean exit, or the default action of SIGTERM).
+    /// How long the service gets to exit after SIGTERM before it is killed with SIGKILL (default 10s).
+    pub grace: Option<Dur>,
+    /// The exit codes that pass, e.g. `[0, 143]` (a clean exit, or the default action of SIGTERM; 137 means it
+    /// was killed). Not checked when absent.
     pub exit: Option<Vec<i32>>,
-    /// The longest the service may take to exit after SIGTERM (default 10s); then it is killed (137).
+    /// The longest the service may take to exit after SIGTERM. Not checked when absent.
     pub within: Option<Dur>,
 }
 

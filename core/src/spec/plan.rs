@@ -8,8 +8,8 @@
 //! here with its compilation in [`compile_step`], and its runner.
 
 use crate::spec::model::{
-    CaptureSpec, ChallengeSpec, ExpectSpec, LogsSpec, ProbeSpec, RequestSpec, RestartSpec, StartSpec, StepSpec,
-    StopSpec, WaitSpec, WalkSpec,
+    CaptureSpec, ChallengeSpec, ExpectSpec, ImageSpec, LogsSpec, ProbeSpec, RequestSpec, RestartSpec, StartSpec,
+    StepSpec, StopSpec, WaitSpec, WalkSpec,
 };
 use crate::spec::template::Lookup;
 
@@ -50,6 +50,8 @@ pub enum Action {
     Start(StartSpec),
     /// Check the service's output since the probe began.
     Logs(LogsSpec),
+    /// Check the configuration of the service's image.
+    Image(ImageSpec),
 }
 
 /// A stop step.
@@ -158,6 +160,7 @@ pub fn compile_step(step: &StepSpec) -> Step {
             })),
             (_, _, Some(start), _) => Action::Start(start.clone()),
             (_, _, _, Some(logs)) => Action::Logs(logs.clone()),
+            _ if step.image.is_some() => Action::Image(step.image.clone().unwrap_or_default()),
             // Validation refuses a step that is nothing; should one get here, it waits for nothing.
             _ => Action::Wait(WaitSpec::default()),
         },

@@ -284,6 +284,7 @@ impl Validator<'_> {
             ("stop", step.stop.is_some()),
             ("start", step.start.is_some()),
             ("logs", step.logs.is_some()),
+            ("image", step.image.is_some()),
         ]
         .into_iter()
         .filter_map(|(kind, present)| present.then_some(kind))
@@ -292,7 +293,7 @@ impl Validator<'_> {
             [] => {
                 return self.problem(
                     at,
-                    "a step needs one of `request`, `wait`, `restart`, `stop`, `start` or `logs`",
+                    "a step needs one of `request`, `wait`, `restart`, `stop`, `start`, `logs` or `image`",
                 );
             }
             [_] => {}
@@ -436,8 +437,17 @@ impl Validator<'_> {
             }
         }
         if let Some(stop) = &step.stop {
+            if let Some(grace) = stop.grace {
+                self.duration(&format!("{at}.stop.grace"), grace.0, Duration::from_millis(100));
+            }
             if let Some(within) = stop.within {
                 self.duration(&format!("{at}.stop.within"), within.0, Duration::from_millis(100));
+                if within.0 > stop.grace.map_or(Duration::from_secs(10), |g| g.0) {
+                    self.problem(
+                        format!("{at}.stop.within"),
+                        "`within` is longer than the grace period: the service is killed before it is reached",
+                    );
+                }
             }
             if stop.exit.as_ref().is_some_and(Vec::is_empty) {
                 self.problem(format!("{at}.stop.exit"), "no exit code would pass");
@@ -477,6 +487,12 @@ impl Validator<'_> {
             if logs.contains.is_empty() && logs.excludes.is_empty() && logs.json_lines.is_none() {
                 self.problem(format!("{at}.logs"), "the logs check says nothing to check");
             }
+        }
+        if let Some(image) = &step.image
+            && !(image.non_root || image.healthcheck || image.exec_form || image.no_secret_env)
+            && image.max_size.is_none()
+        {
+            self.problem(format!("{at}.image"), "the image check says nothing to check");
         }
     }
 
