@@ -1085,3 +1085,41 @@ async fn a_docker_session_runs_from_the_library_with_its_events_and_leaves_nothi
     );
     assert!(leftovers(&options.run_id).is_empty(), "nothing of the run is left");
 }
+
+#[test]
+fn ctrl_c_during_a_restart_or_a_stop_leaves_no_container_volume_or_network() {
+    if !docker() {
+        return;
+    }
+    // A service that ignores SIGTERM: a restart waits 5 s for it to go, a stop waits out its grace period; the
+    // interrupt lands in that wait, with a data volume in use.
+    let stubborn = reference_image(&format!(
+        "ENV REFERENCE_DEFECTS=sigterm-ignored\n{}",
+        crate::support::SOUND_IMAGE
+    ));
+    let spec = |step: &str| {
+        format!(
+            "title: t\nquestion: {{ number: 1, text: q }}\nbrief: b\nrules: [{{ id: r, text: t }}]\nservice: {{ ready: {{ http: /health }}, data: /data, start_timeout: 60s }}\nprobes:\n  - {{ id: p, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {step}, {{ wait: {{ duration: 60s }} }} ] }}\n"
+        )
+    };
+    let volume_in_use = |name: &str| {
+        container_running(name)
+            && !docker_lines(&["volume", "ls", "-q", "--filter", "label=dev.proctor.managed=1"]).is_empty()
+            && {
+                std::thread::sleep(Duration::from_millis(1500));
+                true
+            }
+    };
+    interrupt_when(
+        "ctrl-c-restarting",
+        &spec("{ restart: {} }"),
+        stubborn.path(),
+        volume_in_use,
+    );
+    interrupt_when(
+        "ctrl-c-stopping",
+        &spec("{ stop: { grace: 30s } }"),
+        stubborn.path(),
+        volume_in_use,
+    );
+}
