@@ -10,7 +10,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from contextlib import asynccontextmanager
 
 import uvicorn
@@ -58,10 +57,7 @@ async def health():
 
 @app.get("/work")
 async def work():
-    if BUG == "blocking-work":
-        time.sleep(WORK_MS / 1000)  # blocks the event loop
-    else:
-        await asyncio.sleep(WORK_MS / 1000)
+    await asyncio.sleep(WORK_MS / 1000)  # stands for real work; never block the event loop
     return {"done": True}
 
 
