@@ -5,6 +5,7 @@
 
 mod capture;
 mod json;
+mod metrics;
 
 use std::time::Duration;
 
@@ -118,6 +119,9 @@ pub fn evaluate(compiled: &Expect, response: &Response, lookup: &mut Lookup<'_>)
     }
     if let Some(body) = &expect.body {
         body_checks(body, response, lookup, &mut checks);
+    }
+    if !expect.metrics.is_empty() {
+        metrics::checks(&expect.metrics, response, lookup, &mut checks);
     }
     if let Some(media) = &expect.content_type {
         let actual = response.header("content-type");

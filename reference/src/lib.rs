@@ -10,6 +10,7 @@ mod config;
 mod idempotency;
 mod jwt;
 mod memos;
+mod observe;
 mod pagination;
 mod ratelimit;
 mod resource;
@@ -422,6 +423,36 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "auth-header-logged",
         "every /admin/config request is logged with its Authorization header",
     ),
+    // observability
+    (
+        "health-plain-json",
+        "GET /health answers application/json instead of application/health+json",
+    ),
+    (
+        "metrics-untyped",
+        "/metrics has no # TYPE line: the request counter is untyped",
+    ),
+    (
+        "metrics-skip-errors",
+        "the request counter counts only successful requests: 4xx and 5xx are missing",
+    ),
+    (
+        "raw-path-labels",
+        "the route label is the raw path (/widgets/42), one series per URL",
+    ),
+    (
+        "request-id-ignored",
+        "an incoming X-Request-Id is replaced by a generated one",
+    ),
+    (
+        "request-id-trusted",
+        "any incoming X-Request-Id is echoed as is, however long or odd",
+    ),
+    (
+        "request-id-absent",
+        "without an incoming X-Request-Id the response has none",
+    ),
+    ("log-plain-text", "request log lines are plain text, not JSON"),
     // graceful-shutdown
     (
         "sigterm-drops-requests",
@@ -546,6 +577,7 @@ pub(crate) struct App {
     pub(crate) jwt: jwt::Store,
     pub(crate) articles: pagination::Store,
     pub(crate) memos: memos::Store,
+    pub(crate) observe: observe::Store,
     /// Turns true when a graceful shutdown begins.
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
 }
@@ -561,6 +593,7 @@ fn router_with(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> 
     let app = Arc::new(App {
         stopping,
         memos: memos::open(&config),
+        observe: Default::default(),
         config,
         items: Default::default(),
         documents: Default::default(),
@@ -572,10 +605,7 @@ fn router_with(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> 
         articles: Default::default(),
     });
     Router::new()
-        .route(
-            "/health",
-            get(|| async { json_response(StatusCode::OK, &serde_json::json!({"status": "pass"}), false) }),
-        )
+        .route("/health", get(observe::health))
         .merge(resource::routes())
         .merge(caching::routes())
         .merge(ratelimit::routes())
@@ -587,9 +617,12 @@ fn router_with(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> 
         .merge(config::routes())
         .merge(memos::routes())
         .merge(shutdown::routes())
+        .merge(observe::routes())
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")
         })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), observe::request_id))
         .with_state(app)
 }
 

@@ -376,6 +376,30 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "token-prefix-match",
         &["admin-config-needs-the-secret@3"],
     ),
+    ("observability", "health-plain-json", &["health-is-health-json@1"]),
+    ("observability", "metrics-untyped", &["metrics-are-prometheus-text@2"]),
+    (
+        "observability",
+        "metrics-skip-errors",
+        &["request-counter-rises-with-requests@4"],
+    ),
+    (
+        "observability",
+        "raw-path-labels",
+        &["routes-are-templated-in-labels@2"],
+    ),
+    ("observability", "request-id-ignored", &["request-id-is-echoed@1"]),
+    (
+        "observability",
+        "request-id-trusted",
+        &["invalid-request-id-is-replaced@1"],
+    ),
+    (
+        "observability",
+        "request-id-absent",
+        &["missing-request-id-is-generated@1"],
+    ),
+    ("observability", "log-plain-text", &["one-json-log-line-per-request@2"]),
     (
         "graceful-shutdown",
         "sigterm-drops-requests",

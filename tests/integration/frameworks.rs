@@ -11,6 +11,23 @@ use crate::support::{available, proctor_path};
 
 /// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
 const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("graceful-shutdown", "", &[]),
+    (
+        "graceful-shutdown",
+        "exit-on-sigterm",
+        &["requests-in-flight-are-finished"],
+    ),
+    (
+        "graceful-shutdown",
+        "graceful-timeout-zero",
+        &["requests-in-flight-are-finished"],
+    ),
+    ("graceful-shutdown", "swallow-sigterm", &["exits-promptly-on-sigterm"]),
+    (
+        "graceful-shutdown",
+        "slow-shutdown-hook",
+        &["exits-promptly-on-sigterm"],
+    ),
     ("persistence-and-migration", "", &[]),
     (
         "persistence-and-migration",
@@ -208,7 +225,7 @@ fn grade(python: &Path, challenge: &str, bug: &str) -> Result<Vec<String>, Strin
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|p| p["verdict"] != "passed")
+        .filter(|p| p["verdict"] != "passed" && p["verdict"] != "not_applicable")
         .map(|p| {
             format!(
                 "{}{}",

@@ -7,6 +7,9 @@ use super::{Capture, Lookup, Response, clip};
 /// The captured text, or why nothing could be captured (the service's fault: a failed step).
 pub fn capture(capture: &Capture, response: &Response, lookup: &mut Lookup<'_>) -> Result<String, String> {
     let spec = &capture.spec;
+    if let Some(metric) = &spec.metric {
+        return super::metrics::value(metric, response, lookup);
+    }
     if let Some(path) = &capture.json {
         let (path, path_text) = path
             .resolve(lookup)

@@ -352,6 +352,64 @@ pub struct ExpectSpec {
     pub content_type: Option<String>,
     /// The longest the response may take.
     pub max_time: Option<Dur>,
+    /// Checks on a Prometheus text exposition body (`/metrics`), each on the samples of one metric.
+    #[serde(default)]
+    pub metrics: Vec<MetricCheck>,
+}
+
+/// The samples of one metric whose labels include these (values may use `{{...}}`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricSelector {
+    /// The metric's name, e.g. `http_requests_total`.
+    pub name: String,
+    /// Labels the samples must have, with these values; other labels may be present.
+    #[serde(default)]
+    pub labels: IndexMap<String, String>,
+}
+
+/// A check on the samples of one metric: their values are summed.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricCheck {
+    /// The metric's name.
+    pub name: String,
+    /// Labels the samples must have (values may use `{{...}}`).
+    #[serde(default)]
+    pub labels: IndexMap<String, String>,
+    /// `true`: at least one sample; `false`: none.
+    pub exists: Option<bool>,
+    /// The metric is declared with this `# TYPE`.
+    #[serde(rename = "type")]
+    pub kind: Option<MetricType>,
+    /// The sum is at least this.
+    pub gte: Option<f64>,
+    /// The sum rose by at least `at_least` since `from` (a value captured earlier with `capture: { metric }`).
+    pub increase: Option<Increase>,
+}
+
+/// A metric type of the text exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricType {
+    /// Only goes up.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Buckets, a sum and a count.
+    Histogram,
+    /// Quantiles, a sum and a count.
+    Summary,
+}
+
+/// A rise since an earlier value.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Increase {
+    /// The earlier value, usually `{{before}}`.
+    pub from: String,
+    /// The least rise.
+    pub at_least: f64,
 }
 
 /// Checks on one response header. All field lines with the name are considered.
@@ -461,6 +519,8 @@ pub struct CaptureSpec {
     /// A regular expression applied to the header (with `header`) or to the body; its first group (or the
     /// whole match) is captured.
     pub regex: Option<Pattern>,
+    /// The sum of a metric's samples in a Prometheus text body (`0` when there is none yet).
+    pub metric: Option<MetricSelector>,
 }
 
 /// A burst: `count` requests sent by `concurrency` connections opened beforehand and released together.

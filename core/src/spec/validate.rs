@@ -633,6 +633,26 @@ impl Validator<'_> {
         if let Some(body) = &expect.body {
             self.body_check(&format!("{at}.body"), body, scope);
         }
+        for (i, check) in expect.metrics.iter().enumerate() {
+            let field = format!("{at}.metrics[{i}]");
+            self.metric_selector(&field, &check.name, &check.labels, scope);
+            if check.exists.is_none() && check.kind.is_none() && check.gte.is_none() && check.increase.is_none() {
+                self.problem(&field, "the metric check says nothing to check");
+            }
+            if check.exists == Some(false) && (check.kind.is_some() || check.gte.is_some() || check.increase.is_some())
+            {
+                self.problem(&field, "a metric that must not exist has no type or value to check");
+            }
+            if let Some(increase) = &check.increase {
+                self.uses(&format!("{field}.increase.from"), &increase.from, scope);
+                if !increase.at_least.is_finite() {
+                    self.problem(format!("{field}.increase.at_least"), "not a finite number");
+                }
+            }
+            if check.gte.is_some_and(|n| !n.is_finite()) {
+                self.problem(format!("{field}.gte"), "not a finite number");
+            }
+        }
         if let Some(media) = &expect.content_type
             && (!media.contains('/') || media.contains(';'))
         {
@@ -787,7 +807,35 @@ impl Validator<'_> {
         }
     }
 
+    fn metric_selector(&mut self, at: &str, name: &str, labels: &indexmap::IndexMap<String, String>, scope: &Scope) {
+        let valid = |s: &str, colon: bool| {
+            let mut chars = s.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || (colon && c == ':'))
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':'))
+        };
+        if !valid(name, true) {
+            self.problem(
+                format!("{at}.name"),
+                format!("`{name}` is not a Prometheus metric name"),
+            );
+        }
+        for (label, value) in labels {
+            if !valid(label, false) {
+                self.problem(format!("{at}.labels.{label}"), format!("`{label}` is not a label name"));
+            }
+            self.uses(&format!("{at}.labels.{label}"), value, scope);
+        }
+    }
+
     fn capture(&mut self, at: &str, capture: &CaptureSpec, scope: &Scope) {
+        if let Some(metric) = &capture.metric {
+            if capture.json.is_some() || capture.header.is_some() || capture.regex.is_some() {
+                self.problem(at, "capture from `metric` alone");
+            }
+            return self.metric_selector(&format!("{at}.metric"), &metric.name, &metric.labels, scope);
+        }
         match (&capture.json, &capture.header) {
             (Some(_), Some(_)) => self.problem(at, "capture from `json` or from `header`, not both"),
             (None, None) if capture.regex.is_none() => {
