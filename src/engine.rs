@@ -160,18 +160,28 @@ pub async fn run_challenge(
     let service = tokio::sync::Mutex::new(service);
     let mut gone: Option<String> = None;
     for (probe_spec, plan) in spec.probes.iter().zip(&challenge.plan) {
+        // A step stopped the service: it starts again for the next probe (and a failure to is that probe's).
+        let back = {
+            let mut running = service.lock().await;
+            let unchanged = crate::target::EnvChanges::default();
+            if running.stopped() && !cancel.is_cancelled() {
+                tokio::select! {
+                    () = cancel.cancelled() => Ok(()),
+                    restarted = running.restart(&unchanged) => restarted.map(|()| gone = None).map_err(|(e, _)| {
+                        format!("the service did not start again after a step stopped it: {}", error_chain(&e))
+                    }),
+                }
+            } else {
+                Ok(())
+            }
+        };
         let mut result = if cancel.is_cancelled() {
             skipped(probe_spec, "interrupted")
+        } else if let Err(message) = back {
+            ProbeReport::new(probe_spec, Verdict::Failed, Some(message), 0, Vec::new())
         } else {
             let (env, ctx) = {
-                let mut running = service.lock().await;
-                // A step stopped the service: it starts again for the next probe.
-                if running.stopped() {
-                    gone = match running.restart(&Default::default()).await {
-                        Ok(()) => None,
-                        Err((e, _)) => Some(format!("did not start again after it was stopped: {}", error_chain(&e))),
-                    };
-                }
+                let running = service.lock().await;
                 // `{{env.PORT}}` is the port the service was actually given (a free one for --cmd, the URL's for
                 // --url); `{{env.NAME}}` follows the env as steps changed it.
                 let mut env = running.env().clone();

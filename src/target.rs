@@ -193,6 +193,8 @@ struct Launch<'a> {
     challenge: &'a Challenge,
     /// The env (the challenge's, possibly changed by a step), without `PORT` and `DATA_DIR`.
     env: Vec<(String, String)>,
+    /// Variables a step removed: a local process must not inherit them from proctor's own environment either.
+    removed: Vec<String>,
     /// Counts the instances of the service: each container has its own name.
     generation: u32,
     /// The port an earlier instance had, to keep (a process or the reference).
@@ -253,16 +255,19 @@ impl Instance {
         }
     }
 
-    /// SIGTERM, up to `grace` to exit, then SIGKILL; the exit code, and the instance is removed.
-    async fn terminate(self, grace: Duration) -> Option<i32> {
+    /// SIGTERM, up to `grace` to exit, then SIGKILL; the exit code and the time from SIGTERM to the end (the
+    /// removal of a container not counted), and the instance is removed.
+    async fn terminate(self, grace: Duration) -> (Option<i32>, Duration) {
+        let started = std::time::Instant::now();
         match self {
-            Instance::External | Instance::Gone => None,
-            Instance::Process(process) => process.terminate(grace).await,
-            Instance::Reference(task) => task.terminate(grace).await,
+            Instance::External | Instance::Gone => (None, Duration::ZERO),
+            Instance::Process(process) => (process.terminate(grace).await, started.elapsed()),
+            Instance::Reference(task) => (task.terminate(grace).await, started.elapsed()),
             Instance::Container(container) => {
                 let code = container.terminate(grace).await;
+                let after = started.elapsed();
                 container.stop().await;
-                code.and_then(|c| i32::try_from(c).ok())
+                (code, after)
             }
         }
     }
@@ -304,6 +309,9 @@ pub struct Attempt {
 /// The longest proctor waits for a `--url` service to answer its readiness check (unless `--start-timeout`).
 pub const URL_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The line written into a service's output where it was restarted (not the service's own output).
+pub const RESTART_MARKER: &str = "--- restarted ---";
+
 /// How long a stopped service gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -319,6 +327,8 @@ pub struct Service {
     generation: u32,
     /// The env the service runs with now (the challenge's, as changed by restarts).
     env: indexmap::IndexMap<String, String>,
+    /// Variables restarts removed.
+    removed: std::collections::BTreeSet<String>,
     /// The output of every instance, in order.
     logs: LogBuffer,
     /// The data folder of a process or the reference (a container's is a volume).
@@ -374,6 +384,7 @@ impl Service {
             instance: Instance::Gone,
             generation: 0,
             env: challenge.spec.service.env.clone(),
+            removed: Default::default(),
             logs: LogBuffer::new(1 << 20),
             data_dir,
         };
@@ -383,10 +394,17 @@ impl Service {
         Ok(service)
     }
 
-    fn launch(&self, port: Option<u16>, env: &indexmap::IndexMap<String, String>, logs: LogBuffer) -> Launch<'_> {
+    fn launch(
+        &self,
+        port: Option<u16>,
+        env: &indexmap::IndexMap<String, String>,
+        removed: &std::collections::BTreeSet<String>,
+        logs: LogBuffer,
+    ) -> Launch<'_> {
         Launch {
             challenge: &self.challenge,
             env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            removed: removed.iter().cloned().collect(),
             generation: self.generation,
             port,
             data_dir: self.data_dir.as_ref().map(|d| d.0.as_path()),
@@ -397,7 +415,7 @@ impl Service {
     /// Spawns an instance and waits until it is ready; on failure, tears it down and says why, with its last
     /// output.
     async fn ready_instance(&self, port: Option<u16>) -> Result<(::url::Url, Instance), (TargetError, Option<String>)> {
-        let launch = self.launch(port, &self.env, self.logs.clone());
+        let launch = self.launch(port, &self.env, &self.removed, self.logs.clone());
         ready_instance(&self.launcher, &launch, self.start_timeout).await
     }
 
@@ -462,10 +480,11 @@ impl Service {
             return Err((error, None));
         }
         let port = self.base_url.port_or_known_default();
+        // Gracefully, as a deploy would: SIGTERM, then SIGKILL after the grace period (a container included).
         let old = std::mem::replace(&mut self.instance, Instance::Gone);
-        old.stop(STOP_GRACE).await;
-        self.logs.push(b"\n--- restarted ---\n");
-        apply(&mut self.env, changes);
+        let _ = old.terminate(STOP_GRACE).await;
+        self.logs.push(format!("\n{RESTART_MARKER}\n").as_bytes());
+        apply(&mut self.env, &mut self.removed, changes);
         self.generation += 1;
         let (base_url, instance) = self.ready_instance(port).await?;
         self.base_url = base_url;
@@ -480,13 +499,9 @@ impl Service {
         if let Some(error) = self.unsupported("stopping the service") {
             return Err(error);
         }
-        let started = std::time::Instant::now();
         let old = std::mem::replace(&mut self.instance, Instance::Gone);
-        let exit_code = old.terminate(grace).await;
-        Ok(Terminated {
-            exit_code,
-            after: started.elapsed(),
-        })
+        let (exit_code, after) = old.terminate(grace).await;
+        Ok(Terminated { exit_code, after })
     }
 
     /// Starts another instance with the env changed by `changes` (on a port of its own; the service keeps
@@ -495,11 +510,11 @@ impl Service {
         if let Some(error) = self.unsupported("starting the service with other settings") {
             return Err(error);
         }
-        let mut env = self.env.clone();
-        apply(&mut env, changes);
+        let (mut env, mut removed) = (self.env.clone(), self.removed.clone());
+        apply(&mut env, &mut removed, changes);
         self.generation += 1;
         let output = LogBuffer::new(1 << 20);
-        let launch = self.launch(None, &env, output.clone());
+        let launch = self.launch(None, &env, &removed, output.clone());
         let started = std::time::Instant::now();
         let client = crate::http::build_client(Duration::from_secs(2), self.launcher.interface().as_deref())
             .map_err(|e| TargetError::Client(e.to_string()))?;
@@ -571,14 +586,20 @@ impl Service {
     }
 }
 
-fn apply(env: &mut indexmap::IndexMap<String, String>, changes: &EnvChanges) {
+fn apply(
+    env: &mut indexmap::IndexMap<String, String>,
+    removed: &mut std::collections::BTreeSet<String>,
+    changes: &EnvChanges,
+) {
     for (name, value) in changes {
         match value {
             Some(value) => {
                 env.insert(name.clone(), value.clone());
+                removed.remove(name);
             }
             None => {
                 env.shift_remove(name);
+                removed.insert(name.clone());
             }
         }
     }

@@ -59,6 +59,9 @@ fn max_name_length(config: &Config) -> usize {
     if config.has("max-length-default") {
         return 20;
     }
+    if config.has("settings-hardcoded") {
+        return 5;
+    }
     config
         .env
         .get("MAX_NAME_LENGTH")
@@ -91,6 +94,8 @@ async fn greet(State(app): State<Shared>, Query(query): Query<Greet>) -> Respons
     }
     let greeting = if config.has("greeting-hardcoded") {
         "Hello"
+    } else if config.has("settings-hardcoded") {
+        "Hallo"
     } else {
         config.env.get("GREETING").map_or("Hello", String::as_str)
     };

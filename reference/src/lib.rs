@@ -405,6 +405,10 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "max-length-default",
         "MAX_NAME_LENGTH is ignored: names up to 20 characters pass",
     ),
+    (
+        "settings-hardcoded",
+        "the greeting and the name limit are the values the brief shows (Hallo, 5), written into the code",
+    ),
     ("admin-open", "GET /admin/config answers without a token"),
     (
         "token-prefix-match",

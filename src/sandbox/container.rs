@@ -286,18 +286,21 @@ impl Container {
         }
     }
 
-    /// Sends SIGTERM to PID 1 (the engine's stop, which sends SIGKILL after `grace`) and returns the exit code,
-    /// without removing the container.
-    pub async fn terminate(&self, grace: std::time::Duration) -> Option<i64> {
-        let t = i32::try_from(grace.as_secs().max(1)).unwrap_or(i32::MAX);
+    /// Sends SIGTERM to PID 1 (the engine's stop, which sends SIGKILL after `grace`, rounded up to whole
+    /// seconds) and returns the exit code, without removing the container. A container the engine could not stop
+    /// is killed, and counts as killed (137).
+    pub async fn terminate(&self, grace: std::time::Duration) -> Option<i32> {
+        let t = i32::try_from(grace.as_millis().div_ceil(1000).max(1)).unwrap_or(i32::MAX);
         let options = StopContainerOptionsBuilder::default().t(t).build();
         let _ = self.docker.stop_container(&self.name, Some(options)).await;
-        let inspect = self
-            .docker
-            .inspect_container(&self.name, None::<InspectContainerOptions>)
-            .await
-            .ok()?;
-        inspect.state?.exit_code
+        if self.exit_code().await.is_none() {
+            let _ = self
+                .docker
+                .kill_container(&self.name, None::<bollard::query_parameters::KillContainerOptions>)
+                .await;
+            return Some(137);
+        }
+        self.exit_code().await
     }
 
     /// The exit code once the container has stopped.

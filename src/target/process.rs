@@ -66,6 +66,25 @@ fn parents() -> Vec<(i32, i32)> {
         .collect()
 }
 
+/// Whether any process of the group is still running (a zombie, exited but not yet reaped, is not).
+fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // Without /proc, ask the kernel: a group with only zombies still answers, so this errs on waiting.
+        return killpg(Pid::from_raw(pgid), None).is_ok();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .any(|stat| {
+            // After the command name: state, ppid, pgrp.
+            let mut fields = stat.rsplit(')').next().unwrap_or_default().split_whitespace();
+            let state = fields.next();
+            let pgrp = fields.nth(1).and_then(|p| p.parse::<i32>().ok());
+            pgrp == Some(pgid) && state != Some("Z")
+        })
+}
+
 /// Every descendant of `root`, at any depth.
 fn descendants(root: i32) -> Vec<i32> {
     let all = parents();
@@ -112,13 +131,16 @@ impl ProcessLauncher {
 
     pub(super) fn spawn(&self, launch: &Launch<'_>) -> Result<Spawned, TargetError> {
         let port = port_or_free(launch.port)?;
-        let process =
-            ServiceProcess::spawn(&self.command, &launch.local_env(port), launch.logs.clone()).map_err(|source| {
-                TargetError::Spawn {
-                    command: self.command.clone(),
-                    source,
-                }
-            })?;
+        let process = ServiceProcess::spawn(
+            &self.command,
+            &launch.local_env(port),
+            &launch.removed,
+            launch.logs.clone(),
+        )
+        .map_err(|source| TargetError::Spawn {
+            command: self.command.clone(),
+            source,
+        })?;
         Ok(Spawned {
             base_url: Some(local_url(port)),
             instance: Instance::Process(Box::new(process)),
@@ -138,7 +160,12 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `sh -c <command>` in a new process group with `env` added to proctor's environment; its output
     /// goes to `logs`.
-    pub fn spawn(command: &str, env: &[(String, String)], logs: LogBuffer) -> std::io::Result<Self> {
+    pub fn spawn(
+        command: &str,
+        env: &[(String, String)],
+        removed: &[String],
+        logs: LogBuffer,
+    ) -> std::io::Result<Self> {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(command)
@@ -146,6 +173,9 @@ impl ServiceProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
+        for name in removed {
+            cmd.env_remove(name);
+        }
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         #[cfg(target_os = "linux")]
         // SAFETY: between fork and exec only prctl runs, which is async-signal-safe. If proctor dies (even by
@@ -195,14 +225,28 @@ impl ServiceProcess {
         self.terminate(grace).await;
     }
 
-    /// Stops as [`Self::stop`] does and returns the exit code of the started command.
+    /// Stops as [`Self::stop`] does and returns the exit code of the started command, or 137 when something of
+    /// the group was still running at the end of the grace period and had to be killed.
+    ///
+    /// The wait is for the whole process group, not only the shell proctor started: `sh -c "app"` (dash does not
+    /// `exec` the command) dies of SIGTERM at once while the service it started is still finishing its requests.
     pub async fn terminate(mut self, grace: Duration) -> Option<i32> {
         let pgid = self.pgid?;
         // Descendants that left the group (setsid) are found by parentage, before the tree can come apart.
         let tree = descendants(pgid);
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
-        let _ = tokio::time::timeout(grace, self.child.wait()).await;
-        // Children of the shell may outlive it; the group kill reaches them too.
+        let deadline = tokio::time::Instant::now() + grace;
+        let killed = loop {
+            let _ = self.child.try_wait();
+            if !group_alive(pgid) {
+                break false;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        // Whatever is left of the group, and what escaped it, is killed.
         let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         for pid in tree {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -210,7 +254,7 @@ impl ServiceProcess {
         let status = self.child.wait().await;
         register(pgid, false);
         self.pgid = None;
-        status.ok().map(code)
+        if killed { Some(137) } else { status.ok().map(code) }
     }
 }
 

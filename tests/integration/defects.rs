@@ -343,12 +343,18 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     (
         "twelve-factor-config",
         "greeting-hardcoded",
-        &["greets-with-the-configured-greeting@1"],
+        &[
+            "greets-with-the-configured-greeting@1",
+            "settings-take-effect-after-a-restart@2",
+        ],
     ),
     (
         "twelve-factor-config",
         "max-length-default",
-        &["name-limit-comes-from-the-environment@2"],
+        &[
+            "name-limit-comes-from-the-environment@2",
+            "settings-take-effect-after-a-restart@3",
+        ],
     ),
     (
         "twelve-factor-config",
@@ -365,11 +371,16 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "401-reveals-secret",
         &["no-secret-in-responses@2"],
     ),
-    ("twelve-factor-config", "secret-logged", &["no-secret-in-the-output@4"]),
+    ("twelve-factor-config", "secret-logged", &["no-secret-in-the-output@5"]),
     (
         "twelve-factor-config",
         "auth-header-logged",
-        &["no-secret-in-the-output@4"],
+        &["no-secret-in-the-output@5"],
+    ),
+    (
+        "twelve-factor-config",
+        "settings-hardcoded",
+        &["settings-take-effect-after-a-restart@2"],
     ),
     (
         "twelve-factor-config",
@@ -411,7 +422,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "memory-only",
         &[
             "memos-survive-a-restart@5",
-            "a-failed-migration-changes-nothing@3",
+            "a-failed-migration-changes-nothing@4",
             "version-2-migrates-version-1-memos@4",
             "the-migration-runs-once@2",
         ],
@@ -425,7 +436,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "persistence-and-migration",
         "no-migration",
         &[
-            "a-failed-migration-changes-nothing@3",
+            "a-failed-migration-changes-nothing@4",
             "version-2-migrates-version-1-memos@4",
             "the-migration-runs-once@2",
         ],
@@ -443,7 +454,7 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     (
         "persistence-and-migration",
         "partial-migration",
-        &["a-failed-migration-changes-nothing@5"],
+        &["a-failed-migration-changes-nothing@6"],
     ),
 ];
 

@@ -17,7 +17,20 @@ pub const MAX_BURST: u32 = 10_000;
 pub const MAX_CONCURRENCY: u32 = 1_000;
 /// Environment variables a spec may not set: `PORT` is proctor's, the others change which program starts or
 /// how the shell that starts it behaves (`LD_*` and `DYLD_*` are refused as well).
-pub const RESERVED_ENV: &[&str] = &["PORT", "PATH", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4"];
+pub const RESERVED_ENV: &[&str] = &[
+    "PORT",
+    "DATA_DIR",
+    "PATH",
+    "IFS",
+    "ENV",
+    "BASH_ENV",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+];
+/// The longest grace period a stop step may give (the Docker API call that waits for it must end well before
+/// the client's own timeout).
+pub const MAX_GRACE: Duration = Duration::from_secs(100);
 
 /// The most points one probe may be worth.
 pub const MAX_POINTS: u32 = 1_000;
@@ -97,6 +110,24 @@ impl Validator<'_> {
                 )
             }
             _ => {}
+        }
+        if let Some(data) = &spec.service.data {
+            let normal = data.starts_with('/')
+                && data != "/"
+                && !data.split('/').any(|part| part == ".." || part == ".")
+                && !data.contains('\0');
+            let reserved = ["/tmp", "/proc", "/sys", "/dev", "/etc"]
+                .iter()
+                .any(|r| data == *r || data.starts_with(&format!("{r}/")));
+            if !normal || reserved {
+                self.problem(
+                    "service.data",
+                    format!(
+                        "`{data}` must be an absolute folder path other than /, /tmp, /proc, /sys, /dev or /etc and \
+                         what is below them"
+                    ),
+                );
+            }
         }
         for (field, message) in crate::limits::check(&spec.service.limits) {
             self.problem(format!("service.limits.{field}"), message);
@@ -274,6 +305,17 @@ impl Validator<'_> {
         for (i, step) in probe.steps.iter().enumerate() {
             self.step(&format!("{at}.steps[{i}]"), step, &mut scope);
         }
+        // After a stop the service is down until a restart: only waits, starts and image checks make sense.
+        let mut stopped = false;
+        for (i, step) in probe.steps.iter().enumerate() {
+            if stopped && (step.request.is_some() || step.stop.is_some()) {
+                self.problem(
+                    format!("{at}.steps[{i}]"),
+                    "the service is stopped here: restart it first (`restart: {}`) or end the probe",
+                );
+            }
+            stopped = (stopped || step.stop.is_some()) && step.restart.is_none();
+        }
     }
 
     fn step(&mut self, at: &str, step: &StepSpec, scope: &mut Scope) {
@@ -439,6 +481,12 @@ impl Validator<'_> {
         if let Some(stop) = &step.stop {
             if let Some(grace) = stop.grace {
                 self.duration(&format!("{at}.stop.grace"), grace.0, Duration::from_millis(100));
+                if grace.0 > MAX_GRACE {
+                    self.problem(
+                        format!("{at}.stop.grace"),
+                        format!("a grace period is at most {} s", MAX_GRACE.as_secs()),
+                    );
+                }
             }
             if let Some(within) = stop.within {
                 self.duration(&format!("{at}.stop.within"), within.0, Duration::from_millis(100));

@@ -34,29 +34,41 @@ fn is_root(user: &str) -> bool {
     name.is_empty() || name == "root" || name == "0"
 }
 
-/// The program the container starts, and whether a shell runs it (`/bin/sh -c ...`, the shell form).
+/// Whether a shell runs the program the container starts (`/bin/sh -c ...`, the shell form), looking past an
+/// init process in front of it (`tini --`, `dumb-init`).
 fn started_by_shell(facts: &ImageFacts) -> bool {
-    let command = if facts.entrypoint.is_empty() {
-        &facts.cmd
-    } else {
-        &facts.entrypoint
-    };
-    let shell = command
-        .first()
-        .map(|program| program.rsplit('/').next().unwrap_or_default());
-    matches!(shell, Some("sh" | "bash" | "ash" | "dash")) && command.get(1).is_some_and(|arg| arg == "-c")
+    let mut command: Vec<&str> = facts.entrypoint.iter().chain(&facts.cmd).map(String::as_str).collect();
+    let program = |word: &str| word.rsplit('/').next().unwrap_or_default().to_string();
+    let init = |word: &&str| matches!(program(word).as_str(), "tini" | "dumb-init" | "docker-init");
+    if command.first().is_some_and(init) {
+        command.remove(0);
+        while command.first().is_some_and(|word| word.starts_with('-')) {
+            command.remove(0);
+        }
+    }
+    let shell = command.first().map(|first| program(first));
+    matches!(shell.as_deref(), Some("sh" | "bash" | "ash" | "dash" | "zsh"))
+        && command
+            .get(1)
+            .is_some_and(|flags| flags.starts_with('-') && flags.contains('c'))
 }
 
-/// The names of baked-in variables that look like secrets and have a value.
+/// The names of baked-in variables that look like secrets and have a value: a word of the name (split at `_`)
+/// is SECRET, PASSWORD, PASSWD or TOKEN, or the name has API_KEY or PRIVATE_KEY; `*_FILE` variables (which name
+/// a file holding the secret, the recommended practice) are not secrets.
 fn secret_env(facts: &ImageFacts) -> Vec<String> {
-    const MARKERS: [&str; 6] = ["SECRET", "PASSWORD", "PASSWD", "TOKEN", "API_KEY", "PRIVATE_KEY"];
+    const WORDS: [&str; 4] = ["SECRET", "PASSWORD", "PASSWD", "TOKEN"];
     facts
         .env
         .iter()
         .filter_map(|pair| pair.split_once('='))
         .filter(|(name, value)| {
             let upper = name.to_ascii_uppercase();
-            !value.is_empty() && MARKERS.iter().any(|m| upper.contains(m))
+            !value.is_empty()
+                && !upper.ends_with("_FILE")
+                && (upper.split('_').any(|word| WORDS.contains(&word))
+                    || upper.contains("API_KEY")
+                    || upper.contains("PRIVATE_KEY"))
         })
         .map(|(name, _)| name.to_string())
         .collect()
@@ -145,9 +157,14 @@ mod tests {
         assert!(!started_by_shell(&facts(&["/app"], &["--port", "8080"])));
         assert!(!started_by_shell(&facts(&[], &["python", "app.py"])));
         assert!(
-            !started_by_shell(&facts(&["/bin/sh"], &["-c", "x"])),
-            "an entrypoint shell without -c of its own"
+            started_by_shell(&facts(&["/bin/sh"], &["-c", "x"])),
+            "the shell's -c may come from CMD"
         );
+        assert!(
+            started_by_shell(&facts(&["tini", "--"], &["sh", "-lc", "node server.js"])),
+            "behind an init"
+        );
+        assert!(!started_by_shell(&facts(&["/sbin/tini", "--", "/app"], &[])));
     }
 
     #[test]
@@ -168,6 +185,8 @@ mod tests {
                 "DB_PASSWORD=hunter2".into(),
                 "API_KEY=".into(),
                 "github_token=x".into(),
+                "DB_PASSWORD_FILE=/run/secrets/db".into(),
+                "TOKENIZERS_PARALLELISM=false".into(),
             ],
             ..Default::default()
         };

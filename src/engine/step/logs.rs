@@ -41,8 +41,14 @@ pub(super) async fn run(number: usize, spec: &LogsSpec, vars: &mut Vars, ctx: &C
             );
             return (report, ERRORED);
         };
+        // The line proctor writes where the service was restarted is not the service's output.
+        let output: String = output
+            .lines()
+            .filter(|line| *line != crate::target::RESTART_MARKER)
+            .map(|line| format!("{line}\n"))
+            .collect();
         let checks = checks(spec, &contains, &excludes, &output);
-        let settled = !contains.is_empty() && checks.iter().all(|c| c.passed);
+        let settled = !contains.is_empty() && excludes.is_empty() && checks.iter().all(|c| c.passed);
         if settled || Instant::now() >= deadline {
             break checks;
         }
