@@ -24,10 +24,7 @@ pub async fn serve_reference(host: std::net::IpAddr, port: u16, defects: &str) -
             return exit::TARGET;
         }
     };
-    let said = crate::emit(&format!("reference service listening on http://{host}:{port}\n"));
-    if said != exit::OK {
-        return said;
-    }
+    proctor_reference::announce_listening(&config, &format!("reference service listening on http://{host}:{port}"));
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
     else {

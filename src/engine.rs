@@ -18,6 +18,7 @@ use crate::event::{Event, Events};
 use crate::outcome::{ChallengeReport, FORMAT_VERSION, ProbeReport, RunReport, Verdict};
 use crate::score::score;
 use crate::spec::Challenge;
+use crate::spec::plan::Action;
 use crate::target::{Launcher, Service};
 
 /// A validated run configuration: everything the engine needs, nothing about the command line.
@@ -187,6 +188,14 @@ pub async fn run_challenge(
                 let mut env = running.env().clone();
                 if let Some(port) = running.base_url().port_or_known_default() {
                     env.insert("PORT".to_string(), port.to_string());
+                }
+                // A probe that reads the output starts reading where the output of earlier probes has arrived:
+                // a container's log stream and a buffered stdout deliver late.
+                let reads_output = plan.steps.iter().any(|s| matches!(s.action, Action::Logs(_)));
+                if reads_output {
+                    running
+                        .settle_output(Duration::from_millis(150), Duration::from_secs(1))
+                        .await;
                 }
                 let ctx = probe::Context {
                     http: &http,

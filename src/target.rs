@@ -450,6 +450,21 @@ impl Service {
         self.logs.mark()
     }
 
+    /// Waits until no new output has arrived for `quiet` (at most `bound`): output written earlier but delivered
+    /// late (a container's log stream, a buffered stdout) is then before the next mark.
+    pub async fn settle_output(&self, quiet: Duration, bound: Duration) {
+        let deadline = std::time::Instant::now() + bound;
+        let mut mark = self.logs.mark();
+        while std::time::Instant::now() < deadline {
+            tokio::time::sleep(quiet).await;
+            let now = self.logs.mark();
+            if now == mark {
+                return;
+            }
+            mark = now;
+        }
+    }
+
     /// What the service wrote after `mark` (`None` when proctor does not see its output).
     pub fn output_since(&self, mark: u64) -> Option<String> {
         self.has_output().then(|| self.logs.since(mark))

@@ -457,6 +457,14 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "without an incoming X-Request-Id the response has none",
     ),
     ("log-plain-text", "request log lines are plain text, not JSON"),
+    (
+        "access-log-too",
+        "the server's own access log stays on: two lines per request, one without the request id",
+    ),
+    (
+        "startup-banner-text",
+        "a plain-text banner is printed at start, before the JSON logging begins",
+    ),
     // graceful-shutdown
     (
         "sigterm-drops-requests",
@@ -636,6 +644,7 @@ pub fn check(config: &Config) -> Result<(), String> {
     config::check(config)?;
     memos::migrate(config)?;
     config::announce(config);
+    observe::announce(config);
     Ok(())
 }
 
@@ -666,6 +675,18 @@ pub async fn serve_until(
 }
 
 pub use shutdown::healthcheck;
+
+/// Says the service is listening: on its log as JSON when `LOG_FORMAT=json` asks for JSON lines only, else as
+/// plain text on stdout.
+pub fn announce_listening(config: &Config, text: &str) {
+    if config.env.get("LOG_FORMAT").map(String::as_str) == Some("json") {
+        config
+            .log
+            .line(&serde_json::json!({ "level": "info", "msg": text }).to_string());
+    } else {
+        println!("{text}");
+    }
+}
 
 /// A JSON response; `text_plain` simulates the `text-plain-json` defect.
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value, text_plain: bool) -> Response {

@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    println!("proctor-reference listening on port {port}");
+    proctor_reference::announce_listening(&config, &format!("proctor-reference listening on port {port}"));
     // SIGTERM or Ctrl-C: stop accepting, answer the requests in flight, exit 0.
     let shutdown = async {
         use tokio::signal::unix::{SignalKind, signal};

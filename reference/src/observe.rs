@@ -68,11 +68,9 @@ pub(crate) async fn request_id(State(app): State<Shared>, mut request: Request, 
         Some(id) if valid_id(&id) && !app.config.has("request-id-ignored") => Some(id),
         None if app.config.has("request-id-absent") => None,
         _ => {
-            let n = app.observe.next_id.fetch_add(1, Ordering::Relaxed);
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            Some(format!("req-{nanos:08x}-{n}"))
+            // Deterministic, so that reports of the reference are stable.
+            let n = app.observe.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+            Some(format!("req-{n}"))
         }
     };
     if let Some(id) = &id {
@@ -122,8 +120,21 @@ pub(crate) async fn observe(State(app): State<Shared>, request: Request, next: N
             .to_string()
         };
         app.config.log.line(&line);
+        if app.config.has("access-log-too") {
+            // The server's own access line, left on beside the service's.
+            let access = serde_json::json!({ "level": "info", "msg": "access", "request_id": null, "method": method,
+                "route": null, "status": status, "duration_ms": null });
+            app.config.log.line(&access.to_string());
+        }
     }
     response
+}
+
+/// The start of the service: with `LOG_FORMAT=json` nothing is written that is not JSON (unless a defect says so).
+pub(crate) fn announce(config: &crate::Config) {
+    if config.env.get("LOG_FORMAT").map(String::as_str) == Some("json") && config.has("startup-banner-text") {
+        config.log.line(" * Serving the widget API (press CTRL+C to quit)");
+    }
 }
 
 /// A label value, escaped as the text format wants.

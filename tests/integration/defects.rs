@@ -343,18 +343,12 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     (
         "twelve-factor-config",
         "greeting-hardcoded",
-        &[
-            "greets-with-the-configured-greeting@1",
-            "settings-take-effect-after-a-restart@2",
-        ],
+        &["greets-with-the-configured-greeting@1"],
     ),
     (
         "twelve-factor-config",
         "max-length-default",
-        &[
-            "name-limit-comes-from-the-environment@2",
-            "settings-take-effect-after-a-restart@3",
-        ],
+        &["name-limit-comes-from-the-environment@2"],
     ),
     (
         "twelve-factor-config",
@@ -380,7 +374,10 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     (
         "twelve-factor-config",
         "settings-hardcoded",
-        &["settings-take-effect-after-a-restart@2"],
+        &[
+            "greets-with-the-configured-greeting@3",
+            "name-limit-comes-from-the-environment@5",
+        ],
     ),
     (
         "twelve-factor-config",
@@ -410,7 +407,13 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "request-id-absent",
         &["missing-request-id-is-generated@1"],
     ),
-    ("observability", "log-plain-text", &["one-json-log-line-per-request@2"]),
+    (
+        "observability",
+        "log-plain-text",
+        &["every-output-line-is-json@3", "one-json-log-line-per-request@2"],
+    ),
+    ("observability", "access-log-too", &["one-json-log-line-per-request@2"]),
+    ("observability", "startup-banner-text", &["every-output-line-is-json@3"]),
     (
         "graceful-shutdown",
         "sigterm-drops-requests",

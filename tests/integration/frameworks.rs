@@ -11,6 +11,24 @@ use crate::support::{available, proctor_path};
 
 /// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
 const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("observability", "", &[]),
+    ("observability", "path-label", &["routes-are-templated-in-labels"]),
+    (
+        "observability",
+        "errors-not-counted",
+        &["request-counter-rises-with-requests"],
+    ),
+    (
+        "observability",
+        "echo-any-request-id",
+        &["invalid-request-id-is-replaced"],
+    ),
+    (
+        "observability",
+        "werkzeug-access-log",
+        &["one-json-log-line-per-request"],
+    ),
+    ("observability", "app-run-banner", &["every-output-line-is-json"]),
     ("graceful-shutdown", "", &[]),
     (
         "graceful-shutdown",

@@ -214,4 +214,4 @@ pub const IMAGE_DEFECTS: &[(&str, &str, &[&str])] = &[
 ];
 
 /// A sound image: a non-root user and a health check (the exec-form `ENTRYPOINT` is added after these lines).
-pub const SOUND_IMAGE: &str = "USER 65534:65534\nHEALTHCHECK CMD [\"/app\", \"healthcheck\"]\n";
+pub const SOUND_IMAGE: &str = "USER 65534:65534\nHEALTHCHECK --interval=5m CMD [\"/app\", \"healthcheck\"]\n";

@@ -301,6 +301,8 @@ pub struct LogsSpec {
     pub excludes: Vec<String>,
     /// Every non-empty line must be a JSON object with at least these fields.
     pub json_lines: Option<Vec<String>>,
+    /// How many non-empty lines the output since the probe began must have (one per request, say).
+    pub lines: Option<u32>,
 }
 
 /// An HTTP request. Strings may use `{{...}}` placeholders.

@@ -532,7 +532,8 @@ impl Validator<'_> {
                     }
                 }
             }
-            if logs.contains.is_empty() && logs.excludes.is_empty() && logs.json_lines.is_none() {
+            if logs.contains.is_empty() && logs.excludes.is_empty() && logs.json_lines.is_none() && logs.lines.is_none()
+            {
                 self.problem(format!("{at}.logs"), "the logs check says nothing to check");
             }
         }

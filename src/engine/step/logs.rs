@@ -89,6 +89,15 @@ fn checks(spec: &LogsSpec, contains: &[String], excludes: &[String], output: &st
             passed: line.is_none(),
         });
     }
+    if let Some(expected) = spec.lines {
+        let count = output.lines().filter(|l| !l.trim().is_empty()).count();
+        checks.push(Check {
+            what: "output lines".into(),
+            expected: expected.to_string(),
+            actual: format!("{count}: {}", shown()),
+            passed: count == expected as usize,
+        });
+    }
     if let Some(fields) = &spec.json_lines {
         let lines: Vec<&str> = output.lines().filter(|l| !l.trim().is_empty()).collect();
         let bad =
