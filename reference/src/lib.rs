@@ -471,6 +471,14 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "on SIGTERM, requests in flight are cut short with 503 instead of being finished",
     ),
     (
+        "slow-exit",
+        "after the last request, a shutdown hook waits 4 s before the process exits",
+    ),
+    (
+        "accepts-during-drain",
+        "while requests in flight are finished after SIGTERM, new requests are still accepted and answered",
+    ),
+    (
         "sigterm-ignored",
         "SIGTERM is caught and ignored: only SIGKILL, after the grace period, ends the service",
     ),
@@ -592,18 +600,25 @@ pub(crate) struct App {
     pub(crate) observe: observe::Store,
     /// Turns true when a graceful shutdown begins.
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+    /// How many `GET /work` requests are being worked on.
+    pub(crate) busy: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub(crate) type Shared = Arc<App>;
 
 /// The whole reference service as an axum router.
 pub fn router(config: Config) -> Router {
-    router_with(config, tokio::sync::watch::channel(false).1)
+    router_with(config, tokio::sync::watch::channel(false).1, Arc::default())
 }
 
-fn router_with(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
+fn router_with(
+    config: Config,
+    stopping: tokio::sync::watch::Receiver<bool>,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+) -> Router {
     let app = Arc::new(App {
         stopping,
+        busy,
         memos: memos::open(&config),
         observe: Default::default(),
         config,
@@ -665,13 +680,27 @@ pub async fn serve_until(
         return axum::serve(listener, router(config)).await;
     }
     let (stopping, watch) = tokio::sync::watch::channel(false);
+    let busy: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+    let keep_accepting = config.has("accepts-during-drain").then(|| Arc::clone(&busy));
     let shutdown = async move {
         shutdown.await;
         let _ = stopping.send(true);
+        // The listener stays open until the work in flight is done: new requests are still taken meanwhile.
+        if let Some(busy) = keep_accepting {
+            while busy.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
     };
-    axum::serve(listener, router_with(config, watch))
+    let slow_exit = config.has("slow-exit");
+    let served = axum::serve(listener, router_with(config, watch, busy))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    if slow_exit {
+        // A shutdown hook that waits "for the load balancer" long after the last request.
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    }
+    served
 }
 
 pub use shutdown::healthcheck;

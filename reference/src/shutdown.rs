@@ -16,6 +16,13 @@ pub(crate) fn routes() -> Router<Shared> {
 }
 
 async fn work(State(app): State<Shared>) -> Response {
+    app.busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let response = do_work(&app).await;
+    app.busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    response
+}
+
+async fn do_work(app: &Shared) -> Response {
     let ms: u64 = app
         .config
         .env

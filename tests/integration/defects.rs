@@ -419,7 +419,17 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "sigterm-drops-requests",
         &["requests-in-flight-are-finished@1"],
     ),
-    ("graceful-shutdown", "sigterm-ignored", &["exits-promptly-on-sigterm@1"]),
+    ("graceful-shutdown", "slow-exit", &["exits-promptly-on-sigterm@1"]),
+    (
+        "graceful-shutdown",
+        "accepts-during-drain",
+        &["no-new-work-while-draining@1"],
+    ),
+    (
+        "graceful-shutdown",
+        "sigterm-ignored",
+        &["exits-promptly-on-sigterm@1", "no-new-work-while-draining@1"],
+    ),
     (
         "persistence-and-migration",
         "memory-only",

@@ -40,7 +40,11 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
         "graceful-timeout-zero",
         &["requests-in-flight-are-finished"],
     ),
-    ("graceful-shutdown", "swallow-sigterm", &["exits-promptly-on-sigterm"]),
+    (
+        "graceful-shutdown",
+        "swallow-sigterm",
+        &["exits-promptly-on-sigterm", "no-new-work-while-draining"],
+    ),
     (
         "graceful-shutdown",
         "slow-shutdown-hook",

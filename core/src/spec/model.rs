@@ -257,6 +257,21 @@ pub struct StopSpec {
     pub exit: Option<Vec<i32>>,
     /// The longest the service may take to exit after SIGTERM. Not checked when absent.
     pub within: Option<Dur>,
+    /// A new request sent while the in-flight ones drain: it must be refused (no answer) or answered with one
+    /// of `statuses`.
+    pub during: Option<DuringSpec>,
+}
+
+/// A request sent after SIGTERM, while the service drains.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DuringSpec {
+    /// The request (a readiness check, or new work).
+    pub request: RequestSpec,
+    /// How long after SIGTERM it is sent (default 300ms): while the in-flight requests still run.
+    pub after: Option<Dur>,
+    /// The statuses that count as refusing it (default `[503]`); no answer at all counts as refusing too.
+    pub statuses: Option<Vec<u16>>,
 }
 
 /// Requests in flight when SIGTERM arrives.
@@ -271,6 +286,9 @@ pub struct InFlightSpec {
     pub signal_after: Option<Dur>,
     /// What each response must look like (default: any 2xx status).
     pub expect: Option<ExpectSpec>,
+    /// Whether the requests must be answered (default `true`); `false` when they only keep the service busy
+    /// while something else is checked.
+    pub must_finish: Option<bool>,
 }
 
 /// A start that must fail.

@@ -500,6 +500,18 @@ impl Validator<'_> {
             if stop.exit.as_ref().is_some_and(Vec::is_empty) {
                 self.problem(format!("{at}.stop.exit"), "no exit code would pass");
             }
+            if let Some(during) = &stop.during {
+                if stop.in_flight.is_none() {
+                    self.problem(
+                        format!("{at}.stop.during"),
+                        "`during` needs requests `in_flight`: without them there is no draining to send it during",
+                    );
+                }
+                if let Some(after) = during.after {
+                    self.duration(&format!("{at}.stop.during.after"), after.0, Duration::ZERO);
+                }
+                self.request(&format!("{at}.stop.during.request"), &during.request, scope);
+            }
             if let Some(in_flight) = &stop.in_flight {
                 if in_flight.count.is_some_and(|n| n == 0 || n > MAX_CONCURRENCY) {
                     self.problem(

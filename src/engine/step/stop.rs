@@ -49,12 +49,32 @@ pub(super) async fn run(number: usize, stop: &Stop, vars: &mut Vars, ctx: &Conte
     }
     let mut report = step_report(number, label, StepKind::Stop);
     report.request = prepared.first().map(|p| p.record());
+    let during = match &spec.during {
+        Some(during) => match prepare(&during.request, vars, &ctx.base()) {
+            Ok(p) => Some((p, during.after.map_or(Duration::from_millis(300), |d| d.0), during)),
+            Err(e) => {
+                report.error = Some(e);
+                return (report, FAILED);
+            }
+        },
+        None => None,
+    };
     let sends = futures::future::join_all(prepared.iter().map(|p| ctx.http.send(p)));
+    let signalled = tokio::sync::Notify::new();
     let signal = async {
         tokio::time::sleep(signal_after).await;
-        ctx.service.lock().await.terminate(grace).await
+        let mut service = ctx.service.lock().await;
+        signalled.notify_one();
+        service.terminate(grace).await
     };
-    let (answers, terminated) = tokio::join!(sends, signal);
+    // The new request goes `after` the signal (the terminate call holds the service until the end).
+    let late = async {
+        let (prepared, after, _) = during.as_ref()?;
+        signalled.notified().await;
+        tokio::time::sleep(*after).await;
+        Some(ctx.http.send(prepared).await)
+    };
+    let (answers, terminated, late) = tokio::join!(sends, signal, late);
     let terminated = match terminated {
         Ok(terminated) => terminated,
         Err(error) => {
@@ -75,7 +95,8 @@ pub(super) async fn run(number: usize, stop: &Stop, vars: &mut Vars, ctx: &Conte
             Err(no) => lost.push(format!("request {}: {}", i + 1, no.message)),
         }
     }
-    if !answers.is_empty() {
+    let must_finish = spec.in_flight.as_ref().and_then(|f| f.must_finish).unwrap_or(true);
+    if !answers.is_empty() && must_finish {
         report.checks.push(Check {
             what: "in-flight requests answered".into(),
             expected: format!("all {}", answers.len()),
@@ -87,6 +108,28 @@ pub(super) async fn run(number: usize, stop: &Stop, vars: &mut Vars, ctx: &Conte
             passed: lost.is_empty(),
         });
         report.checks.extend(expect::aggregate(&per_response));
+    }
+    if let (Some((prepared, after, spec)), Some(answer)) = (&during, late) {
+        let statuses = spec.statuses.clone().unwrap_or_else(|| vec![503]);
+        let shown: Vec<String> = statuses.iter().map(u16::to_string).collect();
+        let (actual, passed) = match &answer {
+            Ok(response) => (
+                expect::status_text(response.status),
+                statuses.contains(&response.status),
+            ),
+            Err(no) => (format!("no answer ({})", no.message), true),
+        };
+        report.checks.push(Check {
+            what: format!(
+                "{} {} sent {} ms after SIGTERM",
+                prepared.method,
+                prepared.target(),
+                after.as_millis()
+            ),
+            expected: format!("refused, or {}", shown.join(" or ")),
+            actual,
+            passed,
+        });
     }
     if let Some(allowed) = &spec.exit {
         let allowed_text: Vec<String> = allowed.iter().map(i32::to_string).collect();
