@@ -227,3 +227,48 @@ fn a_hangup_ends_the_run_like_ctrl_c_with_reports_and_nothing_left() {
     assert!(report.exists(), "the report was written");
     assert!(wait_gone(shell, Duration::from_secs(2)) && wait_gone(background, Duration::from_secs(2)));
 }
+
+#[test]
+fn ctrl_c_during_a_restart_or_a_stop_leaves_no_process_and_no_data_folder() {
+    for (name, step) in [
+        ("restarting", "{ restart: {} }"),
+        ("stopping", "{ stop: { grace: 30s } }"),
+    ] {
+        let spec = format!(
+            "title: t\nquestion: {{ number: 1, text: q }}\nbrief: b\nrules: [{{ id: r, text: t }}]\nservice: {{ ready: {{ tcp: true }}, data: /data }}\nprobes:\n  - {{ id: p, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {step}, {{ wait: {{ duration: 30s }} }} ] }}\n"
+        );
+        let dir = temp_dir(&[("lifecycle.yaml", &spec)]);
+        // A service that ignores SIGTERM: the restart or the stop waits for it, and the interrupt lands there.
+        let command = format!(
+            "echo $$ > {dir}/shell; echo \"$DATA_DIR\" > {dir}/data; exec {proctor} reference --defects sigterm-ignored",
+            dir = dir.path().display(),
+            proctor = proctor_path().display()
+        );
+        let mut child = std::process::Command::new(proctor_path())
+            .arg("run")
+            .arg(dir.path().join("lifecycle.yaml"))
+            .args(["--cmd", &command])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("proctor starts");
+        let shell = read_pid(&dir.path().join("shell"));
+        let data = std::fs::read_to_string(dir.path().join("data")).expect("data folder written");
+        let data = std::path::PathBuf::from(data.trim());
+        assert!(data.is_dir(), "{name}: the service got a data folder");
+        // Let readiness pass and the step begin its wait for the stubborn service.
+        std::thread::sleep(Duration::from_millis(1500));
+        let (code, stdout) = crate::support::interrupt(&mut child, Duration::from_secs(15));
+        assert_eq!(code, Some(130), "{name}: {stdout}");
+        assert!(
+            wait_gone(shell, Duration::from_secs(5)),
+            "{name}: the service outlived proctor"
+        );
+        assert!(
+            !data.exists(),
+            "{name}: the data folder {} was left behind",
+            data.display()
+        );
+    }
+}
