@@ -265,17 +265,19 @@ async fn follow_logs(docker: Docker, id: String, logs: LogBuffer) {
 }
 
 impl Container {
-    /// `Some(description)` once the container has stopped: its exit status, or that it was OOM-killed.
-    pub async fn exited(&self) -> Option<String> {
+    /// The container's state once it has stopped (`None` while it runs, or when it cannot be inspected).
+    async fn stopped_state(&self) -> Option<bollard::models::ContainerState> {
         let inspect = self
             .docker
             .inspect_container(&self.name, None::<InspectContainerOptions>)
             .await
             .ok()?;
-        let state = inspect.state?;
-        if state.running.unwrap_or(false) {
-            return None;
-        }
+        inspect.state.filter(|state| !state.running.unwrap_or(false))
+    }
+
+    /// `Some(description)` once the container has stopped: its exit status, or that it was OOM-killed.
+    pub async fn exited(&self) -> Option<String> {
+        let state = self.stopped_state().await?;
         if state.oom_killed.unwrap_or(false) {
             return Some("was killed for exceeding its memory limit (OOMKilled)".to_string());
         }
@@ -305,16 +307,7 @@ impl Container {
 
     /// The exit code once the container has stopped.
     pub async fn exit_code(&self) -> Option<i32> {
-        let inspect = self
-            .docker
-            .inspect_container(&self.name, None::<InspectContainerOptions>)
-            .await
-            .ok()?;
-        let state = inspect.state?;
-        if state.running.unwrap_or(false) {
-            return None;
-        }
-        state.exit_code.and_then(|c| i32::try_from(c).ok())
+        self.stopped_state().await?.exit_code.and_then(|c| i32::try_from(c).ok())
     }
 
     /// Removes the container (kept with `--keep`).
