@@ -67,7 +67,7 @@ impl Default for Options {
 }
 
 /// A fresh run id: 8 hex digits.
-pub fn new_run_id() -> String {
+fn new_run_id() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 
