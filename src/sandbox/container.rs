@@ -307,7 +307,10 @@ impl Container {
 
     /// The exit code once the container has stopped.
     pub async fn exit_code(&self) -> Option<i32> {
-        self.stopped_state().await?.exit_code.and_then(|c| i32::try_from(c).ok())
+        self.stopped_state()
+            .await?
+            .exit_code
+            .and_then(|c| i32::try_from(c).ok())
     }
 
     /// Removes the container (kept with `--keep`).
