@@ -365,16 +365,16 @@ pub fn aggregate(per_response: &[Vec<Check>]) -> Vec<Check> {
 }
 
 /// The burst `statuses` check: exact counts per status.
-pub fn status_counts(expected: &indexmap::IndexMap<u16, u32>, statuses: &[u16]) -> Check {
+pub fn status_counts(expected: &indexmap::IndexMap<u16, crate::types::Count>, statuses: &[u16]) -> Check {
     let mut actual: std::collections::BTreeMap<u16, u32> = std::collections::BTreeMap::new();
     for s in statuses {
         *actual.entry(*s).or_default() += 1;
     }
     let passed = expected
         .iter()
-        .all(|(code, n)| actual.get(code).copied().unwrap_or(0) == *n)
+        .all(|(code, n)| n.matches(actual.get(code).copied().unwrap_or(0)))
         && actual.keys().all(|code| expected.contains_key(code));
-    let show = |pairs: Vec<(u16, u32)>| {
+    let show = |pairs: Vec<(u16, String)>| {
         pairs
             .iter()
             .map(|(c, n)| format!("{n} × {c}"))
@@ -383,8 +383,8 @@ pub fn status_counts(expected: &indexmap::IndexMap<u16, u32>, statuses: &[u16]) 
     };
     Check::new(
         "statuses",
-        show(expected.iter().map(|(c, n)| (*c, *n)).collect()),
-        show(actual.into_iter().collect()),
+        show(expected.iter().map(|(c, n)| (*c, n.to_string())).collect()),
+        show(actual.into_iter().map(|(c, n)| (c, n.to_string())).collect()),
         passed,
     )
 }

@@ -360,3 +360,88 @@ impl JsonSchema for ByteSize {
         })
     }
 }
+
+/// How many responses: exactly a number (`9`), or at least one (`"1+"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// Exactly this many.
+    Exactly(u32),
+    /// This many or more.
+    AtLeast(u32),
+}
+
+impl Count {
+    /// Whether `n` satisfies it.
+    pub fn matches(self, n: u32) -> bool {
+        match self {
+            Count::Exactly(m) => n == m,
+            Count::AtLeast(m) => n >= m,
+        }
+    }
+
+    /// The least number it allows.
+    pub fn least(self) -> u32 {
+        match self {
+            Count::Exactly(m) | Count::AtLeast(m) => m,
+        }
+    }
+}
+
+impl fmt::Display for Count {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Count::Exactly(n) => write!(f, "{n}"),
+            Count::AtLeast(n) => write!(f, "{n} or more"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a count such as 9, or \"1+\" for at least one")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                u32::try_from(v)
+                    .map(Count::Exactly)
+                    .map_err(|_| E::custom("the count is too large"))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                u32::try_from(v)
+                    .map(Count::Exactly)
+                    .map_err(|_| E::custom("a count is not negative"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Count, E> {
+                let least = v
+                    .trim()
+                    .strip_suffix('+')
+                    .ok_or_else(|| E::custom(format!("`{v}` is not a count such as 9 or \"1+\"")))?;
+                least
+                    .trim()
+                    .parse()
+                    .map(Count::AtLeast)
+                    .map_err(|_| E::custom(format!("`{v}` is not a count such as 9 or \"1+\"")))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Count {
+    fn schema_name() -> Cow<'static, str> {
+        "Count".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A count: exactly a number, or at least a number written \"N+\".",
+            "oneOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^[0-9]+\\+$" }
+            ]
+        })
+    }
+}

@@ -181,8 +181,23 @@ fn a_truncated_body_always_fails() {
 
 #[test]
 fn burst_counts_and_aggregates() {
-    let expected: indexmap::IndexMap<u16, u32> = [(200, 2), (429, 1)].into_iter().collect();
+    use crate::types::Count;
+    let expected: indexmap::IndexMap<u16, Count> = [(200, Count::Exactly(2)), (429, Count::Exactly(1))]
+        .into_iter()
+        .collect();
     assert!(status_counts(&expected, &[200, 429, 200]).passed);
+    let open: indexmap::IndexMap<u16, Count> = [(201, Count::AtLeast(1)), (409, Count::AtLeast(1))]
+        .into_iter()
+        .collect();
+    assert!(
+        status_counts(&open, &[201, 409, 201, 409]).passed,
+        "replays and conflicts"
+    );
+    let blocked = status_counts(&open, &[201, 201, 201]);
+    assert_eq!(
+        (blocked.expected.as_str(), blocked.passed),
+        ("1 or more × 201, 1 or more × 409", false)
+    );
     let racy = status_counts(&expected, &[200, 200, 200]);
     assert_eq!(
         (racy.expected.as_str(), racy.actual.as_str(), racy.passed),

@@ -357,7 +357,7 @@ pub struct ExpectSpec {
     /// The status: `201`, `[200, 204]` or `"2xx"`.
     pub status: Option<StatusSpec>,
     /// Burst only: how many responses must have each status, e.g. `{200: 5, 429: 10}`.
-    pub statuses: Option<IndexMap<u16, u32>>,
+    pub statuses: Option<IndexMap<u16, crate::types::Count>>,
     /// Checks on response headers, by name (case-insensitive).
     #[serde(default)]
     pub headers: IndexMap<String, HeaderCheck>,

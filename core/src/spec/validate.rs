@@ -644,8 +644,10 @@ impl Validator<'_> {
                 "`statuses` counts the responses of a burst; use `status` here",
             ),
             (Some(statuses), Some(burst)) => {
-                let total: u32 = statuses.values().sum();
-                if total != burst.count {
+                let least: u32 = statuses.values().map(|c| c.least()).sum();
+                let open = statuses.values().any(|c| matches!(c, crate::types::Count::AtLeast(_)));
+                let total = least;
+                if (!open && total != burst.count) || (open && least > burst.count) {
                     self.problem(
                         format!("{at}.statuses"),
                         format!(
