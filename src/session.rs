@@ -246,9 +246,22 @@ async fn prepare_docker(
                     if !docker.keep {
                         sandbox.finish().await;
                         if error.is_none() {
-                            // An interrupted build may still commit a layer or two after the connection closes.
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            sandbox.finish().await;
+                            // An interrupted build may still commit a layer or two after the connection closes
+                            // (later on a loaded engine): sweep until two sweeps in a row find nothing, for at
+                            // most about 5 s.
+                            let mut quiet = 0;
+                            for _ in 0..7 {
+                                tokio::time::sleep(Duration::from_millis(700)).await;
+                                let swept = sandbox.finish().await;
+                                quiet = if swept.images + swept.containers == 0 {
+                                    quiet + 1
+                                } else {
+                                    0
+                                };
+                                if quiet == 2 {
+                                    break;
+                                }
+                            }
                         }
                     }
                     let reason = match error {
