@@ -62,6 +62,11 @@ impl Vars {
         self.values.insert(name.to_string(), value);
     }
 
+    /// `text` with its placeholders filled in; empty when a name is undefined (validation rules that out).
+    pub fn render(&mut self, text: &str) -> String {
+        crate::spec::template::render(text, |name| self.lookup(name)).unwrap_or_default()
+    }
+
     /// The value of a placeholder name; random builtins draw a fresh value each time.
     pub fn lookup(&mut self, name: &str) -> Option<String> {
         if let Some(value) = self.values.get(name) {

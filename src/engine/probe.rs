@@ -12,7 +12,6 @@ use crate::outcome::{ProbeReport, Verdict};
 use crate::spec::jwt::VarSpec;
 use crate::spec::model::ProbeSpec;
 use crate::spec::plan::ProbePlan;
-use crate::spec::template;
 use crate::vars::Vars;
 
 /// What a probe runs against.
@@ -57,7 +56,7 @@ pub async fn run(probe: &ProbeSpec, plan: &ProbePlan, vars: &mut Vars, ctx: &Con
     let mut tokens: std::collections::HashMap<&str, crate::spec::jwt::JwtSpec> = std::collections::HashMap::new();
     for (name, value) in &probe.vars {
         let filled = match value {
-            VarSpec::Text(text) => template::render(text, |n| vars.lookup(n)).unwrap_or_default(),
+            VarSpec::Text(text) => vars.render(text),
             VarSpec::Jwt(jwt) => {
                 // Validation made sure a base names an earlier token.
                 let spec = jwt.resolve(&tokens).unwrap_or_else(|| (**jwt).clone());

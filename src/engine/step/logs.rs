@@ -21,13 +21,8 @@ pub(super) async fn run(number: usize, spec: &LogsSpec, vars: &mut Vars, ctx: &C
         "the service's output since the probe began".into(),
         StepKind::Logs,
     );
-    let render = |texts: &[String], vars: &mut Vars| -> Vec<String> {
-        texts
-            .iter()
-            .map(|t| crate::spec::template::render(t, |n| vars.lookup(n)).unwrap_or_default())
-            .collect()
-    };
-    let (contains, excludes) = (render(&spec.contains, vars), render(&spec.excludes, vars));
+    let contains: Vec<String> = spec.contains.iter().map(|t| vars.render(t)).collect();
+    let excludes: Vec<String> = spec.excludes.iter().map(|t| vars.render(t)).collect();
     let deadline = Instant::now() + spec.within.map_or(DEFAULT_WITHIN, |d| d.0);
     // Text that must appear ends the wait as soon as it has; text that must not appear is looked for until the
     // end of the wait (a late flush must not hide it).

@@ -49,9 +49,7 @@ pub(super) fn render_changes(changes: &EnvChanges, vars: &mut Vars) -> EnvChange
     changes
         .iter()
         .map(|(name, value)| {
-            let value = value
-                .as_ref()
-                .map(|v| crate::spec::template::render(v, |n| vars.lookup(n)).unwrap_or_default());
+            let value = value.as_ref().map(|v| vars.render(v));
             (name.clone(), value)
         })
         .collect()

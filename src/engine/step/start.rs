@@ -44,7 +44,7 @@ pub(super) async fn run(number: usize, spec: &StartSpec, vars: &mut Vars, ctx: &
         passed: !attempt.ready && attempt.exit_code.is_some_and(|c| c != 0),
     });
     for text in &spec.output_contains {
-        let text = crate::spec::template::render(text, |n| vars.lookup(n)).unwrap_or_default();
+        let text = vars.render(text);
         report.checks.push(Check {
             what: "its output says why".into(),
             expected: format!("mentions `{text}`"),

@@ -13,12 +13,14 @@ use crate::vars::Vars;
 pub(super) async fn run(number: usize, wait: &WaitSpec, vars: &mut Vars) -> (StepReport, Ending) {
     let max = wait.max.map_or(Duration::from_secs(60), |m| m.0);
     let plus = wait.plus.map_or(Duration::ZERO, |p| p.0);
-    let base = match (&wait.duration, &wait.seconds) {
+    // Rendered once: the value waited on is the value the label shows (`{{uuid}}`-like names change per use).
+    let seconds = match (&wait.duration, &wait.seconds) {
+        (None, Some(seconds)) => Some((seconds, vars.render(&seconds.0))),
+        _ => None,
+    };
+    let base = match (&wait.duration, &seconds) {
         (Some(d), _) => Ok(d.0),
-        (None, Some(seconds)) => {
-            let text = template::render(&seconds.0, |n| vars.lookup(n)).unwrap_or_default();
-            parse_wait(&text)
-        }
+        (None, Some((_, text))) => parse_wait(text),
         (None, None) => Err("the wait has neither `duration` nor `seconds`".to_string()),
     };
     let mut report = step_report(number, "wait".into(), StepKind::Wait { ms: 0 });
@@ -33,9 +35,8 @@ pub(super) async fn run(number: usize, wait: &WaitSpec, vars: &mut Vars) -> (Ste
         ms: (base + plus).as_millis() as u64,
     };
     let mut why = Vec::new();
-    if let (None, Some(seconds)) = (&wait.duration, &wait.seconds) {
-        let source = template::placeholders(&seconds.0).join(", ");
-        let value = template::render(&seconds.0, |n| vars.lookup(n)).unwrap_or_default();
+    if let Some((spec, value)) = &seconds {
+        let source = template::placeholders(&spec.0).join(", ");
         why.push(format!("{source} = {}", clip(value.trim(), 40)));
     }
     if !plus.is_zero() {
