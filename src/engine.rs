@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::http::describe_error;
 
 use crate::event::{Event, Events};
-use crate::outcome::{ChallengeReport, FORMAT_VERSION, ProbeReport, RunReport, Verdict};
+use crate::outcome::{ChallengeReport, ProbeReport, Verdict};
 use crate::score::score;
 use crate::spec::Challenge;
 use crate::spec::plan::Action;
@@ -45,15 +45,14 @@ pub struct RunConfig {
 /// The default cap on response bodies: 4 MiB.
 pub const DEFAULT_MAX_BODY: usize = 4 << 20;
 
-/// Grades every challenge and returns the full report. Cancelling stops between steps and tears targets down.
+/// Grades every challenge and returns their reports, in order. Cancelling stops between steps and tears targets
+/// down.
 pub async fn run(
     challenges: &[Challenge],
     config: &RunConfig,
     events: &Events,
     cancel: &CancellationToken,
-) -> RunReport {
-    let started_at = now_rfc3339();
-    let started = Instant::now();
+) -> Vec<ChallengeReport> {
     let jobs = config.jobs.max(1);
     let semaphore = Arc::new(Semaphore::new(jobs));
     let mut tasks = tokio::task::JoinSet::new();
@@ -78,18 +77,7 @@ pub async fn run(
             Err(_) => {}
         }
     }
-    RunReport {
-        format_version: FORMAT_VERSION,
-        proctor_version: env!("CARGO_PKG_VERSION").to_string(),
-        seed: config.seed,
-        run_id: config.run_id.clone(),
-        started_at,
-        duration_ms: started.elapsed().as_millis() as u64,
-        interrupted: cancel.is_cancelled(),
-        challenges: reports.into_iter().flatten().collect(),
-        build_log: None,
-        probe_filter: Vec::new(),
-    }
+    reports.into_iter().flatten().collect()
 }
 
 pub(crate) fn blank_report(challenge: &Challenge, min_score: Option<f64>, target: &str) -> ChallengeReport {

@@ -100,7 +100,8 @@ pub async fn run(
                     if let Some(guard) = guard.as_mut() {
                         guard.disarm();
                     }
-                    return not_graded(challenges, options, &described, &reason, logs, events, cancel, started);
+                    let reports = not_graded(challenges, options, &described, &reason, logs, events);
+                    return finished(reports, None, (started_at, started), options, events, cancel);
                 }
             }
         }
@@ -118,13 +119,14 @@ pub async fn run(
         request_timeout: options.request_timeout,
         max_body: options.max_body,
     };
-    let mut report = engine::run(challenges, &config, events, cancel).await;
+    let reports = engine::run(challenges, &config, events, cancel).await;
     drop(config);
+    let mut build_log = None;
     // Every service is stopped now: whatever a service left behind (a daemon that escaped its process group)
     // and was reparented to proctor goes too.
     crate::target::process::kill_orphans();
     if let Some((sandbox, built)) = docker {
-        report.build_log = built.as_ref().map(|(_, log)| log.clone());
+        build_log = built.as_ref().map(|(_, log)| log.clone());
         if sandbox.keep() {
             events.send(Event::Notice {
                 message: kept(&sandbox, challenges, built.as_ref().map(|(tag, _)| tag.as_str())),
@@ -136,14 +138,30 @@ pub async fn run(
     if let Some(guard) = guard.as_mut() {
         guard.disarm();
     }
-    report.started_at = started_at;
-    report.duration_ms = started.elapsed().as_millis() as u64;
-    finished(report, options, events)
+    finished(reports, build_log, (started_at, started), options, events, cancel)
 }
 
-/// Sends the finished report to the reporters (redacted when asked) and returns it.
-fn finished(mut report: RunReport, options: &Options, events: &Events) -> RunReport {
-    report.probe_filter = options.probe_filter.clone();
+/// The run's report, built here only: sent to the reporters (redacted when asked) and returned.
+fn finished(
+    challenges: Vec<crate::outcome::ChallengeReport>,
+    build_log: Option<String>,
+    (started_at, started): (String, Instant),
+    options: &Options,
+    events: &Events,
+    cancel: &CancellationToken,
+) -> RunReport {
+    let report = RunReport {
+        format_version: FORMAT_VERSION,
+        proctor_version: env!("CARGO_PKG_VERSION").to_string(),
+        seed: options.seed,
+        run_id: options.run_id.clone(),
+        started_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+        interrupted: cancel.is_cancelled(),
+        challenges,
+        build_log,
+        probe_filter: options.probe_filter.clone(),
+    };
     let shown = if options.redact_hidden {
         crate::report::redact_hidden(&report)
     } else {
@@ -155,8 +173,7 @@ fn finished(mut report: RunReport, options: &Options, events: &Events) -> RunRep
     report
 }
 
-/// A report for challenges that could not be graded at all (Docker unreachable, the image build failed, ...).
-#[allow(clippy::too_many_arguments)]
+/// The reports of challenges that could not be graded at all (Docker unreachable, the image build failed, ...).
 fn not_graded(
     challenges: &[Challenge],
     options: &Options,
@@ -164,30 +181,15 @@ fn not_graded(
     reason: &str,
     logs: Option<String>,
     events: &Events,
-    cancel: &CancellationToken,
-    started: Instant,
-) -> RunReport {
-    let reports = challenges
+) -> Vec<crate::outcome::ChallengeReport> {
+    challenges
         .iter()
         .map(|challenge| {
             let mut report = engine::blank_report(challenge, options.min_score, target);
             report.logs = logs.clone();
             engine::finish(report, Some(reason.to_string()), challenge, events, Instant::now())
         })
-        .collect();
-    let report = RunReport {
-        format_version: FORMAT_VERSION,
-        proctor_version: env!("CARGO_PKG_VERSION").to_string(),
-        seed: options.seed,
-        run_id: options.run_id.clone(),
-        started_at: engine::now_rfc3339(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        interrupted: cancel.is_cancelled(),
-        challenges: reports,
-        build_log: None,
-        probe_filter: Vec::new(),
-    };
-    finished(report, options, events)
+        .collect()
 }
 
 /// The sandbox and, after a build, the image tag and the tail of the build output.
