@@ -112,9 +112,19 @@ pub async fn run_challenge(
     });
     let timeout = config.request_timeout.unwrap_or(spec.service.request_timeout.0);
     let mut report = blank_report(challenge, config.min_score, &config.launcher.describe());
+    let servers = match start_servers(challenge, &config.launcher).await {
+        Ok(servers) => servers,
+        Err(message) => return finish(report, Some(message), challenge, events, started),
+    };
+    let env = spec
+        .service
+        .env
+        .iter()
+        .map(|(name, value)| (name.clone(), crate::servers::fill_urls(value, &servers)))
+        .collect();
     let started_target = tokio::select! {
         () = cancel.cancelled() => Err((None, None)),
-        result = Service::start(Arc::clone(&config.launcher), challenge, config.start_timeout) => {
+        result = Service::start_with_env(Arc::clone(&config.launcher), challenge, config.start_timeout, env) => {
             result.map_err(|(error, logs)| (Some(error), logs))
         }
     };
@@ -126,6 +136,7 @@ pub async fn run_challenge(
                 Some(e) => error_chain(&e),
                 None => "interrupted before the service was ready".to_string(),
             };
+            servers.stop().await;
             return finish(report, Some(message), challenge, events, started);
         }
     };
@@ -134,6 +145,7 @@ pub async fn run_challenge(
         Ok(http) => http,
         Err(e) => {
             service.stop().await;
+            servers.stop().await;
             return finish(
                 report,
                 Some(format!("failed to build the HTTP client: {e}")),
@@ -192,10 +204,15 @@ pub async fn run_challenge(
                     output_mark: running.output_mark(),
                     timeout,
                     cancel,
+                    servers: &servers,
                 };
                 (env, ctx)
             };
             let mut vars = crate::vars::Vars::new(config.seed, &config.run_id, &challenge.id, &probe_spec.id, env);
+            servers.begin_probe();
+            for (name, url) in servers.urls() {
+                vars.set(&format!("server.{name}"), url.to_string());
+            }
             probe::run(probe_spec, plan, &mut vars, &ctx).await
         };
         // A probe that did not pass may have killed the service (or the kernel did): say so, instead of leaving
@@ -235,7 +252,35 @@ pub async fn run_challenge(
     let service = service.into_inner();
     report.logs = service.logs();
     service.stop().await;
+    servers.stop().await;
     finish(report, None, challenge, events, started)
+}
+
+/// Starts the servers a challenge declares where its service will reach them; the error says why they cannot
+/// be (a service proctor does not start cannot be told where they are).
+async fn start_servers(challenge: &Challenge, launcher: &Launcher) -> Result<crate::servers::Servers, String> {
+    let specs = &challenge.spec.servers;
+    if specs.is_empty() {
+        return Ok(crate::servers::Servers::default());
+    }
+    let host = match launcher.server_host().await {
+        Ok(Some(host)) => host,
+        Ok(None) => {
+            return Err(format!(
+                "this challenge needs servers proctor hosts ({}), whose addresses the service gets in its env; a \
+                 service that is already running cannot be given them: grade it with --cmd, --path or --image",
+                specs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Err(e) => return Err(format!("failed to find where the servers should listen: {}", error_chain(&e))),
+    };
+    crate::servers::Servers::start(specs, host).await.map_err(|e| {
+        let mut message = error_chain(&e);
+        if !host.is_loopback() {
+            message.push_str(" (servers listen on the run network's gateway, which needs a local Docker engine)");
+        }
+        message
+    })
 }
 
 pub(crate) fn finish(

@@ -5,13 +5,16 @@
 //! and the running-service handle) → [`engine`] (the compiled plan's steps, sent over [`http`]). What a grade *is*
 //! — the spec, expectations, scoring, reports — lives in the pure crate [`proctor_core`], re-exported here.
 
-pub use proctor_core::{catalog, event, exit, expect, limits, neutral, outcome, report, score, spec, types, vars};
+pub use proctor_core::{
+    catalog, event, exit, expect, limits, neutral, outcome, report, score, spec, types, vars, webhook,
+};
 
 pub mod engine;
 pub mod http;
 pub mod logs;
 pub mod progress;
 pub mod sandbox;
+pub mod servers;
 pub mod session;
 pub mod signals;
 pub mod target;

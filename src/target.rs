@@ -167,6 +167,17 @@ impl Launcher {
         }
     }
 
+    /// Where servers proctor hosts listen so that this target's services reach them: 127.0.0.1 for a local
+    /// process or the reference, the run network's gateway for a container; `None` for a service that is already
+    /// running (its env is not proctor's to set, so it cannot be told where they are).
+    pub async fn server_host(&self) -> Result<Option<std::net::IpAddr>, TargetError> {
+        match self {
+            Launcher::Url(_) => Ok(None),
+            Launcher::Process(_) | Launcher::Reference(_) => Ok(Some(std::net::Ipv4Addr::LOCALHOST.into())),
+            Launcher::Container(l) => l.sandbox.gateway().await.map(Some).map_err(TargetError::Sandbox),
+        }
+    }
+
     /// Starts one instance (not waiting for readiness).
     async fn spawn(&self, launch: &Launch<'_>) -> Result<Spawned, TargetError> {
         match self {
@@ -369,6 +380,18 @@ impl Service {
         challenge: &Challenge,
         start_timeout: Option<Duration>,
     ) -> Result<Self, (TargetError, Option<String>)> {
+        let env = challenge.spec.service.env.clone();
+        Self::start_with_env(launcher, challenge, start_timeout, env).await
+    }
+
+    /// [`Self::start`] with the service's env given (the challenge's, with the URLs of proctor's servers filled
+    /// in).
+    pub async fn start_with_env(
+        launcher: Arc<Launcher>,
+        challenge: &Challenge,
+        start_timeout: Option<Duration>,
+        env: indexmap::IndexMap<String, String>,
+    ) -> Result<Self, (TargetError, Option<String>)> {
         let data_dir = match (&challenge.spec.service.data, launcher.as_ref()) {
             (Some(_), Launcher::Process(_) | Launcher::Reference(_)) => {
                 Some(DataDir::create(challenge).map_err(|e| (e, None))?)
@@ -383,7 +406,7 @@ impl Service {
             base_url: local_url(0),
             instance: Instance::Gone,
             generation: 0,
-            env: challenge.spec.service.env.clone(),
+            env,
             removed: Default::default(),
             logs: LogBuffer::new(1 << 20),
             data_dir,

@@ -71,7 +71,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(what: impl Into<String>, expected: impl Into<String>, actual: impl Into<String>, passed: bool) -> Self {
+    /// A check: what, expected, actual, passed.
+    pub fn new(what: impl Into<String>, expected: impl Into<String>, actual: impl Into<String>, passed: bool) -> Self {
         Self {
             what: what.into(),
             expected: expected.into(),
@@ -331,8 +332,20 @@ fn body_checks(check: &BodyCheck, response: &Response, lookup: &mut Lookup<'_>, 
     }
 }
 
+/// The checks of one header (or, given a response whose headers are query parameters, of one parameter).
+pub fn header(name: &str, check: &HeaderCheck, response: &Response, lookup: &mut Lookup<'_>) -> Vec<Check> {
+    let mut out = Vec::new();
+    header_checks(name, check, response, lookup, &mut out);
+    out
+}
+
 /// Combines the checks of many responses (a burst) into one check per expectation.
 pub fn aggregate(per_response: &[Vec<Check>]) -> Vec<Check> {
+    aggregate_over(per_response, "responses")
+}
+
+/// Combines the checks of many responses or calls (`noun`) into one check per expectation.
+pub fn aggregate_over(per_response: &[Vec<Check>], noun: &str) -> Vec<Check> {
     let Some(first) = per_response.first() else {
         return Vec::new();
     };
@@ -350,13 +363,13 @@ pub fn aggregate(per_response: &[Vec<Check>]) -> Vec<Check> {
                 None => Check::new(
                     &check.what,
                     &check.expected,
-                    format!("{} (all {total} responses)", check.actual),
+                    format!("{} (all {total} {noun})", check.actual),
                     true,
                 ),
                 Some(bad) => Check::new(
                     &check.what,
-                    format!("{} (every response)", check.expected),
-                    format!("{} ({} of {total} responses failed)", bad.actual, failing.len()),
+                    format!("{} (every {})", check.expected, noun.trim_end_matches('s')),
+                    format!("{} ({} of {total} {noun} failed)", bad.actual, failing.len()),
                     false,
                 ),
             }

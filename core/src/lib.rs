@@ -17,3 +17,4 @@ pub mod score;
 pub mod spec;
 pub mod types;
 pub mod vars;
+pub mod webhook;

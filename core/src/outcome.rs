@@ -235,6 +235,10 @@ pub enum StepKind {
     Logs,
     /// The service's image was inspected.
     Image,
+    /// A runner-hosted server was told to answer differently.
+    Serve,
+    /// The calls a runner-hosted server received were checked.
+    Calls,
 }
 
 /// A value a step captured.

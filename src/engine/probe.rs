@@ -28,6 +28,8 @@ pub struct Context<'a> {
     pub timeout: Duration,
     /// Cancelled on Ctrl-C.
     pub cancel: &'a CancellationToken,
+    /// The servers proctor hosts for the challenge.
+    pub servers: &'a crate::servers::Servers,
 }
 
 impl Context<'_> {

@@ -2,10 +2,12 @@
 //! the runner of its kind, one file each.
 
 mod burst;
+mod calls;
 mod image;
 mod logs;
 mod restart;
 mod send;
+mod serve;
 mod start;
 mod stop;
 mod wait;
@@ -44,6 +46,8 @@ pub(super) async fn run(number: usize, step: &Step, vars: &mut Vars, ctx: &Conte
         Action::Start(start) => start::run(number, start, vars, ctx).await,
         Action::Logs(logs) => logs::run(number, logs, vars, ctx).await,
         Action::Image(image) => image::run(number, image, ctx).await,
+        Action::Serve(serve) => serve::run(number, serve, vars, ctx).await,
+        Action::Calls(calls) => calls::run(number, calls, vars, ctx).await,
     }
 }
 

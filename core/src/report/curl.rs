@@ -190,7 +190,16 @@ pub fn replay(steps: &[StepReport]) -> Vec<String> {
                 "for i in $(seq {count}); do {} & done; wait",
                 curl(r, &["-sS", "-o", "/dev/null", "-w", "'%{http_code}\\n'"], &known)
             )),
-            (StepKind::Restart | StepKind::Stop | StepKind::Start | StepKind::Logs | StepKind::Image, _) => {
+            (
+                StepKind::Restart
+                | StepKind::Stop
+                | StepKind::Start
+                | StepKind::Logs
+                | StepKind::Image
+                | StepKind::Serve
+                | StepKind::Calls,
+                _,
+            ) => {
                 lines.push("# proctor does this to the service itself: do it by hand here".to_string())
             }
             (_, None) => {

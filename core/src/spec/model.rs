@@ -26,6 +26,11 @@ pub struct ChallengeSpec {
     /// How the service under test is started and reached.
     #[serde(default)]
     pub service: ServiceSpec,
+    /// Servers proctor hosts for the run, by name: upstreams the service calls, webhook receivers. The service
+    /// finds them through its env (`service.env` may use `{{server.NAME}}`, the server's base URL without a final
+    /// slash); `serve` steps change what they answer, `calls` steps check what they received.
+    #[serde(default)]
+    pub servers: IndexMap<String, ServerSpec>,
     /// The score needed to pass, such as `80%`.
     #[serde(default = "default_pass")]
     pub pass: Percent,
@@ -209,6 +214,206 @@ pub struct StepSpec {
     pub logs: Option<LogsSpec>,
     /// Check the configuration of the service's image (container targets; not applicable to others).
     pub image: Option<ImageSpec>,
+    /// Change what a server proctor hosts answers, for the rest of the probe.
+    pub serve: Option<ServeSpec>,
+    /// Check the calls a server proctor hosts received since the probe began (or since the previous `calls` step
+    /// on that server), waiting for them to arrive.
+    pub calls: Option<CallsSpec>,
+    /// Request steps: sign the request as a Standard Webhooks sender does (or deliberately wrongly).
+    pub sign: Option<SignSpec>,
+}
+
+/// A server proctor hosts for the run: scripted routes, then an optional JSON document store for what no route
+/// answers; anything else gets 404. Every call is recorded.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Routes tried in order; the first that matches answers (a probe's `serve` steps add routes in front).
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// A JSON document store behind the routes: `GET`/`PUT`/`DELETE` of a document by path, and `GET` of a
+    /// collection (`/customers`, or `/customers?ids=a,b` for some) answering `{"items": [...]}`.
+    pub store: Option<StoreSpec>,
+}
+
+/// A JSON document store.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// The documents at the start of the run, by path (`/products/p1`: a collection and an id).
+    #[serde(default)]
+    pub data: IndexMap<String, serde_json::Value>,
+    /// How long every store answer takes (a slow database makes a cache stampede visible).
+    pub delay: Option<Dur>,
+}
+
+/// A scripted route.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// A name for `calls: { route }` (kebab-case).
+    pub name: Option<String>,
+    /// The method it answers (any when absent).
+    pub method: Option<String>,
+    /// The path it answers: `/quotes/{symbol}` (`{name}` matches one segment). In a `serve` step it may use
+    /// `{{...}}`.
+    pub path: String,
+    /// Only requests whose body contains this text (may use `{{...}}` in a `serve` step).
+    pub body_contains: Option<String>,
+    /// The answer, or a list of answers given in turn (the last one then repeats).
+    pub respond: Respond,
+}
+
+/// One answer, or answers in turn.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Respond {
+    /// Answers in turn; the last repeats.
+    Sequence(Vec<ReplySpec>),
+    /// Always this answer.
+    One(ReplySpec),
+}
+
+impl Respond {
+    /// The answers in turn, each `times` expanded.
+    pub fn replies(&self) -> Vec<&ReplySpec> {
+        match self {
+            Respond::One(reply) => vec![reply],
+            Respond::Sequence(replies) => replies
+                .iter()
+                .flat_map(|r| std::iter::repeat_n(r, r.times.unwrap_or(1) as usize))
+                .collect(),
+        }
+    }
+}
+
+/// How a server answers one request.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplySpec {
+    /// The status (default 200).
+    pub status: Option<u16>,
+    /// Response headers.
+    #[serde(default)]
+    pub headers: IndexMap<String, String>,
+    /// A JSON body (sets `Content-Type: application/json`).
+    pub json: Option<serde_json::Value>,
+    /// A raw body.
+    pub body: Option<String>,
+    /// How long to wait before answering.
+    pub delay: Option<Dur>,
+    /// Misbehave instead of answering.
+    pub fault: Option<Fault>,
+    /// In a sequence: give this answer this many times in a row (default 1).
+    pub times: Option<u32>,
+}
+
+/// A way for a server to fail without an HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// Close the connection without answering (the client sees a reset or an early end).
+    Reset,
+    /// Never answer: hold the connection until the client gives up (or the run ends).
+    Hang,
+}
+
+/// Changes to a server for the rest of the probe (every server is back to its spec at the next probe).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSpec {
+    /// The server's name.
+    pub server: String,
+    /// Routes tried before the server's own (and before those of earlier `serve` steps).
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Documents written into the server's store, by path (they stay for later probes, as data in a database
+    /// does); values may use `{{...}}`.
+    #[serde(default)]
+    pub store: IndexMap<String, serde_json::Value>,
+}
+
+/// Checks on the calls a server received.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallsSpec {
+    /// The server's name.
+    pub server: String,
+    /// Only calls answered by the route with this name.
+    pub route: Option<String>,
+    /// Only calls with this method.
+    pub method: Option<String>,
+    /// Only calls to this path (the route syntax: `{name}` matches a segment; may use `{{...}}`).
+    pub path: Option<String>,
+    /// How many calls: `1`, `"1+"`, `0` (none).
+    pub count: Option<crate::types::Count>,
+    /// How long to wait for `count` to be reached (default 2s).
+    pub within: Option<Dur>,
+    /// Once it is reached, how much longer to watch for calls that should not come (default none).
+    pub quiet: Option<Dur>,
+    /// Checks on every call.
+    pub each: Option<CallExpectSpec>,
+    /// Headers every call must carry with one and the same value (`webhook-id` across retries).
+    #[serde(default)]
+    pub same: Vec<String>,
+    /// The least time between consecutive calls: the first value between the first and the second call, and so
+    /// on; the last value applies to every later gap.
+    #[serde(default)]
+    pub gaps: Vec<Dur>,
+}
+
+/// Checks on one call a server received.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CallExpectSpec {
+    /// Checks on request headers, by name.
+    #[serde(default)]
+    pub headers: IndexMap<String, HeaderCheck>,
+    /// Checks on query parameters, by name (a comma-separated value is a list for `members`/`contains`).
+    #[serde(default)]
+    pub query: IndexMap<String, HeaderCheck>,
+    /// Checks on the JSON body.
+    #[serde(default)]
+    pub json: Vec<JsonCheck>,
+    /// Checks on the raw body.
+    pub body: Option<BodyCheck>,
+    /// The media type of `Content-Type`.
+    pub content_type: Option<String>,
+    /// A valid Standard Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+    pub signature: Option<SignatureCheck>,
+}
+
+/// A Standard Webhooks signature check: HMAC-SHA256 over `{id}.{timestamp}.{raw body}`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureCheck {
+    /// The secret, `whsec_` and base64 (may use `{{...}}`, usually `{{env.NAME}}`).
+    pub secret: String,
+    /// How far `webhook-timestamp` may be from the time the call arrived (default 5s).
+    pub tolerance: Option<Dur>,
+}
+
+/// Signs a request as a Standard Webhooks sender: `webhook-id`, `webhook-timestamp` and
+/// `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignSpec {
+    /// The secret, `whsec_` and base64 (may use `{{...}}`).
+    pub secret: String,
+    /// The message id (default a fresh random one); the same id twice is a replay.
+    pub id: Option<String>,
+    /// Date the timestamp this far in the past.
+    pub age: Option<Dur>,
+    /// Date the timestamp this far in the future.
+    pub ahead: Option<Dur>,
+    /// Sign this body instead of the one sent (one changed byte makes a tampered request); may use `{{...}}`.
+    pub signed_body: Option<String>,
+    /// Signatures listed before the real one (`v1,<base64>` each), as after a secret rotation.
+    #[serde(default)]
+    pub extra: Vec<String>,
+    /// Headers left out (`webhook-signature`, say).
+    #[serde(default)]
+    pub omit: Vec<String>,
 }
 
 /// Checks on the image a container runs: each one that is `true` is checked.

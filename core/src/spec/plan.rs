@@ -8,8 +8,8 @@
 //! here with its compilation in [`compile_step`], and its runner.
 
 use crate::spec::model::{
-    CaptureSpec, ChallengeSpec, ExpectSpec, ImageSpec, LogsSpec, ProbeSpec, RequestSpec, RestartSpec, StartSpec,
-    StepSpec, StopSpec, WaitSpec, WalkSpec,
+    CallsSpec, CaptureSpec, ChallengeSpec, ExpectSpec, ImageSpec, LogsSpec, ProbeSpec, RequestSpec, RestartSpec,
+    ServeSpec, SignSpec, StartSpec, StepSpec, StopSpec, WaitSpec, WalkSpec,
 };
 use crate::spec::template::Lookup;
 
@@ -52,6 +52,19 @@ pub enum Action {
     Logs(LogsSpec),
     /// Check the configuration of the service's image.
     Image(ImageSpec),
+    /// Change what a runner-hosted server answers.
+    Serve(ServeSpec),
+    /// Check the calls a runner-hosted server received.
+    Calls(Box<Calls>),
+}
+
+/// A calls step.
+#[derive(Debug, Clone)]
+pub struct Calls {
+    /// As written.
+    pub spec: CallsSpec,
+    /// The header, JSON, body and content-type checks of `each`, compiled as a response's would be.
+    pub each: Expect,
 }
 
 /// A stop step.
@@ -74,6 +87,8 @@ pub struct Send {
     pub captures: Vec<Capture>,
     /// How many times the request is sent in sequence (`None`: once, not a repeat).
     pub repeat: Option<u32>,
+    /// How the request is signed, if it is.
+    pub sign: Option<SignSpec>,
 }
 
 /// A burst step.
@@ -145,6 +160,7 @@ pub fn compile_step(step: &StepSpec) -> Step {
                 .map(|(name, spec)| Capture::new(name, spec))
                 .collect(),
             repeat: step.repeat,
+            sign: step.sign.clone(),
         })),
         (None, Some(wait), ..) => Action::Wait(wait.clone()),
         (None, None, ..) => match (&step.restart, &step.stop, &step.start, &step.logs) {
@@ -161,6 +177,21 @@ pub fn compile_step(step: &StepSpec) -> Step {
             (_, _, Some(start), _) => Action::Start(start.clone()),
             (_, _, _, Some(logs)) => Action::Logs(logs.clone()),
             _ if step.image.is_some() => Action::Image(step.image.clone().unwrap_or_default()),
+            _ if step.serve.is_some() => Action::Serve(step.serve.clone().unwrap_or_default()),
+            _ if step.calls.is_some() => {
+                let spec = step.calls.clone().unwrap_or_default();
+                let each = spec.each.clone().unwrap_or_default();
+                Action::Calls(Box::new(Calls {
+                    each: Expect::new(ExpectSpec {
+                        headers: each.headers,
+                        json: each.json,
+                        body: each.body,
+                        content_type: each.content_type,
+                        ..Default::default()
+                    }),
+                    spec,
+                }))
+            }
             // Validation refuses a step that is nothing; should one get here, it waits for nothing.
             _ => Action::Wait(WaitSpec::default()),
         },

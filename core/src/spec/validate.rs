@@ -6,8 +6,8 @@ use std::time::Duration;
 use super::jwt::{JwtSign, VarSpec};
 use super::load::is_kebab;
 use super::model::{
-    BodyCheck, CaptureSpec, ChallengeSpec, EnvChanges, ExpectSpec, HeaderCheck, JsonCheck, JsonType, ProbeSpec, Ready,
-    RequestSpec, StepSpec, WalkSpec,
+    BodyCheck, CallsSpec, CaptureSpec, ChallengeSpec, EnvChanges, ExpectSpec, HeaderCheck, JsonCheck, JsonType,
+    ProbeSpec, Ready, RequestSpec, RouteSpec, ServeSpec, SignSpec, StepSpec, WalkSpec,
 };
 use super::template::{BUILTINS, json_strings, placeholders};
 
@@ -31,6 +31,13 @@ pub const RESERVED_ENV: &[&str] = &[
 /// The longest grace period a stop step may give (the Docker API call that waits for it must end well before
 /// the client's own timeout).
 pub const MAX_GRACE: Duration = Duration::from_secs(100);
+
+/// The longest a runner-hosted server may delay an answer (or hang).
+pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(60);
+/// The most servers a challenge may declare.
+pub const MAX_SERVERS: usize = 8;
+/// The most routes one server may have, its own and those `serve` steps add.
+pub const MAX_ROUTES: usize = 64;
 
 /// The most points one probe may be worth.
 pub const MAX_POINTS: u32 = 1_000;
@@ -152,7 +159,22 @@ impl Validator<'_> {
                     "an environment value cannot contain a NUL character",
                 );
             }
+            for placeholder in placeholders(value) {
+                let known = placeholder
+                    .strip_prefix("server.")
+                    .is_some_and(|server| spec.servers.contains_key(server));
+                if !known {
+                    self.problem(
+                        format!("service.env.{name}"),
+                        format!(
+                            "`{{{{{placeholder}}}}}` is not known when the service starts: only `{{{{server.NAME}}}}` \
+                             of a server in `servers` is"
+                        ),
+                    );
+                }
+            }
         }
+        self.servers();
         if spec.probes.is_empty() {
             self.problem("probes", "a challenge needs at least one probe");
         }
@@ -243,6 +265,311 @@ impl Validator<'_> {
         }
     }
 
+    fn servers(&mut self) {
+        let spec = self.spec;
+        if spec.servers.len() > MAX_SERVERS {
+            self.problem("servers", format!("a challenge may declare at most {MAX_SERVERS} servers"));
+        }
+        for (name, server) in &spec.servers {
+            let at = format!("servers.{name}");
+            if !is_kebab(name) {
+                self.problem(&at, format!("server name `{name}` must be kebab-case"));
+            }
+            if server.routes.len() > MAX_ROUTES {
+                self.problem(format!("{at}.routes"), format!("a server has at most {MAX_ROUTES} routes"));
+            }
+            let mut names = HashSet::new();
+            for (i, route) in server.routes.iter().enumerate() {
+                self.route(&format!("{at}.routes[{i}]"), route, None);
+                if let Some(route_name) = &route.name
+                    && !names.insert(route_name)
+                {
+                    self.problem(
+                        format!("{at}.routes[{i}].name"),
+                        format!("duplicate route name `{route_name}`"),
+                    );
+                }
+            }
+            if let Some(store) = &server.store {
+                for path in store.data.keys() {
+                    self.store_path(&format!("{at}.store.data"), path);
+                }
+                if let Some(delay) = store.delay {
+                    self.server_delay(&format!("{at}.store.delay"), delay.0);
+                }
+            }
+        }
+    }
+
+    fn store_path(&mut self, at: &str, path: &str) {
+        let segments: Vec<&str> = path.strip_prefix('/').unwrap_or("").split('/').collect();
+        if !path.starts_with('/') || segments.len() < 2 || segments.iter().any(|s| s.is_empty()) || path.contains('?')
+        {
+            self.problem(
+                at,
+                format!("`{path}` is not a document path such as `/products/p1` (a collection, then an id)"),
+            );
+        }
+    }
+
+    fn server_delay(&mut self, at: &str, delay: Duration) {
+        if delay > MAX_SERVER_DELAY {
+            self.problem(
+                at,
+                format!("a server answers within {} s at most", MAX_SERVER_DELAY.as_secs()),
+            );
+        }
+    }
+
+    /// A route of a server (`scope` `None`) or of a `serve` step (placeholders then name variables in scope).
+    fn route(&mut self, at: &str, route: &RouteSpec, scope: Option<&Scope>) {
+        if let Some(name) = &route.name
+            && !is_kebab(name)
+        {
+            self.problem(format!("{at}.name"), format!("route name `{name}` must be kebab-case"));
+        }
+        if let Some(method) = &route.method
+            && !is_token(method)
+        {
+            self.problem(format!("{at}.method"), format!("`{method}` is not a valid HTTP method"));
+        }
+        self.route_path(&format!("{at}.path"), &route.path);
+        let mut texts: Vec<(String, &str)> = vec![(format!("{at}.path"), route.path.as_str())];
+        if let Some(text) = &route.body_contains {
+            texts.push((format!("{at}.body_contains"), text));
+        }
+        let replies = route.respond.replies();
+        if replies.is_empty() {
+            self.problem(format!("{at}.respond"), "a route needs at least one answer");
+        }
+        if let super::model::Respond::One(reply) = &route.respond
+            && reply.times.is_some()
+        {
+            self.problem(format!("{at}.respond.times"), "`times` counts an answer within a list of answers");
+        }
+        let listed: Vec<&super::model::ReplySpec> = match &route.respond {
+            super::model::Respond::One(reply) => vec![reply],
+            super::model::Respond::Sequence(replies) => replies.iter().collect(),
+        };
+        for (i, reply) in listed.into_iter().enumerate() {
+            let field = format!("{at}.respond[{i}]");
+            if reply.status.is_some_and(|s| !(200..=599).contains(&s)) {
+                self.problem(format!("{field}.status"), "a server answers with a status from 200 to 599");
+            }
+            if reply.json.is_some() && reply.body.is_some() {
+                self.problem(&field, "an answer has `json` or `body`, not both");
+            }
+            if reply.fault.is_some()
+                && (reply.status.is_some() || reply.json.is_some() || reply.body.is_some() || !reply.headers.is_empty())
+            {
+                self.problem(&field, "a fault sends no answer: it has no status, headers or body");
+            }
+            if reply.times == Some(0) {
+                self.problem(format!("{field}.times"), "`times` is at least 1");
+            }
+            if let Some(delay) = reply.delay {
+                self.server_delay(&format!("{field}.delay"), delay.0);
+            }
+            for (name, value) in &reply.headers {
+                if !is_token(name) || value.contains(['\r', '\n', '\0']) {
+                    self.problem(
+                        format!("{field}.headers.{name}"),
+                        "not a valid header (a token for the name, no line breaks in the value)",
+                    );
+                }
+                texts.push((format!("{field}.headers.{name}"), value));
+            }
+            if let Some(body) = &reply.body {
+                texts.push((format!("{field}.body"), body));
+            }
+            if let Some(json) = &reply.json {
+                for text in json_strings(json) {
+                    texts.push((format!("{field}.json"), text));
+                }
+            }
+        }
+        for (field, text) in texts {
+            match scope {
+                Some(scope) => self.uses(&field, text, scope),
+                None if !placeholders(text).is_empty() => self.problem(
+                    field,
+                    "a server's own routes are fixed: `{{...}}` goes in the routes of a `serve` step",
+                ),
+                None => {}
+            }
+        }
+    }
+
+    fn route_path(&mut self, at: &str, path: &str) {
+        let well_formed = path.starts_with('/')
+            && !path.contains('?')
+            && path.split('/').all(|segment| match segment.strip_prefix('{') {
+                Some(rest) => rest
+                    .strip_suffix('}')
+                    .is_some_and(|name| name.starts_with('{') && name.ends_with('}') || is_identifier(name)),
+                None => !segment.contains(['{', '}']) || segment.contains("{{"),
+            });
+        if !well_formed {
+            self.problem(
+                at,
+                format!("`{path}` is not a route path such as `/quotes/{{symbol}}` (no query; `{{name}}` for a segment)"),
+            );
+        }
+    }
+
+    fn server_name(&mut self, at: &str, name: &str) -> bool {
+        let known = self.spec.servers.contains_key(name);
+        if !known {
+            self.problem(at, format!("`{name}` is not one of the challenge's `servers`"));
+        }
+        known
+    }
+
+    fn serve(&mut self, at: &str, serve: &ServeSpec, scope: &Scope) {
+        if !self.server_name(&format!("{at}.server"), &serve.server) {
+            return;
+        }
+        if serve.routes.is_empty() && serve.store.is_empty() {
+            self.problem(at, "the serve step changes nothing: give it `routes` or `store` documents");
+        }
+        if serve.routes.len() > MAX_ROUTES {
+            self.problem(format!("{at}.routes"), format!("a server has at most {MAX_ROUTES} routes"));
+        }
+        for (i, route) in serve.routes.iter().enumerate() {
+            self.route(&format!("{at}.routes[{i}]"), route, Some(scope));
+        }
+        if !serve.store.is_empty() && self.spec.servers[&serve.server].store.is_none() {
+            self.problem(
+                format!("{at}.store"),
+                format!("server `{}` has no `store` to write documents into", serve.server),
+            );
+        }
+        for (path, value) in &serve.store {
+            self.uses(&format!("{at}.store"), path, scope);
+            if placeholders(path).is_empty() {
+                self.store_path(&format!("{at}.store"), path);
+            }
+            for text in json_strings(value) {
+                self.uses(&format!("{at}.store"), text, scope);
+            }
+        }
+    }
+
+    fn calls(&mut self, at: &str, calls: &CallsSpec, scope: &Scope) {
+        if !self.server_name(&format!("{at}.server"), &calls.server) {
+            return;
+        }
+        if let Some(route) = &calls.route {
+            let spec = self.spec;
+            let in_server = spec.servers[&calls.server].routes.iter().any(|r| r.name.as_ref() == Some(route));
+            let in_serve = spec.probes.iter().flat_map(|p| &p.steps).any(|step| {
+                step.serve.as_ref().is_some_and(|serve| {
+                    serve.server == calls.server && serve.routes.iter().any(|r| r.name.as_ref() == Some(route))
+                })
+            });
+            if !in_server && !in_serve {
+                self.problem(
+                    format!("{at}.route"),
+                    format!("no route of server `{}` is named `{route}`", calls.server),
+                );
+            }
+        }
+        if let Some(method) = &calls.method
+            && !is_token(method)
+        {
+            self.problem(format!("{at}.method"), format!("`{method}` is not a valid HTTP method"));
+        }
+        if let Some(path) = &calls.path {
+            self.route_path(&format!("{at}.path"), path);
+            self.uses(&format!("{at}.path"), path, scope);
+        }
+        for (field, duration) in [("within", calls.within), ("quiet", calls.quiet)] {
+            if let Some(duration) = duration {
+                self.duration(&format!("{at}.{field}"), duration.0, Duration::ZERO);
+            }
+        }
+        for (i, gap) in calls.gaps.iter().enumerate() {
+            self.duration(&format!("{at}.gaps[{i}]"), gap.0, Duration::ZERO);
+        }
+        for name in &calls.same {
+            if !is_token(name) {
+                self.problem(format!("{at}.same"), format!("`{name}` is not a valid header name"));
+            }
+        }
+        let each = calls.each.clone().unwrap_or_default();
+        let checks_something = calls.count.is_some()
+            || calls.each.is_some()
+            || !calls.same.is_empty()
+            || !calls.gaps.is_empty();
+        if !checks_something {
+            self.problem(at, "the calls check says nothing to check");
+        }
+        if calls.count == Some(crate::types::Count::Exactly(0))
+            && (calls.each.is_some() || !calls.same.is_empty() || !calls.gaps.is_empty())
+        {
+            self.problem(at, "no call is expected, so there is nothing for `each`, `same` or `gaps` to check");
+        }
+        for (group, checks) in [("headers", &each.headers), ("query", &each.query)] {
+            for (name, check) in checks {
+                let field = format!("{at}.each.{group}.{name}");
+                if group == "headers" && !is_token(name) {
+                    self.problem(&field, format!("`{name}` is not a valid header name"));
+                }
+                self.header_check(&field, check, scope);
+            }
+        }
+        for (i, check) in each.json.iter().enumerate() {
+            self.json_check(&format!("{at}.each.json[{i}]"), check, scope);
+        }
+        if let Some(body) = &each.body {
+            self.body_check(&format!("{at}.each.body"), body, scope);
+        }
+        if let Some(media) = &each.content_type
+            && (!media.contains('/') || media.contains(';'))
+        {
+            self.problem(
+                format!("{at}.each.content_type"),
+                format!("`{media}` is not a media type such as application/json (no parameters)"),
+            );
+        }
+        if let Some(signature) = &each.signature {
+            self.uses(&format!("{at}.each.signature.secret"), &signature.secret, scope);
+            if let Some(tolerance) = signature.tolerance {
+                self.duration(&format!("{at}.each.signature.tolerance"), tolerance.0, Duration::ZERO);
+            }
+        }
+    }
+
+    fn sign(&mut self, at: &str, sign: &SignSpec, step: &StepSpec, scope: &Scope) {
+        if step.burst.is_some() || step.walk.is_some() {
+            self.problem(at, "signing goes with a single (or repeated) request, not a burst or a walk");
+        }
+        if sign.age.is_some() && sign.ahead.is_some() {
+            self.problem(at, "a timestamp is in the past (`age`) or the future (`ahead`), not both");
+        }
+        for (field, text) in [("secret", Some(&sign.secret)), ("id", sign.id.as_ref()), ("signed_body", sign.signed_body.as_ref())] {
+            if let Some(text) = text {
+                self.uses(&format!("{at}.{field}"), text, scope);
+            }
+        }
+        for signature in &sign.extra {
+            self.uses(&format!("{at}.extra"), signature, scope);
+        }
+        for header in &sign.omit {
+            if !["webhook-id", "webhook-timestamp", "webhook-signature"].contains(&header.to_ascii_lowercase().as_str()) {
+                self.problem(
+                    format!("{at}.omit"),
+                    format!("`{header}` is not a signature header (webhook-id, webhook-timestamp, webhook-signature)"),
+                );
+            }
+        }
+        for (field, duration) in [("age", sign.age), ("ahead", sign.ahead)] {
+            if let Some(duration) = duration {
+                self.duration(&format!("{at}.{field}"), duration.0, Duration::ZERO);
+            }
+        }
+    }
+
     fn probe(&mut self, at: &str, probe: &ProbeSpec) {
         if !is_kebab(&probe.category) {
             self.problem(
@@ -327,6 +654,8 @@ impl Validator<'_> {
             ("start", step.start.is_some()),
             ("logs", step.logs.is_some()),
             ("image", step.image.is_some()),
+            ("serve", step.serve.is_some()),
+            ("calls", step.calls.is_some()),
         ]
         .into_iter()
         .filter_map(|(kind, present)| present.then_some(kind))
@@ -335,7 +664,8 @@ impl Validator<'_> {
             [] => {
                 return self.problem(
                     at,
-                    "a step needs one of `request`, `wait`, `restart`, `stop`, `start`, `logs` or `image`",
+                    "a step needs one of `request`, `wait`, `restart`, `stop`, `start`, `logs`, `image`, `serve` \
+                     or `calls`",
                 );
             }
             [_] => {}
@@ -353,6 +683,7 @@ impl Validator<'_> {
                 ("repeat", step.repeat.is_some()),
                 ("burst", step.burst.is_some()),
                 ("walk", step.walk.is_some()),
+                ("sign", step.sign.is_some()),
             ] {
                 if present {
                     self.problem(
@@ -363,6 +694,17 @@ impl Validator<'_> {
             }
         }
         self.lifecycle(at, step, scope);
+        if let Some(serve) = &step.serve {
+            self.serve(&format!("{at}.serve"), serve, scope);
+        }
+        if let Some(calls) = &step.calls {
+            self.calls(&format!("{at}.calls"), calls, scope);
+        }
+        if let Some(sign) = &step.sign
+            && step.request.is_some()
+        {
+            self.sign(&format!("{at}.sign"), sign, step, scope);
+        }
         match (&step.request, &step.wait) {
             (Some(_), Some(_)) | (None, None) => {}
             (None, Some(wait)) => {
@@ -919,6 +1261,8 @@ impl Validator<'_> {
         for name in placeholders(text) {
             let known = if let Some(var) = name.strip_prefix("env.") {
                 var == "PORT" || self.spec.service.env.contains_key(var)
+            } else if let Some(server) = name.strip_prefix("server.") {
+                self.spec.servers.contains_key(server)
             } else if name == "index" {
                 scope.in_loop
             } else {
@@ -931,6 +1275,8 @@ impl Validator<'_> {
             if !known {
                 let message = if name.starts_with("env.") {
                     format!("undefined variable `{name}`: add it to service.env")
+                } else if name.starts_with("server.") {
+                    format!("undefined variable `{name}`: no server of that name in `servers`")
                 } else if name == "index" {
                     "`{{index}}` is only defined inside `repeat` or `burst`".to_string()
                 } else if name.starts_with("filler.") {
