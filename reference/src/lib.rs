@@ -16,6 +16,7 @@ mod ratelimit;
 mod resource;
 mod shutdown;
 mod status;
+mod upstream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -504,6 +505,39 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "partial-migration",
         "the migration saves each memo as it converts it: a failure leaves the data half migrated",
     ),
+    // resilient-upstream
+    ("price-rounded", "the price goes through an integer field: 187.31 becomes 187"),
+    ("no-upstream-auth", "calls to the quotes service carry no Authorization header"),
+    ("request-id-dropped", "the request's X-Request-Id is not passed on to the quotes service"),
+    ("retries-404", "every failed call is retried, a 404 included"),
+    ("404-as-502", "a 404 of the quotes service answers 502"),
+    ("no-timeout", "calls wait 5 seconds for an answer, not UPSTREAM_TIMEOUT_MS"),
+    ("timeout-retried", "a call that timed out is retried like a 5xx"),
+    ("no-retry", "failed quote calls are not retried"),
+    ("retry-no-backoff", "retries follow each other without a pause"),
+    ("retry-constant-backoff", "every retry waits RETRY_BASE_MS: the waits do not grow"),
+    ("reset-not-retried", "only 5xx answers are retried: a dropped connection fails at once"),
+    (
+        "upstream-status-passed-through",
+        "when every attempt fails, the API answers the quotes service's own status (500), not 502",
+    ),
+    ("reset-500", "a dropped connection on the last attempt crashes the handler: 500"),
+    ("trade-id-own", "a trade is answered with an id the API made up, not the quotes service's"),
+    ("trade-quantity-string", "the trade call sends the quantity as a string"),
+    ("post-retried", "a failed trade call is retried like a GET"),
+    ("no-breaker", "there is no circuit breaker"),
+    (
+        "breaker-counts-attempts",
+        "the breaker counts failed attempts, not failed requests: it opens during the first failing request",
+    ),
+    ("breaker-threshold-plus-one", "the breaker opens after BREAKER_THRESHOLD + 1 failures"),
+    ("breaker-never-closes", "once open, the breaker stays open"),
+    (
+        "cooldown-closes",
+        "after the cool-down the breaker closes outright: a failed trial counts as one failure, not a reopening",
+    ),
+    ("breaker-calls-anyway", "an open breaker still calls the quotes service (and ignores the answer)"),
+    ("trial-keeps-open", "a successful trial starts another cool-down instead of closing the breaker"),
 ];
 
 /// How one instance of the reference service behaves.
@@ -598,6 +632,9 @@ pub(crate) struct App {
     pub(crate) articles: pagination::Store,
     pub(crate) memos: memos::Store,
     pub(crate) observe: observe::Store,
+    pub(crate) breaker: upstream::BreakerCell,
+    /// The client for calls to other services.
+    pub(crate) http: reqwest::Client,
     /// Turns true when a graceful shutdown begins.
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
     /// How many `GET /work` requests are being worked on.
@@ -630,6 +667,8 @@ fn router_with(
         auth: Default::default(),
         jwt: Default::default(),
         articles: Default::default(),
+        breaker: Default::default(),
+        http: upstream::client(),
     });
     Router::new()
         .route("/health", get(observe::health))
@@ -645,6 +684,7 @@ fn router_with(
         .merge(memos::routes())
         .merge(shutdown::routes())
         .merge(observe::routes())
+        .merge(upstream::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")
