@@ -5,6 +5,7 @@
 //! passes everything else.
 
 mod auth;
+mod cacheaside;
 mod caching;
 mod config;
 mod idempotency;
@@ -538,6 +539,16 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     ("breaker-calls-anyway", "an open breaker still calls the quotes service (and ignores the answer)"),
     ("trial-keeps-open", "a successful trial starts another cool-down instead of closing the breaker"),
+    // cache-aside
+    ("fields-dropped", "products are answered through a model of id, name and price: other fields are lost"),
+    ("no-cache", "every read calls the catalog"),
+    ("ttl-minutes", "CACHE_TTL_SECONDS is taken as minutes"),
+    ("ttl-hardcoded", "the time to live is 2 seconds, whatever CACHE_TTL_SECONDS says"),
+    ("no-invalidation", "a PUT leaves the old product in the cache"),
+    ("write-not-forwarded", "a PUT updates the cache only, never the catalog"),
+    ("no-single-flight", "concurrent misses each call the catalog"),
+    ("missing-500", "a product the catalog does not have crashes the handler: 500"),
+    ("errors-cached", "a catalog failure is cached like a product"),
 ];
 
 /// How one instance of the reference service behaves.
@@ -633,6 +644,7 @@ pub(crate) struct App {
     pub(crate) memos: memos::Store,
     pub(crate) observe: observe::Store,
     pub(crate) breaker: upstream::BreakerCell,
+    pub(crate) cache: cacheaside::Cache,
     /// The client for calls to other services.
     pub(crate) http: reqwest::Client,
     /// Turns true when a graceful shutdown begins.
@@ -668,6 +680,7 @@ fn router_with(
         jwt: Default::default(),
         articles: Default::default(),
         breaker: Default::default(),
+        cache: Default::default(),
         http: upstream::client(),
     });
     Router::new()
@@ -685,6 +698,7 @@ fn router_with(
         .merge(shutdown::routes())
         .merge(observe::routes())
         .merge(upstream::routes())
+        .merge(cacheaside::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")

@@ -492,6 +492,15 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("resilient-upstream", "trade-quantity-string", &["trade-passes-through@3"]),
     ("resilient-upstream", "trial-keeps-open", &["the-breaker-closes-after-a-good-trial@4"]),
     ("resilient-upstream", "upstream-status-passed-through", &["exhausted-retries-give-502@3"]),
+    ("cache-aside", "errors-cached", &["failures-are-not-cached@3"]),
+    ("cache-aside", "fields-dropped", &["a-miss-reads-the-catalog@2"]),
+    ("cache-aside", "missing-500", &["an-unknown-product-is-404@1"]),
+    ("cache-aside", "no-cache", &["concurrent-misses-make-one-call@3", "repeated-reads-hit-the-cache@5", "the-ttl-comes-from-the-env@6"]),
+    ("cache-aside", "no-invalidation", &["a-write-invalidates-the-entry@5"]),
+    ("cache-aside", "no-single-flight", &["concurrent-misses-make-one-call@3"]),
+    ("cache-aside", "ttl-hardcoded", &["the-ttl-comes-from-the-env@6"]),
+    ("cache-aside", "ttl-minutes", &["an-expired-entry-is-read-again@6"]),
+    ("cache-aside", "write-not-forwarded", &["a-write-invalidates-the-entry@4"]),
 ];
 
 #[tokio::test]
