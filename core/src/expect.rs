@@ -223,6 +223,23 @@ fn header_checks(name: &str, check: &HeaderCheck, response: &Response, lookup: &
             ));
         }
     }
+    if let Some(distinct) = check.distinct {
+        let mut seen = std::collections::BTreeSet::new();
+        let repeated: Vec<&str> = value
+            .as_deref()
+            .map(|v| list_members(v).filter(|m| !seen.insert(m.to_string())).collect())
+            .unwrap_or_default();
+        let mut actual = shown();
+        if !repeated.is_empty() {
+            actual.push_str(&format!(" (repeated: {})", repeated.join(", ")));
+        }
+        out.push(Check::new(
+            format!("header {name} members distinct"),
+            if distinct { "no member twice" } else { "some member twice" },
+            actual,
+            repeated.is_empty() == distinct,
+        ));
+    }
     if let Some(members) = &check.members {
         use std::collections::BTreeSet;
         let expected: BTreeSet<String> = members.iter().map(|m| fill(m, lookup).to_ascii_uppercase()).collect();

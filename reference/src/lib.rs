@@ -12,6 +12,7 @@ mod idempotency;
 mod jwt;
 mod memos;
 mod observe;
+mod orders;
 mod pagination;
 mod ratelimit;
 mod resource;
@@ -549,6 +550,19 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ("no-single-flight", "concurrent misses each call the catalog"),
     ("missing-500", "a product the catalog does not have crashes the handler: 500"),
     ("errors-cached", "a catalog failure is cached like a product"),
+    // n-plus-one
+    ("customer-name-only", "orders embed only the customer's id and name"),
+    ("n-plus-one", "each order's customer is fetched with its own GET /customers/{id}"),
+    ("empty-batch-call", "an empty page still calls GET /customers?ids="),
+    ("ids-repeated", "the batch asks for a customer once per order"),
+    ("batch-all-orders", "the batch asks for the customers of every order of the shop, then the page is cut"),
+    ("missing-fetched-alone", "a customer missing from the batch is fetched again on its own"),
+    ("missing-dropped", "an order whose customer is unknown is left out of the listing"),
+    ("order-created-200", "POST /shops/{shop}/orders answers 200 instead of 201"),
+    (
+        "customers-down-ignored",
+        "a failing customers service is ignored: the listing answers 200 with every customer null",
+    ),
 ];
 
 /// How one instance of the reference service behaves.
@@ -645,6 +659,7 @@ pub(crate) struct App {
     pub(crate) observe: observe::Store,
     pub(crate) breaker: upstream::BreakerCell,
     pub(crate) cache: cacheaside::Cache,
+    pub(crate) orders: orders::Orders,
     /// The client for calls to other services.
     pub(crate) http: reqwest::Client,
     /// Turns true when a graceful shutdown begins.
@@ -681,6 +696,7 @@ fn router_with(
         articles: Default::default(),
         breaker: Default::default(),
         cache: Default::default(),
+        orders: Default::default(),
         http: upstream::client(),
     });
     Router::new()
@@ -699,6 +715,7 @@ fn router_with(
         .merge(observe::routes())
         .merge(upstream::routes())
         .merge(cacheaside::routes())
+        .merge(orders::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")

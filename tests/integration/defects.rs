@@ -501,6 +501,15 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("cache-aside", "ttl-hardcoded", &["the-ttl-comes-from-the-env@6"]),
     ("cache-aside", "ttl-minutes", &["an-expired-entry-is-read-again@6"]),
     ("cache-aside", "write-not-forwarded", &["a-write-invalidates-the-entry@4"]),
+    ("n-plus-one", "batch-all-orders", &["each-page-asks-only-for-its-customers@8"]),
+    ("n-plus-one", "customer-name-only", &["orders-embed-their-customer@3"]),
+    ("n-plus-one", "customers-down-ignored", &["customers-down-gives-502@3"]),
+    ("n-plus-one", "empty-batch-call", &["an-empty-page-makes-no-call@2"]),
+    ("n-plus-one", "ids-repeated", &["the-batch-names-each-customer-once@6"]),
+    ("n-plus-one", "missing-dropped", &["an-unknown-customer-is-null@4"]),
+    ("n-plus-one", "missing-fetched-alone", &["an-unknown-customer-is-null@5"]),
+    ("n-plus-one", "n-plus-one", &["a-page-makes-one-batch-call@6", "an-unknown-customer-is-null@5", "customers-down-gives-502@3", "each-page-asks-only-for-its-customers@8", "the-batch-names-each-customer-once@6"]),
+    ("n-plus-one", "order-created-200", &["orders-are-created@1"]),
 ];
 
 #[tokio::test]

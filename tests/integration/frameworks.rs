@@ -11,6 +11,15 @@ use crate::support::{available, proctor_path};
 
 /// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
 const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("resilient-upstream", "", &[]),
+    ("resilient-upstream", "default-timeout", &["a-hanging-upstream-gives-504"]),
+    ("resilient-upstream", "retry-post", &["trades-are-not-retried"]),
+    (
+        "resilient-upstream",
+        "breaker-counts-attempts",
+        &["the-breaker-opens", "the-breaker-closes-after-a-good-trial"],
+    ),
+    ("resilient-upstream", "upstream-status", &["exhausted-retries-give-502"]),
     ("observability", "", &[]),
     ("observability", "path-label", &["routes-are-templated-in-labels"]),
     (

@@ -656,6 +656,8 @@ pub struct HeaderCheck {
     /// The comma-separated list must hold exactly these members, in any order, case-insensitively (e.g. the
     /// whole `Allow` set of a resource).
     pub members: Option<Vec<String>>,
+    /// `true`: no member of the comma-separated list appears twice.
+    pub distinct: Option<bool>,
     /// The value, as a number, must be greater than this.
     pub gt: Option<f64>,
     /// ... at least this.

@@ -1105,6 +1105,7 @@ impl Validator<'_> {
             || check.contains.is_some()
             || check.excludes.is_some()
             || check.members.is_some()
+            || check.distinct.is_some()
             || check.not_matches.is_some()
             || check.gt.is_some()
             || check.gte.is_some()
