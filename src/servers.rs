@@ -81,8 +81,10 @@ struct State {
     calls: Vec<Call>,
     /// Calls refused because [`MAX_CALLS`] were kept.
     overflow: usize,
-    /// Where the next `calls` step starts reading.
-    mark: usize,
+    /// Where the current probe began.
+    probe_start: usize,
+    /// Where the next `calls` step with a given filter starts reading (the probe's start until one has read).
+    marks: std::collections::HashMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -205,7 +207,8 @@ impl Servers {
             for route in &mut state.own {
                 route.served = 0;
             }
-            state.mark = state.calls.len();
+            state.probe_start = state.calls.len();
+            state.marks.clear();
         }
     }
 
@@ -251,7 +254,8 @@ impl Server {
             store,
             calls: Vec::new(),
             overflow: 0,
-            mark: 0,
+            probe_start: 0,
+            marks: Default::default(),
         }));
         let cancel = CancellationToken::new();
         let task = tokio::spawn(accept(listener, Arc::clone(&state), cancel.clone()));
@@ -292,25 +296,22 @@ impl Server {
         }
     }
 
-    /// How many calls arrived since the mark (all routes), for waiting.
-    pub fn since_mark(&self) -> usize {
-        let state = self.lock();
-        state.calls.len() - state.mark
-    }
-
-    /// The calls since the mark, and moves the mark past them; the second value is how many calls were refused
-    /// because too many had been kept.
-    pub fn take(&self) -> (Vec<Call>, usize) {
+    /// The calls since the mark of `filter` (a `calls` step's filter, as text), and moves that mark past them:
+    /// each filter reads from the probe's start, then from where the previous step with the same filter stopped.
+    /// The second value is how many calls were refused because too many had been kept.
+    pub fn take(&self, filter: &str) -> (Vec<Call>, usize) {
         let mut state = self.lock();
-        let calls = state.calls[state.mark..].to_vec();
-        state.mark = state.calls.len();
+        let mark = state.mark(filter);
+        let calls = state.calls[mark..].to_vec();
+        let end = state.calls.len();
+        state.marks.insert(filter.to_string(), end);
         (calls, state.overflow)
     }
 
-    /// The calls since the mark, without moving it.
-    pub fn peek(&self) -> Vec<Call> {
+    /// The calls since the mark of `filter`, without moving it.
+    pub fn peek(&self, filter: &str) -> Vec<Call> {
         let state = self.lock();
-        state.calls[state.mark..].to_vec()
+        state.calls[state.mark(filter)..].to_vec()
     }
 
     async fn stop(mut self) {
@@ -432,6 +433,10 @@ async fn handle(
 }
 
 impl State {
+    fn mark(&self, filter: &str) -> usize {
+        self.marks.get(filter).copied().unwrap_or(self.probe_start)
+    }
+
     /// Records the call and decides its answer.
     fn answer(&mut self, mut call: Call, body: &[u8], too_big: bool) -> Answer {
         if self.calls.len() >= MAX_CALLS {
@@ -664,11 +669,7 @@ mod tests {
         .expect("servers start");
         let url = servers.get("up").expect("the server").url().to_string();
         let client = reqwest::Client::new();
-        let statuses: Vec<u16> = futures::future::join_all(
-            (0..1).map(|_| async { get(&client, format!("{url}/quotes/X")).await.0 }),
-        )
-        .await;
-        assert_eq!(statuses, [500]);
+        assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 500);
         assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 500);
         assert_eq!(get(&client, format!("{url}/quotes/X")).await, (200, r#"{"price":7}"#.to_string()));
         assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 200, "the last answer repeats");
@@ -676,7 +677,7 @@ mod tests {
         assert_eq!(body, r#"{"items":[{"id":"b"},{"id":"a"}]}"#, "requested order, each once, missing left out");
         assert_eq!(get(&client, format!("{url}/customers/zz")).await.0, 404);
         let server = servers.get("up").expect("the server");
-        let (calls, overflow) = server.take();
+        let (calls, overflow) = server.take("");
         assert_eq!((calls.len(), overflow), (6, 0));
         assert_eq!(calls[0].route.as_deref(), Some("quote"));
         assert_eq!(calls[4].query, "ids=b,zz,a,b");
@@ -691,7 +692,8 @@ mod tests {
         );
         assert_eq!(get(&client, format!("{url}/quotes/Y")).await.0, 0, "a reset has no answer");
         assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 500, "other paths reach the spec's route");
-        let (calls, _) = server.take();
+        assert_eq!(server.take("other filter").0.len(), 3, "each filter reads from the probe's start");
+        let (calls, _) = server.take("");
         assert_eq!(
             calls.iter().map(|c| c.answer.as_str()).collect::<Vec<_>>(),
             ["500", "reset", "500"]

@@ -11,6 +11,11 @@ use crate::support::{available, proctor_path};
 
 /// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
 const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("cache-aside", "", &[]),
+    ("cache-aside", "check-then-load", &["concurrent-misses-make-one-call"]),
+    ("cache-aside", "cache-errors", &["failures-are-not-cached"]),
+    ("cache-aside", "ttl-millis", &["an-expired-entry-is-read-again"]),
+    ("cache-aside", "no-invalidate-on-put", &["a-write-invalidates-the-entry"]),
     ("resilient-upstream", "", &[]),
     ("resilient-upstream", "default-timeout", &["a-hanging-upstream-gives-504"]),
     ("resilient-upstream", "retry-post", &["trades-are-not-retried"]),

@@ -217,7 +217,7 @@ pub struct StepSpec {
     /// Change what a server proctor hosts answers, for the rest of the probe.
     pub serve: Option<ServeSpec>,
     /// Check the calls a server proctor hosts received since the probe began (or since the previous `calls` step
-    /// on that server), waiting for them to arrive.
+    /// with the same server and filters), waiting for them to arrive.
     pub calls: Option<CallsSpec>,
     /// Request steps: sign the request as a Standard Webhooks sender does (or deliberately wrongly).
     pub sign: Option<SignSpec>,
