@@ -19,6 +19,7 @@ mod resource;
 mod shutdown;
 mod status;
 mod upstream;
+mod webhooks;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -559,6 +560,25 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ("missing-fetched-alone", "a customer missing from the batch is fetched again on its own"),
     ("missing-dropped", "an order whose customer is unknown is left out of the listing"),
     ("order-created-200", "POST /shops/{shop}/orders answers 200 instead of 201"),
+    // webhooks
+    ("payload-not-enveloped", "the payout itself is posted, without the type/timestamp/data envelope"),
+    ("signature-hex", "the signature is the hex digest, not base64"),
+    ("timestamp-ms", "webhook-timestamp is in milliseconds"),
+    ("sync-delivery", "POST /payouts delivers the event before it answers"),
+    ("webhook-no-retry", "a failed delivery is not retried"),
+    ("retry-new-id", "each retry is sent with a new webhook-id"),
+    ("retry-no-backoff", "retries follow each other without a pause"),
+    ("attempts-plus-one", "a delivery makes WEBHOOK_MAX_ATTEMPTS + 1 attempts"),
+    ("gone-retried", "410 Gone is retried like any failure"),
+    ("retry-after-ignored", "Retry-After is ignored: the next attempt follows the backoff"),
+    ("redirects-followed", "the HTTP client follows redirects: a 307 sends the event to its Location"),
+    ("no-verification", "POST /webhooks applies events without verifying them"),
+    ("timestamp-unchecked", "webhook-timestamp is not compared with the clock"),
+    ("missing-signature-500", "a webhook without webhook-signature crashes the handler: 500"),
+    ("first-signature-only", "only the first signature of webhook-signature is tried"),
+    ("verifies-reserialized", "the signature is checked over the JSON parsed and serialized again"),
+    ("replay-applied-twice", "a message id already processed is applied again"),
+    ("any-event-credits", "every event type credits the account, not only deposit.succeeded"),
     (
         "customers-down-ignored",
         "a failing customers service is ignored: the listing answers 200 with every customer null",
@@ -660,8 +680,11 @@ pub(crate) struct App {
     pub(crate) breaker: upstream::BreakerCell,
     pub(crate) cache: cacheaside::Cache,
     pub(crate) orders: orders::Orders,
-    /// The client for calls to other services.
+    pub(crate) webhooks: webhooks::Webhooks,
+    /// The client for calls to other services (redirects are not followed).
     pub(crate) http: reqwest::Client,
+    /// A client that follows redirects, as most do by default (the `redirects-followed` defect).
+    pub(crate) http_following: reqwest::Client,
     /// Turns true when a graceful shutdown begins.
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
     /// How many `GET /work` requests are being worked on.
@@ -697,7 +720,9 @@ fn router_with(
         breaker: Default::default(),
         cache: Default::default(),
         orders: Default::default(),
-        http: upstream::client(),
+        webhooks: Default::default(),
+        http: upstream::client(reqwest::redirect::Policy::none()),
+        http_following: upstream::client(reqwest::redirect::Policy::default()),
     });
     Router::new()
         .route("/health", get(observe::health))
@@ -716,6 +741,7 @@ fn router_with(
         .merge(upstream::routes())
         .merge(cacheaside::routes())
         .merge(orders::routes())
+        .merge(webhooks::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")

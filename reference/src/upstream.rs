@@ -25,10 +25,11 @@ pub(crate) struct Breaker {
     trial: bool,
 }
 
-/// The HTTP client for calls to other services (no proxy from the env: the calls go where the env says).
-pub(crate) fn client() -> reqwest::Client {
+/// An HTTP client for calls to other services (no proxy from the env: the calls go where the env says).
+pub(crate) fn client(redirects: reqwest::redirect::Policy) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
+        .redirect(redirects)
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
 }
