@@ -83,8 +83,10 @@ struct State {
     overflow: usize,
     /// Where the current probe began.
     probe_start: usize,
-    /// Where the next `calls` step with a given filter starts reading (the probe's start until one has read).
-    marks: std::collections::HashMap<String, usize>,
+    /// Where each filter's last `calls` step stopped reading (`None`: the last step without filters).
+    marks: std::collections::HashMap<Option<String>, usize>,
+    /// Where the last `calls` step of any filter stopped reading.
+    last: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -209,6 +211,7 @@ impl Servers {
             }
             state.probe_start = state.calls.len();
             state.marks.clear();
+            state.last = None;
         }
     }
 
@@ -256,6 +259,7 @@ impl Server {
             overflow: 0,
             probe_start: 0,
             marks: Default::default(),
+            last: None,
         }));
         let cancel = CancellationToken::new();
         let task = tokio::spawn(accept(listener, Arc::clone(&state), cancel.clone()));
@@ -296,20 +300,23 @@ impl Server {
         }
     }
 
-    /// The calls since the mark of `filter` (a `calls` step's filter, as text), and moves that mark past them:
-    /// each filter reads from the probe's start, then from where the previous step with the same filter stopped.
-    /// The second value is how many calls were refused because too many had been kept.
-    pub fn take(&self, filter: &str) -> (Vec<Call>, usize) {
+    /// The calls a `calls` step reads, and marks them read: a step without filters (`None`) reads what arrived
+    /// since the previous step of the probe; a step with filters (a description of them) reads what arrived
+    /// since the previous step with the same filters or without any, so that steps checking different routes
+    /// do not hide each other's calls. The second value is how many calls were refused because too many had
+    /// been kept.
+    pub fn take(&self, filter: Option<&str>) -> (Vec<Call>, usize) {
         let mut state = self.lock();
         let mark = state.mark(filter);
         let calls = state.calls[mark..].to_vec();
         let end = state.calls.len();
-        state.marks.insert(filter.to_string(), end);
+        state.marks.insert(filter.map(str::to_string), end);
+        state.last = Some(end);
         (calls, state.overflow)
     }
 
-    /// The calls since the mark of `filter`, without moving it.
-    pub fn peek(&self, filter: &str) -> Vec<Call> {
+    /// The calls [`Self::take`] would read, without marking them read.
+    pub fn peek(&self, filter: Option<&str>) -> Vec<Call> {
         let state = self.lock();
         state.calls[state.mark(filter)..].to_vec()
     }
@@ -433,8 +440,12 @@ async fn handle(
 }
 
 impl State {
-    fn mark(&self, filter: &str) -> usize {
-        self.marks.get(filter).copied().unwrap_or(self.probe_start)
+    fn mark(&self, filter: Option<&str>) -> usize {
+        let unfiltered = self.marks.get(&None).copied().unwrap_or(self.probe_start);
+        match filter {
+            None => self.last.unwrap_or(self.probe_start),
+            Some(filter) => unfiltered.max(self.marks.get(&Some(filter.to_string())).copied().unwrap_or(0)),
+        }
     }
 
     /// Records the call and decides its answer.
@@ -677,7 +688,7 @@ mod tests {
         assert_eq!(body, r#"{"items":[{"id":"b"},{"id":"a"}]}"#, "requested order, each once, missing left out");
         assert_eq!(get(&client, format!("{url}/customers/zz")).await.0, 404);
         let server = servers.get("up").expect("the server");
-        let (calls, overflow) = server.take("");
+        let (calls, overflow) = server.take(None);
         assert_eq!((calls.len(), overflow), (6, 0));
         assert_eq!(calls[0].route.as_deref(), Some("quote"));
         assert_eq!(calls[4].query, "ids=b,zz,a,b");
@@ -692,12 +703,15 @@ mod tests {
         );
         assert_eq!(get(&client, format!("{url}/quotes/Y")).await.0, 0, "a reset has no answer");
         assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 500, "other paths reach the spec's route");
-        assert_eq!(server.take("other filter").0.len(), 3, "each filter reads from the probe's start");
-        let (calls, _) = server.take("");
         assert_eq!(
-            calls.iter().map(|c| c.answer.as_str()).collect::<Vec<_>>(),
+            server.peek(None).iter().map(|c| c.answer.as_str()).collect::<Vec<_>>(),
             ["500", "reset", "500"]
         );
+        assert_eq!(server.take(Some("a route")).0.len(), 3, "a filter reads from the probe's start");
+        assert_eq!(server.take(Some("another route")).0.len(), 3, "and does not hide calls from another filter");
+        assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 200);
+        assert_eq!(server.take(None).0.len(), 1, "a step without filters reads since the previous step");
+        assert_eq!(server.take(Some("a route")).0.len(), 0, "and marks the calls read for every filter");
         servers.stop().await;
         assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 0, "nothing listens after the stop");
     }

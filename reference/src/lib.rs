@@ -564,6 +564,7 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ("payload-not-enveloped", "the payout itself is posted, without the type/timestamp/data envelope"),
     ("signature-hex", "the signature is the hex digest, not base64"),
     ("timestamp-ms", "webhook-timestamp is in milliseconds"),
+    ("timestamp-frozen", "the headers are signed once, at the first attempt: retries resend its timestamp"),
     ("sync-delivery", "POST /payouts delivers the event before it answers"),
     ("webhook-no-retry", "a failed delivery is not retried"),
     ("retry-new-id", "each retry is sent with a new webhook-id"),

@@ -100,12 +100,14 @@ async fn deliver(app: Shared, id: String, body: String) {
         attempts = 1;
     }
     let client = if config.has("redirects-followed") { &app.http_following } else { &app.http };
+    let first = now();
     for attempt in 1..=attempts {
         let id = if config.has("retry-new-id") && attempt > 1 { format!("{id}-{attempt}") } else { id.clone() };
+        let seconds = if config.has("timestamp-frozen") { first } else { now() };
         let timestamp = if config.has("timestamp-ms") {
-            (now() * 1000).to_string()
+            (seconds * 1000).to_string()
         } else {
-            now().to_string()
+            seconds.to_string()
         };
         let signature = if config.has("signature-hex") {
             let bytes = mac(&secret, &id, &timestamp, body.as_bytes()).finalize().into_bytes();

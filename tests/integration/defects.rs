@@ -522,12 +522,13 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("webhooks", "retry-after-ignored", &["retry-after-is-honoured@3"]),
     ("webhooks", "retry-new-id", &["failed-attempts-are-retried-with-backoff@3"]),
     ("webhooks", "retry-no-backoff", &["failed-attempts-are-retried-with-backoff@3"]),
-    ("webhooks", "signature-hex", &["deliveries-are-signed@3"]),
+    ("webhooks", "signature-hex", &["deliveries-are-signed@3", "each-attempt-is-signed-afresh@3"]),
     ("webhooks", "sync-delivery", &["payouts-do-not-wait-for-the-delivery@2"]),
-    ("webhooks", "timestamp-ms", &["deliveries-are-signed@3"]),
+    ("webhooks", "timestamp-ms", &["deliveries-are-signed@3", "each-attempt-is-signed-afresh@3"]),
+    ("webhooks", "timestamp-frozen", &["each-attempt-is-signed-afresh@3"]),
     ("webhooks", "timestamp-unchecked", &["stale-timestamps-are-refused@1"]),
     ("webhooks", "verifies-reserialized", &["the-raw-body-is-verified@1"]),
-    ("webhooks", "webhook-no-retry", &["attempts-are-capped@3", "failed-attempts-are-retried-with-backoff@3", "redirects-are-not-followed@3", "retry-after-is-honoured@3"]),
+    ("webhooks", "webhook-no-retry", &["attempts-are-capped@3", "each-attempt-is-signed-afresh@3", "failed-attempts-are-retried-with-backoff@3", "redirects-are-not-followed@3", "retry-after-is-honoured@3"]),
 ];
 
 #[tokio::test]

@@ -31,6 +31,22 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
     ("n-plus-one", "batch-all-orders", &["each-page-asks-only-for-its-customers"]),
     ("n-plus-one", "duplicate-ids", &["the-batch-names-each-customer-once"]),
     ("n-plus-one", "fallback-fetch", &["an-unknown-customer-is-null"]),
+    ("webhooks", "", &[]),
+    ("webhooks", "follow-redirects", &["redirects-are-not-followed"]),
+    (
+        "webhooks",
+        "reserialized-body",
+        &[
+            "a-replay-is-applied-once",
+            "a-signed-deposit-is-applied",
+            "one-good-signature-is-enough",
+            "the-raw-body-is-verified",
+        ],
+    ),
+    ("webhooks", "first-signature-only", &["one-good-signature-is-enough"]),
+    ("webhooks", "retries-not-attempts", &["attempts-are-capped"]),
+    // Found by this candidate: retries resent the first attempt's timestamp and no probe noticed.
+    ("webhooks", "frozen-timestamp", &["each-attempt-is-signed-afresh"]),
     ("resilient-upstream", "", &[]),
     ("resilient-upstream", "default-timeout", &["a-hanging-upstream-gives-504"]),
     ("resilient-upstream", "retry-post", &["trades-are-not-retried"]),

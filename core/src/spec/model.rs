@@ -216,8 +216,9 @@ pub struct StepSpec {
     pub image: Option<ImageSpec>,
     /// Change what a server proctor hosts answers, for the rest of the probe.
     pub serve: Option<ServeSpec>,
-    /// Check the calls a server proctor hosts received since the probe began (or since the previous `calls` step
-    /// with the same server and filters), waiting for them to arrive.
+    /// Check the calls a server proctor hosts received, waiting for them to arrive: since the probe began, or
+    /// since the previous `calls` step on that server (a step with filters: the previous one with the same
+    /// filters or without any).
     pub calls: Option<CallsSpec>,
     /// Request steps: sign the request as a Standard Webhooks sender does (or deliberately wrongly).
     pub sign: Option<SignSpec>,

@@ -48,17 +48,20 @@ pub(super) async fn run(number: usize, calls: &Calls, vars: &mut Vars, ctx: &Con
             && spec.method.as_ref().is_none_or(|m| *m == call.method)
             && path.as_ref().is_none_or(|p| call_path_matches(p, &call.path))
     };
-    // Each filter has its own mark: a step checking one route does not hide calls from a step checking another.
-    let filter = format!("{:?}|{:?}|{:?}", spec.route, spec.method, path);
+    // A step with filters has a mark of its own: one checking a route does not hide calls from one checking
+    // another (see `Server::take`).
+    let filtered = spec.route.is_some() || spec.method.is_some() || path.is_some();
+    let filter = filtered.then(|| format!("{:?}|{:?}|{:?}", spec.route, spec.method, path));
+    let filter = filter.as_deref();
     let least = spec.count.map_or(0, |c| c.least()) as usize;
     let deadline = Instant::now() + spec.within.map_or(DEFAULT_WITHIN, |d| d.0);
-    while server.peek(&filter).iter().filter(|c| selected(c)).count() < least && Instant::now() < deadline {
+    while server.peek(filter).iter().filter(|c| selected(c)).count() < least && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     if let Some(quiet) = spec.quiet {
         tokio::time::sleep(quiet.0).await;
     }
-    let (all, overflow) = server.take(&filter);
+    let (all, overflow) = server.take(filter);
     let seen: Vec<&Call> = all.iter().filter(|c| selected(c)).collect();
     let mut checks = Vec::new();
     if overflow > 0 {
