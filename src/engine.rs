@@ -272,7 +272,12 @@ async fn start_servers(challenge: &Challenge, launcher: &Launcher) -> Result<cra
                 specs.keys().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
-        Err(e) => return Err(format!("failed to find where the servers should listen: {}", error_chain(&e))),
+        Err(e) => {
+            return Err(format!(
+                "failed to find where the servers should listen: {}",
+                error_chain(&e)
+            ));
+        }
     };
     crate::servers::Servers::start(specs, host).await.map_err(|e| {
         let mut message = error_chain(&e);

@@ -404,7 +404,12 @@ async fn handle(
         headers: parts
             .headers
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body[..body.len().min(KEPT_BODY)].to_vec(),
         route: None,
@@ -452,7 +457,10 @@ impl State {
     fn answer(&mut self, mut call: Call, body: &[u8], too_big: bool) -> Answer {
         if self.calls.len() >= MAX_CALLS {
             self.overflow += 1;
-            return Answer::problem(503, format!("proctor's server `{}` kept {MAX_CALLS} calls already", self.name));
+            return Answer::problem(
+                503,
+                format!("proctor's server `{}` kept {MAX_CALLS} calls already", self.name),
+            );
         }
         let text = String::from_utf8_lossy(body);
         let (route, answer) = if too_big {
@@ -485,7 +493,10 @@ impl State {
                 None,
                 Answer::problem(
                     404,
-                    format!("no route of proctor's server `{}` answers {} {}", self.name, call.method, call.path),
+                    format!(
+                        "no route of proctor's server `{}` answers {} {}",
+                        self.name, call.method, call.path
+                    ),
                 ),
             )
         };
@@ -682,10 +693,20 @@ mod tests {
         let client = reqwest::Client::new();
         assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 500);
         assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 500);
-        assert_eq!(get(&client, format!("{url}/quotes/X")).await, (200, r#"{"price":7}"#.to_string()));
-        assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 200, "the last answer repeats");
+        assert_eq!(
+            get(&client, format!("{url}/quotes/X")).await,
+            (200, r#"{"price":7}"#.to_string())
+        );
+        assert_eq!(
+            get(&client, format!("{url}/quotes/X")).await.0,
+            200,
+            "the last answer repeats"
+        );
         let (_, body) = get(&client, format!("{url}/customers?ids=b,zz,a,b")).await;
-        assert_eq!(body, r#"{"items":[{"id":"b"},{"id":"a"}]}"#, "requested order, each once, missing left out");
+        assert_eq!(
+            body, r#"{"items":[{"id":"b"},{"id":"a"}]}"#,
+            "requested order, each once, missing left out"
+        );
         assert_eq!(get(&client, format!("{url}/customers/zz")).await.0, 404);
         let server = servers.get("up").expect("the server");
         let (calls, overflow) = server.take(None);
@@ -695,25 +716,57 @@ mod tests {
         assert_eq!(calls[5].answer, "404");
 
         servers.begin_probe();
-        assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 500, "a new probe starts the sequence over");
+        assert_eq!(
+            get(&client, format!("{url}/quotes/X")).await.0,
+            500,
+            "a new probe starts the sequence over"
+        );
         server.add_routes(
             &serde_yaml::from_str::<Vec<RouteSpec>>("[ { path: '/quotes/{{s}}', respond: { fault: reset } } ]")
                 .expect("routes parse"),
             &mut |text| text.replace("{{s}}", "Y"),
         );
-        assert_eq!(get(&client, format!("{url}/quotes/Y")).await.0, 0, "a reset has no answer");
-        assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 500, "other paths reach the spec's route");
+        assert_eq!(
+            get(&client, format!("{url}/quotes/Y")).await.0,
+            0,
+            "a reset has no answer"
+        );
+        assert_eq!(
+            get(&client, format!("{url}/quotes/X")).await.0,
+            500,
+            "other paths reach the spec's route"
+        );
         assert_eq!(
             server.peek(None).iter().map(|c| c.answer.as_str()).collect::<Vec<_>>(),
             ["500", "reset", "500"]
         );
-        assert_eq!(server.take(Some("a route")).0.len(), 3, "a filter reads from the probe's start");
-        assert_eq!(server.take(Some("another route")).0.len(), 3, "and does not hide calls from another filter");
+        assert_eq!(
+            server.take(Some("a route")).0.len(),
+            3,
+            "a filter reads from the probe's start"
+        );
+        assert_eq!(
+            server.take(Some("another route")).0.len(),
+            3,
+            "and does not hide calls from another filter"
+        );
         assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 200);
-        assert_eq!(server.take(None).0.len(), 1, "a step without filters reads since the previous step");
-        assert_eq!(server.take(Some("a route")).0.len(), 0, "and marks the calls read for every filter");
+        assert_eq!(
+            server.take(None).0.len(),
+            1,
+            "a step without filters reads since the previous step"
+        );
+        assert_eq!(
+            server.take(Some("a route")).0.len(),
+            0,
+            "and marks the calls read for every filter"
+        );
         servers.stop().await;
-        assert_eq!(get(&client, format!("{url}/quotes/X")).await.0, 0, "nothing listens after the stop");
+        assert_eq!(
+            get(&client, format!("{url}/quotes/X")).await.0,
+            0,
+            "nothing listens after the stop"
+        );
     }
 
     #[tokio::test]

@@ -235,7 +235,11 @@ fn header_checks(name: &str, check: &HeaderCheck, response: &Response, lookup: &
         }
         out.push(Check::new(
             format!("header {name} members distinct"),
-            if distinct { "no member twice" } else { "some member twice" },
+            if distinct {
+                "no member twice"
+            } else {
+                "some member twice"
+            },
             actual,
             repeated.is_empty() == distinct,
         ));

@@ -8,9 +8,7 @@ use hmac::{Hmac, Mac};
 /// The key of a secret: the base64 after `whsec_` (a secret that is not base64 is used as its bytes).
 pub fn key(secret: &str) -> Vec<u8> {
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
-    STANDARD
-        .decode(encoded)
-        .unwrap_or_else(|_| secret.as_bytes().to_vec())
+    STANDARD.decode(encoded).unwrap_or_else(|_| secret.as_bytes().to_vec())
 }
 
 /// The `v1,<base64>` signature of a message.

@@ -72,7 +72,12 @@ async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     if let Some(doc) = fresh(&app, &id) {
         return answer(&app, doc);
     }
-    let result = app.http.get(url(&app, &id)).timeout(Duration::from_secs(2)).send().await;
+    let result = app
+        .http
+        .get(url(&app, &id))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
     let (status, doc) = match result {
         Ok(response) => (response.status().as_u16(), response.json::<Value>().await.ok()),
         Err(_) => (0, None),
@@ -116,8 +121,10 @@ fn answer(app: &Shared, doc: Value) -> Response {
 }
 
 async fn write(State(app): State<Shared>, Path(id): Path<String>, Json(body): Json<Value>) -> Response {
-    let (Some(name), Some(price)) = (body.get("name").and_then(Value::as_str), body.get("price").and_then(Value::as_f64))
-    else {
+    let (Some(name), Some(price)) = (
+        body.get("name").and_then(Value::as_str),
+        body.get("price").and_then(Value::as_f64),
+    ) else {
         return problem(StatusCode::UNPROCESSABLE_ENTITY, "a product needs a name and a price");
     };
     let product = json!({ "id": id, "name": name, "price": price });

@@ -509,23 +509,47 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "the migration saves each memo as it converts it: a failure leaves the data half migrated",
     ),
     // resilient-upstream
-    ("price-rounded", "the price goes through an integer field: 187.31 becomes 187"),
-    ("no-upstream-auth", "calls to the quotes service carry no Authorization header"),
-    ("request-id-dropped", "the request's X-Request-Id is not passed on to the quotes service"),
+    (
+        "price-rounded",
+        "the price goes through an integer field: 187.31 becomes 187",
+    ),
+    (
+        "no-upstream-auth",
+        "calls to the quotes service carry no Authorization header",
+    ),
+    (
+        "request-id-dropped",
+        "the request's X-Request-Id is not passed on to the quotes service",
+    ),
     ("retries-404", "every failed call is retried, a 404 included"),
     ("404-as-502", "a 404 of the quotes service answers 502"),
-    ("no-timeout", "calls wait 5 seconds for an answer, not UPSTREAM_TIMEOUT_MS"),
+    (
+        "no-timeout",
+        "calls wait 5 seconds for an answer, not UPSTREAM_TIMEOUT_MS",
+    ),
     ("timeout-retried", "a call that timed out is retried like a 5xx"),
     ("no-retry", "failed quote calls are not retried"),
     ("retry-no-backoff", "retries follow each other without a pause"),
-    ("retry-constant-backoff", "every retry waits RETRY_BASE_MS: the waits do not grow"),
-    ("reset-not-retried", "only 5xx answers are retried: a dropped connection fails at once"),
+    (
+        "retry-constant-backoff",
+        "every retry waits RETRY_BASE_MS: the waits do not grow",
+    ),
+    (
+        "reset-not-retried",
+        "only 5xx answers are retried: a dropped connection fails at once",
+    ),
     (
         "upstream-status-passed-through",
         "when every attempt fails, the API answers the quotes service's own status (500), not 502",
     ),
-    ("reset-500", "a dropped connection on the last attempt crashes the handler: 500"),
-    ("trade-id-own", "a trade is answered with an id the API made up, not the quotes service's"),
+    (
+        "reset-500",
+        "a dropped connection on the last attempt crashes the handler: 500",
+    ),
+    (
+        "trade-id-own",
+        "a trade is answered with an id the API made up, not the quotes service's",
+    ),
     ("trade-quantity-string", "the trade call sends the quantity as a string"),
     ("post-retried", "a failed trade call is retried like a GET"),
     ("no-breaker", "there is no circuit breaker"),
@@ -533,53 +557,122 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "breaker-counts-attempts",
         "the breaker counts failed attempts, not failed requests: it opens during the first failing request",
     ),
-    ("breaker-threshold-plus-one", "the breaker opens after BREAKER_THRESHOLD + 1 failures"),
+    (
+        "breaker-threshold-plus-one",
+        "the breaker opens after BREAKER_THRESHOLD + 1 failures",
+    ),
     ("breaker-never-closes", "once open, the breaker stays open"),
     (
         "cooldown-closes",
         "after the cool-down the breaker closes outright: a failed trial counts as one failure, not a reopening",
     ),
-    ("breaker-calls-anyway", "an open breaker still calls the quotes service (and ignores the answer)"),
-    ("trial-keeps-open", "a successful trial starts another cool-down instead of closing the breaker"),
+    (
+        "breaker-calls-anyway",
+        "an open breaker still calls the quotes service (and ignores the answer)",
+    ),
+    (
+        "trial-keeps-open",
+        "a successful trial starts another cool-down instead of closing the breaker",
+    ),
     // cache-aside
-    ("fields-dropped", "products are answered through a model of id, name and price: other fields are lost"),
+    (
+        "fields-dropped",
+        "products are answered through a model of id, name and price: other fields are lost",
+    ),
     ("no-cache", "every read calls the catalog"),
     ("ttl-minutes", "CACHE_TTL_SECONDS is taken as minutes"),
-    ("ttl-hardcoded", "the time to live is 2 seconds, whatever CACHE_TTL_SECONDS says"),
+    (
+        "ttl-hardcoded",
+        "the time to live is 2 seconds, whatever CACHE_TTL_SECONDS says",
+    ),
     ("no-invalidation", "a PUT leaves the old product in the cache"),
     ("write-not-forwarded", "a PUT updates the cache only, never the catalog"),
     ("no-single-flight", "concurrent misses each call the catalog"),
-    ("missing-500", "a product the catalog does not have crashes the handler: 500"),
+    (
+        "missing-500",
+        "a product the catalog does not have crashes the handler: 500",
+    ),
     ("errors-cached", "a catalog failure is cached like a product"),
     // n-plus-one
     ("customer-name-only", "orders embed only the customer's id and name"),
-    ("n-plus-one", "each order's customer is fetched with its own GET /customers/{id}"),
+    (
+        "n-plus-one",
+        "each order's customer is fetched with its own GET /customers/{id}",
+    ),
     ("empty-batch-call", "an empty page still calls GET /customers?ids="),
     ("ids-repeated", "the batch asks for a customer once per order"),
-    ("batch-all-orders", "the batch asks for the customers of every order of the shop, then the page is cut"),
-    ("missing-fetched-alone", "a customer missing from the batch is fetched again on its own"),
-    ("missing-dropped", "an order whose customer is unknown is left out of the listing"),
-    ("order-created-200", "POST /shops/{shop}/orders answers 200 instead of 201"),
+    (
+        "batch-all-orders",
+        "the batch asks for the customers of every order of the shop, then the page is cut",
+    ),
+    (
+        "missing-fetched-alone",
+        "a customer missing from the batch is fetched again on its own",
+    ),
+    (
+        "missing-dropped",
+        "an order whose customer is unknown is left out of the listing",
+    ),
+    (
+        "order-created-200",
+        "POST /shops/{shop}/orders answers 200 instead of 201",
+    ),
     // webhooks
-    ("payload-not-enveloped", "the payout itself is posted, without the type/timestamp/data envelope"),
+    (
+        "payload-not-enveloped",
+        "the payout itself is posted, without the type/timestamp/data envelope",
+    ),
     ("signature-hex", "the signature is the hex digest, not base64"),
     ("timestamp-ms", "webhook-timestamp is in milliseconds"),
-    ("timestamp-frozen", "the headers are signed once, at the first attempt: retries resend its timestamp"),
+    (
+        "timestamp-frozen",
+        "the headers are signed once, at the first attempt: retries resend its timestamp",
+    ),
     ("sync-delivery", "POST /payouts delivers the event before it answers"),
     ("webhook-no-retry", "a failed delivery is not retried"),
     ("retry-new-id", "each retry is sent with a new webhook-id"),
     ("retry-no-backoff", "retries follow each other without a pause"),
-    ("attempts-plus-one", "a delivery makes WEBHOOK_MAX_ATTEMPTS + 1 attempts"),
+    (
+        "attempts-plus-one",
+        "a delivery makes WEBHOOK_MAX_ATTEMPTS + 1 attempts",
+    ),
     ("gone-retried", "410 Gone is retried like any failure"),
-    ("retry-after-ignored", "Retry-After is ignored: the next attempt follows the backoff"),
-    ("redirects-followed", "the HTTP client follows redirects: a 307 sends the event to its Location"),
-    ("no-verification", "POST /webhooks applies events without verifying them"),
-    ("timestamp-unchecked", "webhook-timestamp is not compared with the clock"),
-    ("missing-signature-500", "a webhook without webhook-signature crashes the handler: 500"),
-    ("first-signature-only", "only the first signature of webhook-signature is tried"),
-    ("verifies-reserialized", "the signature is checked over the JSON parsed and serialized again"),
-    ("replay-applied-twice", "a message id already processed is applied again"),
-    ("any-event-credits", "every event type credits the account, not only deposit.succeeded"),
+    (
+        "retry-after-ignored",
+        "Retry-After is ignored: the next attempt follows the backoff",
+    ),
+    (
+        "redirects-followed",
+        "the HTTP client follows redirects: a 307 sends the event to its Location",
+    ),
+    (
+        "no-verification",
+        "POST /webhooks applies events without verifying them",
+    ),
+    (
+        "timestamp-unchecked",
+        "webhook-timestamp is not compared with the clock",
+    ),
+    (
+        "missing-signature-500",
+        "a webhook without webhook-signature crashes the handler: 500",
+    ),
+    (
+        "first-signature-only",
+        "only the first signature of webhook-signature is tried",
+    ),
+    (
+        "verifies-reserialized",
+        "the signature is checked over the JSON parsed and serialized again",
+    ),
+    (
+        "replay-applied-twice",
+        "a message id already processed is applied again",
+    ),
+    (
+        "any-event-credits",
+        "every event type credits the account, not only deposit.succeeded",
+    ),
     (
         "customers-down-ignored",
         "a failing customers service is ignored: the listing answers 200 with every customer null",

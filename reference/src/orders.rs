@@ -31,13 +31,20 @@ async fn create(State(app): State<Shared>, Path(shop): Path<String>, Json(body):
         body.get("customer_id").and_then(Value::as_str),
         body.get("item").and_then(Value::as_str),
     ) else {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, "an order needs a customer_id and an item");
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "an order needs a customer_id and an item",
+        );
     };
     let id = app.orders.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     let order = json!({ "id": format!("o{id}"), "customer_id": customer, "item": item });
     let mut shops = app.orders.shops.lock().unwrap_or_else(|p| p.into_inner());
     shops.entry(shop).or_default().push(order.clone());
-    let status = if app.config.has("order-created-200") { StatusCode::OK } else { StatusCode::CREATED };
+    let status = if app.config.has("order-created-200") {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     json_response(status, &order, false)
 }
 
@@ -53,7 +60,11 @@ async fn list(State(app): State<Shared>, Path(shop): Path<String>, Query(page): 
         Some(Ok(n)) if (1..=100).contains(&n) => n,
         _ => return problem(StatusCode::BAD_REQUEST, "limit is a whole number from 1 to 100"),
     };
-    let start = match page.cursor.as_deref().map(|c| c.strip_prefix("after-").map(str::parse::<usize>)) {
+    let start = match page
+        .cursor
+        .as_deref()
+        .map(|c| c.strip_prefix("after-").map(str::parse::<usize>))
+    {
         None => 0,
         Some(Some(Ok(n))) => n,
         _ => return problem(StatusCode::BAD_REQUEST, "this cursor was not issued by the service"),
@@ -64,7 +75,11 @@ async fn list(State(app): State<Shared>, Path(shop): Path<String>, Query(page): 
     };
     let end = (start + limit).min(orders.len());
     let page: Vec<Value> = orders.get(start..end).map(<[Value]>::to_vec).unwrap_or_default();
-    let batched = if app.config.has("batch-all-orders") { &orders[..] } else { &page[..] };
+    let batched = if app.config.has("batch-all-orders") {
+        &orders[..]
+    } else {
+        &page[..]
+    };
     let mut ids: Vec<&str> = batched.iter().filter_map(|o| o["customer_id"].as_str()).collect();
     if !app.config.has("ids-repeated") {
         let mut seen = std::collections::HashSet::new();

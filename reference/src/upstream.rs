@@ -117,7 +117,10 @@ async fn quote(State(app): State<Shared>, Path(symbol): Path<String>, headers: H
             let url = format!("{}/quotes/{symbol}", base(&app));
             let _ = call(&app, app.http.get(url), &headers).await;
         }
-        return problem(StatusCode::SERVICE_UNAVAILABLE, "the quotes service is failing: try again later");
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the quotes service is failing: try again later",
+        );
     }
     let base_ms = setting(config, "RETRY_BASE_MS", 100);
     let url = format!("{}/quotes/{symbol}", base(&app));
@@ -172,12 +175,14 @@ async fn quote(State(app): State<Shared>, Path(symbol): Path<String>, headers: H
             return problem(StatusCode::NOT_FOUND, "the quotes service does not know this symbol");
         }
         Attempt::TimedOut => problem(StatusCode::GATEWAY_TIMEOUT, "the quotes service did not answer in time"),
-        Attempt::Answered(status, _) if config.has("upstream-status-passed-through") => {
-            problem(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), "the quotes service failed")
-        }
-        Attempt::Dropped if config.has("reset-500") => {
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "connection closed before message completed")
-        }
+        Attempt::Answered(status, _) if config.has("upstream-status-passed-through") => problem(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            "the quotes service failed",
+        ),
+        Attempt::Dropped if config.has("reset-500") => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "connection closed before message completed",
+        ),
         _ => problem(StatusCode::BAD_GATEWAY, "the quotes service failed"),
     };
     if !config.has("breaker-counts-attempts") {

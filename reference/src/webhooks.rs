@@ -40,7 +40,10 @@ fn env_u64(app: &Shared, name: &str, default: u64) -> u64 {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 fn key(secret: &str) -> Vec<u8> {
@@ -58,7 +61,10 @@ fn mac(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> Hmac<sha2::Sha25
 
 async fn payout(State(app): State<Shared>, Json(body): Json<Value>) -> Response {
     let (Some(account), Some(amount)) = (body["account"].as_str(), body["amount"].as_i64()) else {
-        return problem(StatusCode::UNPROCESSABLE_ENTITY, "a payout needs an account and an integer amount");
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a payout needs an account and an integer amount",
+        );
     };
     let n = app.webhooks.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     let payout = json!({ "id": format!("po_{n}"), "account": account, "amount": amount });
@@ -99,10 +105,18 @@ async fn deliver(app: Shared, id: String, body: String) {
     if config.has("webhook-no-retry") {
         attempts = 1;
     }
-    let client = if config.has("redirects-followed") { &app.http_following } else { &app.http };
+    let client = if config.has("redirects-followed") {
+        &app.http_following
+    } else {
+        &app.http
+    };
     let first = now();
     for attempt in 1..=attempts {
-        let id = if config.has("retry-new-id") && attempt > 1 { format!("{id}-{attempt}") } else { id.clone() };
+        let id = if config.has("retry-new-id") && attempt > 1 {
+            format!("{id}-{attempt}")
+        } else {
+            id.clone()
+        };
         let seconds = if config.has("timestamp-frozen") { first } else { now() };
         let timestamp = if config.has("timestamp-ms") {
             (seconds * 1000).to_string()
@@ -125,7 +139,11 @@ async fn deliver(app: Shared, id: String, body: String) {
             .timeout(Duration::from_secs(5))
             .send()
             .await;
-        let mut wait = if config.has("retry-no-backoff") { 0 } else { base << (attempt - 1) };
+        let mut wait = if config.has("retry-no-backoff") {
+            0
+        } else {
+            base << (attempt - 1)
+        };
         match sent {
             Ok(response) if response.status().is_success() => return,
             Ok(response) if response.status() == StatusCode::GONE && !config.has("gone-retried") => return,
@@ -157,7 +175,10 @@ fn verify(app: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<String, (Sta
     let signatures = match header("webhook-signature") {
         Some(signatures) => signatures,
         None if config.has("missing-signature-500") => {
-            return Err((StatusCode::INTERNAL_SERVER_ERROR, "AttributeError: 'NoneType' object has no attribute 'split'"));
+            return Err((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "AttributeError: 'NoneType' object has no attribute 'split'",
+            ));
         }
         None => return Err((StatusCode::BAD_REQUEST, "webhook-signature is missing")),
     };
@@ -173,7 +194,9 @@ fn verify(app: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<String, (Sta
     let secret = config.env.get("INBOUND_SECRET").cloned().unwrap_or_default();
     let reserialized;
     let signed: &[u8] = if config.has("verifies-reserialized") {
-        reserialized = serde_json::from_slice::<Value>(body).map(|v| v.to_string()).unwrap_or_default();
+        reserialized = serde_json::from_slice::<Value>(body)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
         reserialized.as_bytes()
     } else {
         body
@@ -227,5 +250,9 @@ async fn account(State(app): State<Shared>, Path(account): Path<String>) -> Resp
         .get(&account)
         .copied()
         .unwrap_or(0);
-    json_response(StatusCode::OK, &json!({ "account": account, "balance": balance }), false)
+    json_response(
+        StatusCode::OK,
+        &json!({ "account": account, "balance": balance }),
+        false,
+    )
 }

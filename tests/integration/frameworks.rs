@@ -15,7 +15,11 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
     ("cache-aside", "check-then-load", &["concurrent-misses-make-one-call"]),
     ("cache-aside", "cache-errors", &["failures-are-not-cached"]),
     ("cache-aside", "ttl-millis", &["an-expired-entry-is-read-again"]),
-    ("cache-aside", "no-invalidate-on-put", &["a-write-invalidates-the-entry"]),
+    (
+        "cache-aside",
+        "no-invalidate-on-put",
+        &["a-write-invalidates-the-entry"],
+    ),
     ("n-plus-one", "", &[]),
     (
         "n-plus-one",
@@ -28,7 +32,11 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
             "the-batch-names-each-customer-once",
         ],
     ),
-    ("n-plus-one", "batch-all-orders", &["each-page-asks-only-for-its-customers"]),
+    (
+        "n-plus-one",
+        "batch-all-orders",
+        &["each-page-asks-only-for-its-customers"],
+    ),
     ("n-plus-one", "duplicate-ids", &["the-batch-names-each-customer-once"]),
     ("n-plus-one", "fallback-fetch", &["an-unknown-customer-is-null"]),
     ("webhooks", "", &[]),
@@ -48,7 +56,11 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
     // Found by this candidate: retries resent the first attempt's timestamp and no probe noticed.
     ("webhooks", "frozen-timestamp", &["each-attempt-is-signed-afresh"]),
     ("resilient-upstream", "", &[]),
-    ("resilient-upstream", "default-timeout", &["a-hanging-upstream-gives-504"]),
+    (
+        "resilient-upstream",
+        "default-timeout",
+        &["a-hanging-upstream-gives-504"],
+    ),
     ("resilient-upstream", "retry-post", &["trades-are-not-retried"]),
     (
         "resilient-upstream",

@@ -272,3 +272,48 @@ fn ctrl_c_during_a_restart_or_a_stop_leaves_no_process_and_no_data_folder() {
         );
     }
 }
+
+#[test]
+fn servers_reach_a_process_through_its_env_and_do_not_outlive_the_run() {
+    // The reference's quotes API calls QUOTES_URL: a probe asks it for a quote, the server answers and records
+    // the call.
+    let spec = "title: servers\nquestion: { number: 16, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservers:\n  up: { routes: [ { name: quote, method: GET, path: '/quotes/{symbol}', respond: { json: { price: 7.25 } } } ] }\nservice:\n  env: { QUOTES_URL: '{{server.up}}', QUOTES_TOKEN: tok }\n  ready: { http: /health }\nprobes:\n  - id: calls-seen\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /quotes/ABC }\n        expect: { status: 200, json: [ { path: $.price, equals: 7.25 } ] }\n      - calls: { server: up, route: quote, path: /quotes/ABC, count: 1, each: { headers: { Authorization: { equals: Bearer tok } } } }\n";
+    let dir = temp_dir(&[("servers.yaml", spec)]);
+    let cmd = format!(
+        "echo \"$QUOTES_URL\" > {}/url; exec {} reference",
+        dir.path().display(),
+        proctor_path().display()
+    );
+    proctor()
+        .arg("run")
+        .arg(dir.path().join("servers.yaml"))
+        .args(["--cmd", &cmd])
+        .assert()
+        .code(0);
+    let url = std::fs::read_to_string(dir.path().join("url")).expect("the service saw the URL");
+    let address = url.trim().trim_start_matches("http://").to_string();
+    assert!(
+        address.starts_with("127.0.0.1:"),
+        "a process reaches servers on loopback: {url}"
+    );
+    assert!(
+        std::net::TcpStream::connect(&address).is_err(),
+        "the server at {address} still listens after the run"
+    );
+}
+
+#[test]
+fn a_challenge_with_servers_is_refused_for_a_url_target_with_the_reason() {
+    let spec = "title: servers\nquestion: { number: 16, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservers:\n  up: { routes: [ { path: /x, respond: { status: 204 } } ] }\nservice:\n  env: { UP_URL: '{{server.up}}' }\nprobes:\n  - { id: p, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: /health } } ] }\n";
+    let dir = temp_dir(&[("servers.yaml", spec)]);
+    proctor()
+        .arg("run")
+        .arg(dir.path().join("servers.yaml"))
+        .args(["--url", "http://127.0.0.1:9/"])
+        .env("NO_COLOR", "1")
+        .assert()
+        .code(3)
+        .stdout(predicates::str::contains(
+            "cannot be given them: grade it with --cmd, --path or --image",
+        ));
+}

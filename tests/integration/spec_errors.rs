@@ -126,6 +126,12 @@ fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
                 "    vars:\n      bad: { jwt: { base: good, claims: { aud: x } } }\n      good: { jwt: { secret: s, claims: { sub: x } } }\n    steps:",
             ),
         ),
+        (
+            "servers-are-checked",
+            format!(
+                "{HEADER}servers:\n  up:\n    routes:\n      - {{ name: q, path: '/quotes/{{sym', respond: {{ status: 99, fault: reset }} }}\n      - {{ path: '/x/{{{{unique}}}}', respond: {{ delay: 2m }} }}\n    store: {{ data: {{ /flat: {{}} }} }}\nservice: {{ env: {{ UP: '{{{{server.down}}}}' }} }}\nprobes:\n  - {{ id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ serve: {{ server: nope, routes: [] }} }}, {{ calls: {{ server: up, route: missing, count: 0, gaps: [1s] }} }}, {{ request: {{ path: /x }}, sign: {{ secret: s, age: 1m, ahead: 1m, omit: [x-sig] }} }} ] }}\n"
+            ),
+        ),
     ];
     let mut rendered = String::new();
     for (name, text) in &cases {

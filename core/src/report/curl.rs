@@ -190,16 +190,15 @@ pub fn replay(steps: &[StepReport]) -> Vec<String> {
                 "for i in $(seq {count}); do {} & done; wait",
                 curl(r, &["-sS", "-o", "/dev/null", "-w", "'%{http_code}\\n'"], &known)
             )),
-            (
-                StepKind::Restart
-                | StepKind::Stop
-                | StepKind::Start
-                | StepKind::Logs
-                | StepKind::Image
-                | StepKind::Serve
-                | StepKind::Calls,
-                _,
-            ) => {
+            (StepKind::Serve, _) => lines.push(
+                "# a server proctor hosts answers this way from here on: point your service at a stand-in that does"
+                    .to_string(),
+            ),
+            (StepKind::Calls, _) => lines.push(
+                "# proctor checks what its own server received: read your stand-in's log to see what your service sent"
+                    .to_string(),
+            ),
+            (StepKind::Restart | StepKind::Stop | StepKind::Start | StepKind::Logs | StepKind::Image, _) => {
                 lines.push("# proctor does this to the service itself: do it by hand here".to_string())
             }
             (_, None) => {

@@ -268,7 +268,10 @@ impl Validator<'_> {
     fn servers(&mut self) {
         let spec = self.spec;
         if spec.servers.len() > MAX_SERVERS {
-            self.problem("servers", format!("a challenge may declare at most {MAX_SERVERS} servers"));
+            self.problem(
+                "servers",
+                format!("a challenge may declare at most {MAX_SERVERS} servers"),
+            );
         }
         for (name, server) in &spec.servers {
             let at = format!("servers.{name}");
@@ -276,7 +279,10 @@ impl Validator<'_> {
                 self.problem(&at, format!("server name `{name}` must be kebab-case"));
             }
             if server.routes.len() > MAX_ROUTES {
-                self.problem(format!("{at}.routes"), format!("a server has at most {MAX_ROUTES} routes"));
+                self.problem(
+                    format!("{at}.routes"),
+                    format!("a server has at most {MAX_ROUTES} routes"),
+                );
             }
             let mut names = HashSet::new();
             for (i, route) in server.routes.iter().enumerate() {
@@ -303,8 +309,7 @@ impl Validator<'_> {
 
     fn store_path(&mut self, at: &str, path: &str) {
         let segments: Vec<&str> = path.strip_prefix('/').unwrap_or("").split('/').collect();
-        if !path.starts_with('/') || segments.len() < 2 || segments.iter().any(|s| s.is_empty()) || path.contains('?')
-        {
+        if !path.starts_with('/') || segments.len() < 2 || segments.iter().any(|s| s.is_empty()) || path.contains('?') {
             self.problem(
                 at,
                 format!("`{path}` is not a document path such as `/products/p1` (a collection, then an id)"),
@@ -345,16 +350,25 @@ impl Validator<'_> {
         if let super::model::Respond::One(reply) = &route.respond
             && reply.times.is_some()
         {
-            self.problem(format!("{at}.respond.times"), "`times` counts an answer within a list of answers");
+            self.problem(
+                format!("{at}.respond.times"),
+                "`times` counts an answer within a list of answers",
+            );
         }
-        let listed: Vec<&super::model::ReplySpec> = match &route.respond {
-            super::model::Respond::One(reply) => vec![reply],
-            super::model::Respond::Sequence(replies) => replies.iter().collect(),
+        let listed: Vec<(String, &super::model::ReplySpec)> = match &route.respond {
+            super::model::Respond::One(reply) => vec![(format!("{at}.respond"), reply)],
+            super::model::Respond::Sequence(replies) => replies
+                .iter()
+                .enumerate()
+                .map(|(i, reply)| (format!("{at}.respond[{i}]"), reply))
+                .collect(),
         };
-        for (i, reply) in listed.into_iter().enumerate() {
-            let field = format!("{at}.respond[{i}]");
+        for (field, reply) in listed {
             if reply.status.is_some_and(|s| !(200..=599).contains(&s)) {
-                self.problem(format!("{field}.status"), "a server answers with a status from 200 to 599");
+                self.problem(
+                    format!("{field}.status"),
+                    "a server answers with a status from 200 to 599",
+                );
             }
             if reply.json.is_some() && reply.body.is_some() {
                 self.problem(&field, "an answer has `json` or `body`, not both");
@@ -412,7 +426,9 @@ impl Validator<'_> {
         if !well_formed {
             self.problem(
                 at,
-                format!("`{path}` is not a route path such as `/quotes/{{symbol}}` (no query; `{{name}}` for a segment)"),
+                format!(
+                    "`{path}` is not a route path such as `/quotes/{{symbol}}` (no query; `{{name}}` for a segment)"
+                ),
             );
         }
     }
@@ -430,10 +446,16 @@ impl Validator<'_> {
             return;
         }
         if serve.routes.is_empty() && serve.store.is_empty() {
-            self.problem(at, "the serve step changes nothing: give it `routes` or `store` documents");
+            self.problem(
+                at,
+                "the serve step changes nothing: give it `routes` or `store` documents",
+            );
         }
         if serve.routes.len() > MAX_ROUTES {
-            self.problem(format!("{at}.routes"), format!("a server has at most {MAX_ROUTES} routes"));
+            self.problem(
+                format!("{at}.routes"),
+                format!("a server has at most {MAX_ROUTES} routes"),
+            );
         }
         for (i, route) in serve.routes.iter().enumerate() {
             self.route(&format!("{at}.routes[{i}]"), route, Some(scope));
@@ -461,7 +483,10 @@ impl Validator<'_> {
         }
         if let Some(route) = &calls.route {
             let spec = self.spec;
-            let in_server = spec.servers[&calls.server].routes.iter().any(|r| r.name.as_ref() == Some(route));
+            let in_server = spec.servers[&calls.server]
+                .routes
+                .iter()
+                .any(|r| r.name.as_ref() == Some(route));
             let in_serve = spec.probes.iter().flat_map(|p| &p.steps).any(|step| {
                 step.serve.as_ref().is_some_and(|serve| {
                     serve.server == calls.server && serve.routes.iter().any(|r| r.name.as_ref() == Some(route))
@@ -497,17 +522,18 @@ impl Validator<'_> {
             }
         }
         let each = calls.each.clone().unwrap_or_default();
-        let checks_something = calls.count.is_some()
-            || calls.each.is_some()
-            || !calls.same.is_empty()
-            || !calls.gaps.is_empty();
+        let checks_something =
+            calls.count.is_some() || calls.each.is_some() || !calls.same.is_empty() || !calls.gaps.is_empty();
         if !checks_something {
             self.problem(at, "the calls check says nothing to check");
         }
         if calls.count == Some(crate::types::Count::Exactly(0))
             && (calls.each.is_some() || !calls.same.is_empty() || !calls.gaps.is_empty())
         {
-            self.problem(at, "no call is expected, so there is nothing for `each`, `same` or `gaps` to check");
+            self.problem(
+                at,
+                "no call is expected, so there is nothing for `each`, `same` or `gaps` to check",
+            );
         }
         for (group, checks) in [("headers", &each.headers), ("query", &each.query)] {
             for (name, check) in checks {
@@ -542,12 +568,22 @@ impl Validator<'_> {
 
     fn sign(&mut self, at: &str, sign: &SignSpec, step: &StepSpec, scope: &Scope) {
         if step.burst.is_some() || step.walk.is_some() {
-            self.problem(at, "signing goes with a single (or repeated) request, not a burst or a walk");
+            self.problem(
+                at,
+                "signing goes with a single (or repeated) request, not a burst or a walk",
+            );
         }
         if sign.age.is_some() && sign.ahead.is_some() {
-            self.problem(at, "a timestamp is in the past (`age`) or the future (`ahead`), not both");
+            self.problem(
+                at,
+                "a timestamp is in the past (`age`) or the future (`ahead`), not both",
+            );
         }
-        for (field, text) in [("secret", Some(&sign.secret)), ("id", sign.id.as_ref()), ("signed_body", sign.signed_body.as_ref())] {
+        for (field, text) in [
+            ("secret", Some(&sign.secret)),
+            ("id", sign.id.as_ref()),
+            ("signed_body", sign.signed_body.as_ref()),
+        ] {
             if let Some(text) = text {
                 self.uses(&format!("{at}.{field}"), text, scope);
             }
@@ -556,7 +592,8 @@ impl Validator<'_> {
             self.uses(&format!("{at}.extra"), signature, scope);
         }
         for header in &sign.omit {
-            if !["webhook-id", "webhook-timestamp", "webhook-signature"].contains(&header.to_ascii_lowercase().as_str()) {
+            if !["webhook-id", "webhook-timestamp", "webhook-signature"].contains(&header.to_ascii_lowercase().as_str())
+            {
                 self.problem(
                     format!("{at}.omit"),
                     format!("`{header}` is not a signature header (webhook-id, webhook-timestamp, webhook-signature)"),

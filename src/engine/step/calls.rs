@@ -131,7 +131,12 @@ pub(super) async fn run(number: usize, calls: &Calls, vars: &mut Vars, ctx: &Con
             .map(|i| spec.gaps[i.min(spec.gaps.len() - 1)].0)
             .collect();
         let passed = gaps.iter().zip(&least).all(|(gap, least)| gap >= least);
-        let ms = |d: &[Duration]| d.iter().map(|d| format!("{} ms", d.as_millis())).collect::<Vec<_>>().join(", ");
+        let ms = |d: &[Duration]| {
+            d.iter()
+                .map(|d| format!("{} ms", d.as_millis()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         checks.push(Check::new(
             "gaps between calls",
             format!("at least {}", ms(&least)),
