@@ -15,12 +15,15 @@ use serde_json::{Value, json};
 
 use crate::{Shared, json_response, problem};
 
-/// The cache and the per-product locks that make concurrent misses wait for one load.
+/// The cache, and the loads in flight: concurrent misses of a product share one load.
 #[derive(Default)]
 pub(crate) struct Cache {
     entries: Mutex<HashMap<String, (Value, Instant)>>,
-    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    loading: Mutex<HashMap<String, Arc<Load>>>,
 }
+
+/// One load of a product: the catalog's status and document, set once, awaited by every concurrent miss.
+type Load = tokio::sync::OnceCell<(u16, Option<Value>)>;
 
 pub(crate) fn routes() -> Router<Shared> {
     Router::new().route("/products/{id}", get(read).put(write))
@@ -62,35 +65,40 @@ async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     if let Some(doc) = fresh(&app, &id) {
         return answer(&app, doc);
     }
-    let lock = if app.config.has("no-single-flight") {
+    let load: Arc<Load> = if app.config.has("no-single-flight") {
         Arc::default()
     } else {
         let mut loading = app.cache.loading.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(loading.entry(id.clone()).or_default())
     };
-    let _loading = lock.lock().await;
-    if let Some(doc) = fresh(&app, &id) {
-        return answer(&app, doc);
-    }
-    let result = app
-        .http
-        .get(url(&app, &id))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await;
-    let (status, doc) = match result {
-        Ok(response) => (response.status().as_u16(), response.json::<Value>().await.ok()),
-        Err(_) => (0, None),
-    };
-    match (status, doc) {
-        (200, Some(doc)) => {
-            app.cache
-                .entries
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id, (doc.clone(), Instant::now()));
-            answer(&app, doc)
+    let (status, doc) = load
+        .get_or_init(|| async {
+            let result = app
+                .http
+                .get(url(&app, &id))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+            let loaded = match result {
+                Ok(response) => (response.status().as_u16(), response.json::<Value>().await.ok()),
+                Err(_) => (0, None),
+            };
+            if let (200, Some(doc)) = &loaded {
+                let mut entries = app.cache.entries.lock().unwrap_or_else(|p| p.into_inner());
+                entries.insert(id.clone(), (doc.clone(), Instant::now()));
+            }
+            loaded
+        })
+        .await
+        .clone();
+    {
+        let mut loading = app.cache.loading.lock().unwrap_or_else(|p| p.into_inner());
+        if loading.get(&id).is_some_and(|current| Arc::ptr_eq(current, &load)) {
+            loading.remove(&id);
         }
+    }
+    match (status, doc) {
+        (200, Some(doc)) => answer(&app, doc),
         (404, _) if !app.config.has("missing-500") => problem(StatusCode::NOT_FOUND, "no such product"),
         (404, _) => problem(StatusCode::INTERNAL_SERVER_ERROR, "KeyError: product"),
         _ => {

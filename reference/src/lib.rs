@@ -579,7 +579,10 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "fields-dropped",
         "products are answered through a model of id, name and price: other fields are lost",
     ),
-    ("no-cache", "every read calls the catalog"),
+    (
+        "no-cache",
+        "nothing is kept: every read calls the catalog (concurrent misses still share one call)",
+    ),
     ("ttl-minutes", "CACHE_TTL_SECONDS is taken as minutes"),
     (
         "ttl-hardcoded",

@@ -14,7 +14,11 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
     ("cache-aside", "", &[]),
     ("cache-aside", "check-then-load", &["concurrent-misses-make-one-call"]),
     ("cache-aside", "cache-errors", &["failures-are-not-cached"]),
-    ("cache-aside", "ttl-millis", &["an-expired-entry-is-read-again"]),
+    (
+        "cache-aside",
+        "ttl-millis",
+        &["an-expired-entry-is-read-again", "the-ttl-comes-from-the-env"],
+    ),
     (
         "cache-aside",
         "no-invalidate-on-put",
