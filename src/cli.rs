@@ -176,6 +176,10 @@ pub struct RunArgs {
     /// Docker image to grade in the sandbox (must be on the engine already).
     #[arg(long, group = "target", help_heading = "Target (one of)")]
     pub image: Option<String>,
+    /// Listen with proctor's server NAME (a challenge's upstream or webhook receiver) on 127.0.0.1:PORT
+    /// (repeatable); needed with --url, where the service must be started knowing the servers' addresses.
+    #[arg(long, value_name = "NAME=PORT", value_parser = server_port)]
+    pub server_port: Vec<(String, u16)>,
     /// Docker sandbox options.
     #[command(flatten)]
     pub docker: DockerArgs,
@@ -449,4 +453,16 @@ fn parse_report_targets(values: &[String]) -> Result<Vec<FileReporter>, String> 
             })
         })
         .collect()
+}
+
+fn server_port(text: &str) -> Result<(String, u16), String> {
+    let (name, port) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not NAME=PORT"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("`{port}` is not a port from 1 to 65535"))?;
+    Ok((name.to_string(), port))
 }

@@ -40,6 +40,8 @@ pub struct RunConfig {
     pub request_timeout: Option<Duration>,
     /// The largest response body read, in bytes.
     pub max_body: usize,
+    /// Fixed ports for the servers proctor hosts, by name.
+    pub server_ports: std::collections::BTreeMap<String, u16>,
 }
 
 /// The default cap on response bodies: 4 MiB.
@@ -112,7 +114,7 @@ pub async fn run_challenge(
     });
     let timeout = config.request_timeout.unwrap_or(spec.service.request_timeout.0);
     let mut report = blank_report(challenge, config.min_score, &config.launcher.describe());
-    let servers = match start_servers(challenge, &config.launcher).await {
+    let servers = match start_servers(challenge, config).await {
         Ok(servers) => servers,
         Err(message) => return finish(report, Some(message), challenge, events, started),
     };
@@ -257,19 +259,39 @@ pub async fn run_challenge(
 }
 
 /// Starts the servers a challenge declares where its service will reach them; the error says why they cannot
-/// be (a service proctor does not start cannot be told where they are).
-async fn start_servers(challenge: &Challenge, launcher: &Launcher) -> Result<crate::servers::Servers, String> {
+/// be. A service that is already running can only be pointed at them when their ports are fixed beforehand
+/// (`--server-port`): the error then says which flags and which env it needs.
+async fn start_servers(challenge: &Challenge, config: &RunConfig) -> Result<crate::servers::Servers, String> {
     let specs = &challenge.spec.servers;
     if specs.is_empty() {
         return Ok(crate::servers::Servers::default());
     }
-    let host = match launcher.server_host().await {
+    let ports = &config.server_ports;
+    let host = match config.launcher.server_host().await {
         Ok(Some(host)) => host,
+        Ok(None) if specs.keys().all(|name| ports.contains_key(name)) => std::net::Ipv4Addr::LOCALHOST.into(),
         Ok(None) => {
+            let flags: Vec<String> = specs.keys().map(|name| format!("--server-port {name}=PORT")).collect();
+            let env: Vec<String> = challenge
+                .spec
+                .service
+                .env
+                .iter()
+                .filter(|(_, value)| value.contains("{{server."))
+                .map(|(name, value)| {
+                    let value = specs.keys().fold(value.clone(), |value, server| {
+                        value.replace(&format!("{{{{server.{server}}}}}"), "http://127.0.0.1:PORT")
+                    });
+                    format!("{name}={value}")
+                })
+                .collect();
             return Err(format!(
                 "this challenge needs servers proctor hosts ({}), whose addresses the service gets in its env; a \
-                 service that is already running cannot be given them: grade it with --cmd, --path or --image",
-                specs.keys().cloned().collect::<Vec<_>>().join(", ")
+                 service that is already running must be started with them: pick free ports, start it with {}, \
+                 and pass {} (or grade it with --cmd, --path or --image)",
+                specs.keys().cloned().collect::<Vec<_>>().join(", "),
+                env.join(" "),
+                flags.join(" ")
             ));
         }
         Err(e) => {
@@ -279,7 +301,7 @@ async fn start_servers(challenge: &Challenge, launcher: &Launcher) -> Result<cra
             ));
         }
     };
-    crate::servers::Servers::start(specs, host).await.map_err(|e| {
+    crate::servers::Servers::start(specs, host, ports).await.map_err(|e| {
         let mut message = error_chain(&e);
         if !host.is_loopback() {
             message.push_str(" (servers listen on the run network's gateway, which needs a local Docker engine)");

@@ -92,7 +92,10 @@ async fn dispatch(command: Command, color: bool) -> u8 {
             }
         }
         Command::Run(args) => match args.target() {
-            Ok(target) => grade(&args.challenges, target, args.grade, color).await,
+            Ok(target) => {
+                let ports = args.server_port.into_iter().collect();
+                grade(&args.challenges, target, args.grade, ports, color).await
+            }
             Err(message) => usage(&message),
         },
         Command::Clean { run } => commands::clean(run.as_deref()).await,
@@ -111,7 +114,14 @@ async fn dispatch(command: Command, color: bool) -> u8 {
             } else {
                 args.challenges
             };
-            grade(&names, Target::Reference(args.defects), args.grade, color).await
+            grade(
+                &names,
+                Target::Reference(args.defects),
+                args.grade,
+                Default::default(),
+                color,
+            )
+            .await
         }
     }
 }
@@ -149,7 +159,13 @@ fn show(challenge: &Challenge, color: bool) -> u8 {
     }
 }
 
-async fn grade(names: &[String], target: Target, args: GradeArgs, color: bool) -> u8 {
+async fn grade(
+    names: &[String],
+    target: Target,
+    args: GradeArgs,
+    server_ports: std::collections::BTreeMap<String, u16>,
+    color: bool,
+) -> u8 {
     let challenges = match load(names, color).map(|c| proctor::spec::select_probes(c, &args.probe)) {
         Ok(Ok(c)) => c,
         Ok(Err(message)) => return usage(&message),
@@ -163,7 +179,10 @@ async fn grade(names: &[String], target: Target, args: GradeArgs, color: bool) -
     let progress = proctor::progress::Progress::new(total, std::io::stderr().is_terminal());
     reporters.insert(0, Box::new(progress));
     reporters.insert(1, Box::new(TerminalReporter { color }));
-    let options = args.options();
+    let options = proctor::session::Options {
+        server_ports,
+        ..args.options()
+    };
     let cancel = CancellationToken::new();
     let docker_run = match &target {
         Target::Docker { docker, .. } if !docker.keep => Some(options.run_id.clone()),

@@ -165,19 +165,25 @@ impl Answer {
 #[error("server `{name}` could not listen on {host}")]
 pub struct StartError {
     name: String,
-    host: IpAddr,
+    host: SocketAddr,
     #[source]
     source: std::io::Error,
 }
 
 impl Servers {
-    /// Starts every server of a challenge on `host`, each on a free port.
-    pub async fn start(specs: &IndexMap<String, ServerSpec>, host: IpAddr) -> Result<Self, StartError> {
+    /// Starts every server of a challenge on `host`, each on the port `ports` gives it or a free one.
+    pub async fn start(
+        specs: &IndexMap<String, ServerSpec>,
+        host: IpAddr,
+        ports: &std::collections::BTreeMap<String, u16>,
+    ) -> Result<Self, StartError> {
         let mut servers = IndexMap::new();
         for (name, spec) in specs {
-            let server = Server::start(name, spec, host).await.map_err(|source| StartError {
+            let port = ports.get(name).copied().unwrap_or(0);
+            let address = SocketAddr::new(host, port);
+            let server = Server::start(name, spec, address).await.map_err(|source| StartError {
                 name: name.clone(),
-                host,
+                host: address,
                 source,
             })?;
             servers.insert(name.clone(), server);
@@ -234,8 +240,8 @@ pub fn fill_urls(text: &str, servers: &Servers) -> String {
 }
 
 impl Server {
-    async fn start(name: &str, spec: &ServerSpec, host: IpAddr) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::new(host, 0)).await?;
+    async fn start(name: &str, spec: &ServerSpec, address: SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let url = match address.ip() {
             IpAddr::V6(ip) => format!("http://[{ip}]:{}", address.port()),
@@ -686,6 +692,7 @@ mod tests {
                    store: { data: { /customers/a: { id: a }, /customers/b: { id: b } } }",
             ),
             IpAddr::from([127, 0, 0, 1]),
+            &Default::default(),
         )
         .await
         .expect("servers start");
@@ -774,6 +781,7 @@ mod tests {
         let servers = Servers::start(
             &spec("up: { routes: [ { path: /slow, respond: { fault: hang } } ] }"),
             IpAddr::from([127, 0, 0, 1]),
+            &Default::default(),
         )
         .await
         .expect("servers start");

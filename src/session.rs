@@ -41,6 +41,9 @@ pub struct Options {
     pub probe_filter: Vec<String>,
     /// Reporters see hidden probes redacted (the returned report keeps them).
     pub redact_hidden: bool,
+    /// Fixed ports for the servers proctor hosts, by name (others get a free port); with them, a service that
+    /// is already running can be pointed at the servers before the run.
+    pub server_ports: std::collections::BTreeMap<String, u16>,
 }
 
 impl Options {
@@ -56,6 +59,7 @@ impl Options {
             max_body: engine::DEFAULT_MAX_BODY,
             probe_filter: Vec::new(),
             redact_hidden: false,
+            server_ports: Default::default(),
         }
     }
 }
@@ -118,6 +122,7 @@ pub async fn run(
         start_timeout: options.start_timeout,
         request_timeout: options.request_timeout,
         max_body: options.max_body,
+        server_ports: options.server_ports.clone(),
     };
     let reports = engine::run(challenges, &config, events, cancel).await;
     drop(config);

@@ -303,9 +303,17 @@ fn servers_reach_a_process_through_its_env_and_do_not_outlive_the_run() {
 }
 
 #[test]
-fn a_challenge_with_servers_is_refused_for_a_url_target_with_the_reason() {
-    let spec = "title: servers\nquestion: { number: 16, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservers:\n  up: { routes: [ { path: /x, respond: { status: 204 } } ] }\nservice:\n  env: { UP_URL: '{{server.up}}' }\nprobes:\n  - { id: p, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: /health } } ] }\n";
+fn a_running_service_is_graded_with_servers_on_ports_fixed_beforehand() {
+    let spec = "title: servers\nquestion: { number: 16, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservers:\n  up: { routes: [ { name: quote, method: GET, path: '/quotes/{symbol}', respond: { json: { price: 3.5 } } } ] }\nservice:\n  env: { QUOTES_URL: '{{server.up}}', QUOTES_TOKEN: tok }\nprobes:\n  - id: p\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /quotes/XYZ }\n        expect: { status: 200, json: [ { path: $.price, equals: 3.5 } ] }\n      - calls: { server: up, count: 1 }\n";
     let dir = temp_dir(&[("servers.yaml", spec)]);
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    };
+    let (service_port, server_port) = (free(), free());
+    // Without fixed ports, the refusal says what to do.
     proctor()
         .arg("run")
         .arg(dir.path().join("servers.yaml"))
@@ -314,6 +322,24 @@ fn a_challenge_with_servers_is_refused_for_a_url_target_with_the_reason() {
         .assert()
         .code(3)
         .stdout(predicates::str::contains(
-            "cannot be given them: grade it with --cmd, --path or --image",
+            "start it with QUOTES_URL=http://127.0.0.1:PORT, and pass --server-port up=PORT",
         ));
+    let mut service = std::process::Command::new(proctor_path())
+        .arg("reference")
+        .env("PORT", service_port.to_string())
+        .env("QUOTES_URL", format!("http://127.0.0.1:{server_port}"))
+        .env("QUOTES_TOKEN", "tok")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the reference starts");
+    let graded = proctor()
+        .arg("run")
+        .arg(dir.path().join("servers.yaml"))
+        .args(["--url", &format!("http://127.0.0.1:{service_port}/")])
+        .args(["--server-port", &format!("up={server_port}")])
+        .env("NO_COLOR", "1")
+        .assert();
+    let _ = service.kill();
+    let _ = service.wait();
+    graded.code(0);
 }
