@@ -777,6 +777,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn oversized_bodies_and_calls_past_the_cap_are_refused_and_said() {
+        let servers = Servers::start(
+            &spec("up: { routes: [ { path: /in, respond: { status: 204 } } ] }"),
+            IpAddr::from([127, 0, 0, 1]),
+            &Default::default(),
+        )
+        .await
+        .expect("servers start");
+        let server = servers.get("up").expect("server");
+        let big = vec![b'x'; MAX_REQUEST_BODY + 1];
+        let status = reqwest::Client::new()
+            .post(format!("{}/in", server.url()))
+            .body(big)
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        // The client may see the 413, or the connection closed while it was still sending: either way the
+        // server read no more than its cap and recorded the call (below).
+        assert!(matches!(status, Ok(413) | Err(_)), "{status:?}");
+        let call = Call {
+            at: Instant::now(),
+            method: "GET".into(),
+            path: "/in".into(),
+            query: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            route: None,
+            answer: String::new(),
+        };
+        let answers: Vec<u16> = {
+            let mut state = server.lock();
+            (0..MAX_CALLS).map(|_| state.answer(call.clone(), b"", false).status).collect()
+        };
+        assert_eq!(answers.last(), Some(&503), "the call past the cap is refused");
+        let (calls, overflow) = server.take(None);
+        assert_eq!((calls.len(), overflow), (MAX_CALLS, 1));
+        assert_eq!(calls[0].answer, "413");
+        servers.stop().await;
+    }
+
+    #[tokio::test]
     async fn a_hanging_answer_ends_when_the_server_stops() {
         let servers = Servers::start(
             &spec("up: { routes: [ { path: /slow, respond: { fault: hang } } ] }"),
