@@ -808,7 +808,9 @@ mod tests {
         };
         let answers: Vec<u16> = {
             let mut state = server.lock();
-            (0..MAX_CALLS).map(|_| state.answer(call.clone(), b"", false).status).collect()
+            (0..MAX_CALLS)
+                .map(|_| state.answer(call.clone(), b"", false).status)
+                .collect()
         };
         assert_eq!(answers.last(), Some(&503), "the call past the cap is refused");
         let (calls, overflow) = server.take(None);

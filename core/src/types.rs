@@ -361,13 +361,15 @@ impl JsonSchema for ByteSize {
     }
 }
 
-/// How many responses: exactly a number (`9`), or at least one (`"1+"`).
+/// How many: exactly a number (`9`), at least a number (`"1+"`), or a range (`"1..3"`, both ends included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Count {
     /// Exactly this many.
     Exactly(u32),
     /// This many or more.
     AtLeast(u32),
+    /// From the first to the second, both included.
+    Between(u32, u32),
 }
 
 impl Count {
@@ -376,14 +378,20 @@ impl Count {
         match self {
             Count::Exactly(m) => n == m,
             Count::AtLeast(m) => n >= m,
+            Count::Between(low, high) => (low..=high).contains(&n),
         }
     }
 
     /// The least number it allows.
     pub fn least(self) -> u32 {
         match self {
-            Count::Exactly(m) | Count::AtLeast(m) => m,
+            Count::Exactly(m) | Count::AtLeast(m) | Count::Between(m, _) => m,
         }
+    }
+
+    /// Whether more than one number satisfies it.
+    pub fn is_open(self) -> bool {
+        !matches!(self, Count::Exactly(_))
     }
 }
 
@@ -392,6 +400,7 @@ impl fmt::Display for Count {
         match self {
             Count::Exactly(n) => write!(f, "{n}"),
             Count::AtLeast(n) => write!(f, "{n} or more"),
+            Count::Between(low, high) => write!(f, "{low} to {high}"),
         }
     }
 }
@@ -402,7 +411,7 @@ impl<'de> Deserialize<'de> for Count {
         impl Visitor<'_> for V {
             type Value = Count;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a count such as 9, or \"1+\" for at least one")
+                f.write_str("a count such as 9, \"1+\" for at least one, or \"1..3\" for one to three")
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
                 u32::try_from(v)
@@ -415,15 +424,18 @@ impl<'de> Deserialize<'de> for Count {
                     .map_err(|_| E::custom("a count is not negative"))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Count, E> {
-                let least = v
-                    .trim()
-                    .strip_suffix('+')
-                    .ok_or_else(|| E::custom(format!("`{v}` is not a count such as 9 or \"1+\"")))?;
-                least
-                    .trim()
-                    .parse()
-                    .map(Count::AtLeast)
-                    .map_err(|_| E::custom(format!("`{v}` is not a count such as 9 or \"1+\"")))
+                let wrong = || E::custom(format!("`{v}` is not a count such as 9, \"1+\" or \"1..3\""));
+                let number = |text: &str| text.trim().parse::<u32>().map_err(|_| wrong());
+                let text = v.trim();
+                if let Some(least) = text.strip_suffix('+') {
+                    return number(least).map(Count::AtLeast);
+                }
+                let (low, high) = text.split_once("..").ok_or_else(wrong)?;
+                let (low, high) = (number(low)?, number(high)?);
+                if low > high {
+                    return Err(E::custom(format!("`{v}` is an empty range")));
+                }
+                Ok(Count::Between(low, high))
             }
         }
         deserializer.deserialize_any(V)
@@ -437,11 +449,30 @@ impl JsonSchema for Count {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A count: exactly a number, or at least a number written \"N+\".",
+            "description": "A count: exactly a number, at least a number written \"N+\", or a range \"N..M\".",
             "oneOf": [
                 { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": "^[0-9]+\\+$" }
+                { "type": "string", "pattern": "^[0-9]+\\+$" },
+                { "type": "string", "pattern": "^[0-9]+\\.\\.[0-9]+$" }
             ]
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Count;
+
+    #[test]
+    fn counts_are_exact_open_or_ranges() {
+        let parse = |yaml: &str| serde_yaml::from_str::<Count>(yaml).map_err(|e| e.to_string());
+        assert_eq!(parse("3"), Ok(Count::Exactly(3)));
+        assert_eq!(parse("'1+'"), Ok(Count::AtLeast(1)));
+        assert_eq!(parse("'1..3'"), Ok(Count::Between(1, 3)));
+        assert!(parse("'3..1'").is_err_and(|e| e.contains("empty range")));
+        assert!(parse("'many'").is_err());
+        let range = Count::Between(1, 3);
+        assert!(!range.matches(0) && range.matches(1) && range.matches(3) && !range.matches(4));
+        assert_eq!(range.to_string(), "1 to 3");
     }
 }

@@ -1024,7 +1024,7 @@ impl Validator<'_> {
             ),
             (Some(statuses), Some(burst)) => {
                 let least: u32 = statuses.values().map(|c| c.least()).sum();
-                let open = statuses.values().any(|c| matches!(c, crate::types::Count::AtLeast(_)));
+                let open = statuses.values().any(|c| c.is_open());
                 let total = least;
                 if (!open && total != burst.count) || (open && least > burst.count) {
                     self.problem(
