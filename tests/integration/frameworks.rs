@@ -69,7 +69,7 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
     (
         "resilient-upstream",
         "breaker-counts-attempts",
-        &["the-breaker-opens", "the-breaker-closes-after-a-good-trial"],
+        &["the-breaker-closes-after-a-good-trial", "the-breaker-opens"],
     ),
     ("resilient-upstream", "upstream-status", &["exhausted-retries-give-502"]),
     ("observability", "", &[]),

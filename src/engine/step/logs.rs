@@ -24,8 +24,8 @@ pub(super) async fn run(number: usize, spec: &LogsSpec, vars: &mut Vars, ctx: &C
     let contains: Vec<String> = spec.contains.iter().map(|t| vars.render(t)).collect();
     let excludes: Vec<String> = spec.excludes.iter().map(|t| vars.render(t)).collect();
     let deadline = Instant::now() + spec.within.map_or(DEFAULT_WITHIN, |d| d.0);
-    // Text that must appear ends the wait as soon as it has; text that must not appear is looked for until the
-    // end of the wait (a late flush must not hide it).
+    // Text that must appear ends the wait as soon as it has; text that must not appear, and an exact number of
+    // lines, are looked for until the end of the wait (a late flush must not hide a line too many).
     let checks = loop {
         let output = ctx.service.lock().await.output_since(ctx.output_mark);
         let Some(output) = output else {
@@ -43,7 +43,8 @@ pub(super) async fn run(number: usize, spec: &LogsSpec, vars: &mut Vars, ctx: &C
             .map(|line| format!("{line}\n"))
             .collect();
         let checks = checks(spec, &contains, &excludes, &output);
-        let settled = !contains.is_empty() && excludes.is_empty() && checks.iter().all(|c| c.passed);
+        let settled =
+            !contains.is_empty() && excludes.is_empty() && spec.lines.is_none() && checks.iter().all(|c| c.passed);
         if settled || Instant::now() >= deadline {
             break checks;
         }
