@@ -65,6 +65,36 @@ async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     if let Some(doc) = fresh(&app, &id) {
         return answer(&app, doc);
     }
+    if app.config.has("serves-stale") {
+        let stale = app
+            .cache
+            .entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        if let Some((doc, _)) = stale {
+            // Stale-while-revalidate past the TTL: the old product now, the catalog's in the background.
+            let (background, id) = (app.clone(), id.clone());
+            tokio::spawn(async move {
+                let app = background;
+                let response = app
+                    .http
+                    .get(url(&app, &id))
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await;
+                if let Ok(response) = response
+                    && response.status().is_success()
+                    && let Ok(doc) = response.json::<Value>().await
+                {
+                    let mut entries = app.cache.entries.lock().unwrap_or_else(|p| p.into_inner());
+                    entries.insert(id, (doc, Instant::now()));
+                }
+            });
+            return answer(&app, doc);
+        }
+    }
     let load: Arc<Load> = if app.config.has("no-single-flight") {
         Arc::default()
     } else {

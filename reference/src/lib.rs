@@ -588,6 +588,10 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "ttl-hardcoded",
         "the time to live is 2 seconds, whatever CACHE_TTL_SECONDS says",
     ),
+    (
+        "serves-stale",
+        "an expired product is answered from the cache while the catalog is read in the background",
+    ),
     ("no-invalidation", "a PUT leaves the old product in the cache"),
     ("write-not-forwarded", "a PUT updates the cache only, never the catalog"),
     ("no-single-flight", "concurrent misses each call the catalog"),
@@ -604,6 +608,10 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     ("empty-batch-call", "an empty page still calls GET /customers?ids="),
     ("ids-repeated", "the batch asks for a customer once per order"),
+    (
+        "batch-chunks-of-2",
+        "customers are fetched two ids per call (an IN list capped too low)",
+    ),
     (
         "batch-all-orders",
         "the batch asks for the customers of every order of the shop, then the page is cut",
@@ -655,6 +663,10 @@ pub const DEFECTS: &[(&str, &str)] = &[
     (
         "timestamp-unchecked",
         "webhook-timestamp is not compared with the clock",
+    ),
+    (
+        "signature-unchecked",
+        "the headers and the timestamp are checked, but the signature is never compared",
     ),
     (
         "missing-signature-500",

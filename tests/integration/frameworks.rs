@@ -58,7 +58,7 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
     ("webhooks", "first-signature-only", &["one-good-signature-is-enough"]),
     ("webhooks", "retries-not-attempts", &["attempts-are-capped"]),
     // Found by this candidate: retries resent the first attempt's timestamp and no probe noticed.
-    ("webhooks", "frozen-timestamp", &["each-attempt-is-signed-afresh"]),
+    ("webhooks", "frozen-timestamp", &["each-attempt-carries-its-own-time"]),
     ("resilient-upstream", "", &[]),
     (
         "resilient-upstream",

@@ -382,6 +382,9 @@ pub struct CallExpectSpec {
     pub content_type: Option<String>,
     /// A valid Standard Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
     pub signature: Option<SignatureCheck>,
+    /// `webhook-timestamp` is Unix seconds at most this far from the time the call arrived (a retry carries the
+    /// time of its own attempt).
+    pub timestamp_within: Option<Dur>,
 }
 
 /// A Standard Webhooks signature check: HMAC-SHA256 over `{id}.{timestamp}.{raw body}`.

@@ -558,6 +558,9 @@ impl Validator<'_> {
                 format!("`{media}` is not a media type such as application/json (no parameters)"),
             );
         }
+        if let Some(within) = each.timestamp_within {
+            self.duration(&format!("{at}.each.timestamp_within"), within.0, Duration::ZERO);
+        }
         if let Some(signature) = &each.signature {
             self.uses(&format!("{at}.each.signature.secret"), &signature.secret, scope);
             if let Some(tolerance) = signature.tolerance {

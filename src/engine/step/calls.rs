@@ -187,14 +187,31 @@ fn each(calls: &Calls, seen: &[&Call], vars: &mut Vars) -> Vec<Check> {
                     checks.push(check);
                 }
             }
+            let arrived = std::time::SystemTime::now() - call.at.elapsed();
+            let now = arrived
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            if let Some(within) = spec.timestamp_within {
+                let stamp = header(call, "webhook-timestamp");
+                let off = stamp
+                    .as_deref()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .map(|s| s.abs_diff(now));
+                checks.push(Check::new(
+                    "webhook-timestamp",
+                    format!("Unix seconds within {} s of the call's arrival", within.0.as_secs()),
+                    match (&stamp, off) {
+                        (None, _) => "absent".to_string(),
+                        (Some(stamp), None) => format!("{} (not Unix seconds)", clip(stamp, 40)),
+                        (Some(_), Some(off)) => format!("{off} s from it"),
+                    },
+                    off.is_some_and(|off| off <= within.0.as_secs()),
+                ));
+            }
             if let Some(signature) = &spec.signature {
                 let secret = vars.render(&signature.secret);
                 let tolerance = signature.tolerance.map_or(5, |d| d.0.as_secs());
-                let arrived = std::time::SystemTime::now() - call.at.elapsed();
-                let now = arrived
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
                 let verdict = crate::webhook::verify(&secret, &|n| header(call, n), &call.body, now, tolerance);
                 checks.push(Check::new(
                     "Standard Webhooks signature",
