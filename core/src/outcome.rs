@@ -220,6 +220,11 @@ pub enum StepKind {
     },
     /// A walk through every page; the request is the last page fetched.
     Walk,
+    /// The same request until a condition held; the request and response are the last ones.
+    Poll {
+        /// How many requests were sent.
+        requests: u32,
+    },
     /// A pause.
     Wait {
         /// Its length.

@@ -9,6 +9,7 @@ mod cacheaside;
 mod caching;
 mod config;
 mod idempotency;
+mod jobs;
 mod jwt;
 mod memos;
 mod observe;
@@ -692,6 +693,39 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "customers-down-ignored",
         "a failing customers service is ignored: the listing answers 200 with every customer null",
     ),
+    // async-jobs
+    ("sync-work", "POST /jobs does the work before it answers"),
+    (
+        "job-created-201",
+        "POST /jobs answers 201 Created, as if the work were done",
+    ),
+    (
+        "job-appears-late",
+        "a job is stored when the worker picks it up, a moment after the 202",
+    ),
+    (
+        "status-goes-back",
+        "a retry puts a running job back to queued for a moment",
+    ),
+    (
+        "queued-invisible",
+        "the status handler looks among started jobs only: a queued job answers 404",
+    ),
+    (
+        "result-url-early",
+        "result_url is set when the job is created, before there is a result",
+    ),
+    (
+        "result-url-wrong",
+        "result_url points to /result/{id}, which does not exist",
+    ),
+    ("error-string", "a failed job's error is a plain string"),
+    (
+        "work-on-read",
+        "every read of a succeeded job computes and stores its result again",
+    ),
+    ("unknown-job-500", "an unknown job id crashes the handler: 500"),
+    ("no-job-validation", "any body starts a job"),
 ];
 
 /// How one instance of the reference service behaves.
@@ -790,6 +824,7 @@ pub(crate) struct App {
     pub(crate) cache: cacheaside::Cache,
     pub(crate) orders: orders::Orders,
     pub(crate) webhooks: webhooks::Webhooks,
+    pub(crate) jobs: jobs::Jobs,
     /// The client for calls to other services (redirects are not followed).
     pub(crate) http: reqwest::Client,
     /// A client that follows redirects, as most do by default (the `redirects-followed` defect).
@@ -830,6 +865,7 @@ fn router_with(
         cache: Default::default(),
         orders: Default::default(),
         webhooks: Default::default(),
+        jobs: Default::default(),
         http: upstream::client(reqwest::redirect::Policy::none()),
         http_following: upstream::client(reqwest::redirect::Policy::default()),
     });
@@ -851,6 +887,7 @@ fn router_with(
         .merge(cacheaside::routes())
         .merge(orders::routes())
         .merge(webhooks::routes())
+        .merge(jobs::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")

@@ -5,6 +5,7 @@ mod burst;
 mod calls;
 mod image;
 mod logs;
+mod poll;
 mod restart;
 mod send;
 mod serve;
@@ -14,7 +15,7 @@ mod wait;
 mod walk;
 
 use crate::expect::{Response, clip};
-use crate::outcome::{Blame, ResponseRecord, StepKind, StepReport};
+use crate::outcome::{Blame, CaptureFrom, CaptureRecord, ResponseRecord, StepKind, StepReport};
 use crate::spec::plan::{Action, Step};
 use crate::vars::Vars;
 
@@ -40,6 +41,7 @@ pub(super) async fn run(number: usize, step: &Step, vars: &mut Vars, ctx: &Conte
         Action::Send(send) => send::run(number, step.name.as_deref(), send, vars, ctx).await,
         Action::Burst(burst) => burst::run(number, step.name.as_deref(), burst, vars, ctx).await,
         Action::Walk(walk) => walk::run(number, step.name.as_deref(), walk, vars, ctx).await,
+        Action::Poll(poll) => poll::run(number, step.name.as_deref(), poll, vars, ctx).await,
         Action::Wait(wait) => wait::run(number, wait, vars).await,
         Action::Restart(restart) => restart::run(number, restart, vars, ctx).await,
         Action::Stop(stop) => stop::run(number, stop, vars, ctx).await,
@@ -82,4 +84,31 @@ fn record(response: &Response) -> ResponseRecord {
         body: clip(&response.text(), 2000),
         elapsed_ms: response.elapsed.as_millis() as u64,
     }
+}
+
+/// Takes every capture from a response into the variables (recorded in the report), in order; the error names
+/// the first that could not be taken.
+fn capture_all(
+    captures: &[crate::spec::plan::Capture],
+    response: &Response,
+    vars: &mut Vars,
+    report: &mut StepReport,
+) -> Result<(), String> {
+    for capture in captures {
+        let (name, spec) = (&capture.name, &capture.spec);
+        let value = crate::expect::capture(capture, response, &mut |n| vars.lookup(n))
+            .map_err(|e| format!("could not capture `{name}`: {e}"))?;
+        let from = match (&spec.json, &spec.header, &spec.regex) {
+            (Some(path), _, None) => CaptureFrom::Json { path: path.clone() },
+            (None, Some(header), None) => CaptureFrom::Header { name: header.clone() },
+            _ => CaptureFrom::Regex,
+        };
+        report.captures.push(CaptureRecord {
+            name: name.clone(),
+            from,
+            value: value.clone(),
+        });
+        vars.set(name, value);
+    }
+    Ok(())
 }

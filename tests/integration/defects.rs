@@ -667,6 +667,41 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("cache-aside", "serves-stale", &["an-expired-entry-is-read-again@6"]),
     ("n-plus-one", "batch-chunks-of-2", &["a-page-makes-one-batch-call@6"]),
     ("webhooks", "signature-unchecked", &["bad-signatures-are-refused@1"]),
+    ("async-jobs", "error-string", &["a-failed-job-says-why@4"]),
+    (
+        "async-jobs",
+        "job-appears-late",
+        &["status-only-moves-forward@3", "the-status-resource-exists-at-once@2"],
+    ),
+    ("async-jobs", "job-created-201", &["a-job-is-accepted-at-once@1"]),
+    (
+        "async-jobs",
+        "no-job-validation",
+        &["invalid-bodies-are-refused-at-once@1"],
+    ),
+    (
+        "async-jobs",
+        "queued-invisible",
+        &["the-status-resource-exists-at-once@2"],
+    ),
+    (
+        "async-jobs",
+        "result-url-early",
+        &["a-failed-job-says-why@4", "the-result-resolves-when-done@3"],
+    ),
+    ("async-jobs", "result-url-wrong", &["the-result-resolves-when-done@5"]),
+    ("async-jobs", "status-goes-back", &["status-only-moves-forward@3"]),
+    (
+        "async-jobs",
+        "sync-work",
+        &[
+            "a-job-is-accepted-at-once@1",
+            "the-result-resolves-when-done@3",
+            "the-status-resource-exists-at-once@2",
+        ],
+    ),
+    ("async-jobs", "unknown-job-500", &["an-unknown-job-is-404@1"]),
+    ("async-jobs", "work-on-read", &["the-work-is-done-once@5"]),
 ];
 
 #[tokio::test]

@@ -127,6 +127,12 @@ fn spec_errors_name_file_line_column_field_and_show_a_snippet() {
             ),
         ),
         (
+            "poll-is-checked",
+            probe(
+                "      - request: { path: /jobs/1 }\n        poll: { until: {}, every: 1ms, forward: { path: '$.status', order: [done] } }\n        repeat: 2\n",
+            ),
+        ),
+        (
             "servers-are-checked",
             format!(
                 "{HEADER}servers:\n  up:\n    routes:\n      - {{ name: q, path: '/quotes/{{sym', respond: {{ status: 99, fault: reset }} }}\n      - {{ path: '/x/{{{{unique}}}}', respond: {{ delay: 2m }} }}\n    store: {{ data: {{ /flat: {{}} }} }}\nservice: {{ env: {{ UP: '{{{{server.down}}}}' }} }}\nprobes:\n  - {{ id: a, title: t, category: c, rules: [r], why: w, hint: h, steps: [ {{ serve: {{ server: nope, routes: [] }} }}, {{ calls: {{ server: up, route: missing, count: 0, gaps: [1s] }} }}, {{ request: {{ path: /x }}, sign: {{ secret: s, age: 1m, ahead: 1m, omit: [x-sig] }} }} ] }}\n"

@@ -186,6 +186,16 @@ pub fn replay(steps: &[StepReport]) -> Vec<String> {
                 }
                 capturing(command, &mut lines);
             }
+            (StepKind::Poll { requests }, Some(r)) => {
+                let command = curl(r, &["-sS", "-i"], &known);
+                if requests > 1 {
+                    lines.push(format!(
+                        "for i in $(seq {}); do {command}; echo; sleep 0.1; done",
+                        requests - 1
+                    ));
+                }
+                capturing(command, &mut lines);
+            }
             (StepKind::Burst { count, .. }, Some(r)) => lines.push(format!(
                 "for i in $(seq {count}); do {} & done; wait",
                 curl(r, &["-sS", "-o", "/dev/null", "-w", "'%{http_code}\\n'"], &known)

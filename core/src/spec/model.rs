@@ -202,6 +202,9 @@ pub struct StepSpec {
     pub wait: Option<WaitSpec>,
     /// Follow the service's pagination from the request's page to the last, collecting values.
     pub walk: Option<WalkSpec>,
+    /// Send the request again and again until a response meets `until`, within a deadline; every response must
+    /// meet `expect`, and the last one's captures set variables.
+    pub poll: Option<PollSpec>,
     /// Restart the service: stop it gracefully, start it again with the same data folder (and optionally changed
     /// env), wait until it is ready.
     pub restart: Option<RestartSpec>,
@@ -762,6 +765,31 @@ pub struct BurstSpec {
     pub count: u32,
     /// How many at once (connections opened before the release).
     pub concurrency: u32,
+}
+
+/// Polling: the step's request, sent until a response meets `until`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollSpec {
+    /// What the response that ends the polling looks like (status, headers, JSON, body).
+    pub until: ExpectSpec,
+    /// The pause between requests (default 100ms).
+    pub every: Option<Dur>,
+    /// How long to poll before the step fails (default 10s).
+    pub within: Option<Dur>,
+    /// A value that may only move forward: at `path` in every response, in the order of `order`.
+    pub forward: Option<ForwardSpec>,
+}
+
+/// A value that only moves forward, such as a job's status.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSpec {
+    /// A JSONPath selecting the value, e.g. `$.status`.
+    pub path: String,
+    /// The values in the order they may follow each other, e.g. `[queued, running, succeeded]`; a value
+    /// outside the list fails.
+    pub order: Vec<serde_json::Value>,
 }
 
 /// A pause: `duration`, or `seconds` from a variable (a Retry-After value, integer seconds or an HTTP date),

@@ -8,8 +8,8 @@
 //! here with its compilation in [`compile_step`], and its runner.
 
 use crate::spec::model::{
-    CallsSpec, CaptureSpec, ChallengeSpec, ExpectSpec, ImageSpec, LogsSpec, ProbeSpec, RequestSpec, RestartSpec,
-    ServeSpec, SignSpec, StartSpec, StepSpec, StopSpec, WaitSpec, WalkSpec,
+    CallsSpec, CaptureSpec, ChallengeSpec, ExpectSpec, ImageSpec, LogsSpec, PollSpec, ProbeSpec, RequestSpec,
+    RestartSpec, ServeSpec, SignSpec, StartSpec, StepSpec, StopSpec, WaitSpec, WalkSpec,
 };
 use crate::spec::template::Lookup;
 
@@ -40,6 +40,8 @@ pub enum Action {
     Burst(Box<Burst>),
     /// Follow pagination from the request's page to the last.
     Walk(Box<Walk>),
+    /// Send the request until a response meets a condition.
+    Poll(Box<Poll>),
     /// Pause.
     Wait(WaitSpec),
     /// Restart the service, optionally with changed env.
@@ -91,6 +93,23 @@ pub struct Send {
     pub sign: Option<SignSpec>,
 }
 
+/// A poll step.
+#[derive(Debug, Clone)]
+pub struct Poll {
+    /// The request.
+    pub request: RequestSpec,
+    /// What every response must look like.
+    pub expect: Expect,
+    /// What the response that ends the polling looks like.
+    pub until: Expect,
+    /// Values taken from the last response, in order.
+    pub captures: Vec<Capture>,
+    /// As written (pace, deadline, the value that only moves forward).
+    pub spec: PollSpec,
+    /// Where the forward-only value is.
+    pub forward: Option<PathExpr>,
+}
+
 /// A burst step.
 #[derive(Debug, Clone)]
 pub struct Burst {
@@ -137,7 +156,24 @@ pub fn compile_probe(probe: &ProbeSpec) -> ProbePlan {
 pub fn compile_step(step: &StepSpec) -> Step {
     let expect = || Expect::new(step.expect.clone().unwrap_or_default());
     let request = step.request.clone();
+    let captures = || {
+        step.capture
+            .iter()
+            .map(|(name, spec)| Capture::new(name, spec))
+            .collect()
+    };
     let action = match (request, &step.wait, &step.burst, &step.walk) {
+        (Some(request), ..) if step.poll.is_some() => {
+            let spec = step.poll.clone().unwrap_or_default();
+            Action::Poll(Box::new(Poll {
+                request,
+                expect: expect(),
+                until: Expect::new(spec.until.clone()),
+                captures: captures(),
+                forward: spec.forward.as_ref().map(|f| PathExpr::new(&f.path)),
+                spec,
+            }))
+        }
         (Some(request), _, Some(burst), _) => Action::Burst(Box::new(Burst {
             request,
             expect: expect(),
@@ -154,11 +190,7 @@ pub fn compile_step(step: &StepSpec) -> Step {
         (Some(request), ..) => Action::Send(Box::new(Send {
             request,
             expect: expect(),
-            captures: step
-                .capture
-                .iter()
-                .map(|(name, spec)| Capture::new(name, spec))
-                .collect(),
+            captures: captures(),
             repeat: step.repeat,
             sign: step.sign.clone(),
         })),

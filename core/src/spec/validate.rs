@@ -7,7 +7,7 @@ use super::jwt::{JwtSign, VarSpec};
 use super::load::is_kebab;
 use super::model::{
     BodyCheck, CallsSpec, CaptureSpec, ChallengeSpec, EnvChanges, ExpectSpec, HeaderCheck, JsonCheck, JsonType,
-    ProbeSpec, Ready, RequestSpec, RouteSpec, ServeSpec, SignSpec, StepSpec, WalkSpec,
+    PollSpec, ProbeSpec, Ready, RequestSpec, RouteSpec, ServeSpec, SignSpec, StepSpec, WalkSpec,
 };
 use super::template::{BUILTINS, json_strings, placeholders};
 
@@ -569,6 +569,41 @@ impl Validator<'_> {
         }
     }
 
+    fn poll(&mut self, at: &str, poll: &PollSpec, step: &StepSpec, scope: &Scope) {
+        let until = &poll.until;
+        let says_something = until.status.is_some()
+            || !until.headers.is_empty()
+            || !until.json.is_empty()
+            || until.body.is_some()
+            || until.schema.is_some()
+            || until.content_type.is_some();
+        if !says_something {
+            self.problem(
+                format!("{at}.until"),
+                "`until` says nothing: polling would stop at the first response",
+            );
+        }
+        if until.statuses.is_some() || until.max_time.is_some() || !until.metrics.is_empty() {
+            self.problem(
+                format!("{at}.until"),
+                "`until` checks a response's status, headers, JSON, schema or body",
+            );
+        }
+        self.expect(&format!("{at}.until"), until, step, scope);
+        if let Some(every) = poll.every {
+            self.duration(&format!("{at}.every"), every.0, Duration::from_millis(10));
+        }
+        if let Some(within) = poll.within {
+            self.duration(&format!("{at}.within"), within.0, Duration::from_millis(10));
+        }
+        if let Some(forward) = &poll.forward {
+            self.json_path(&format!("{at}.forward.path"), &forward.path, scope);
+            if forward.order.len() < 2 {
+                self.problem(format!("{at}.forward.order"), "an order needs at least two values");
+            }
+        }
+    }
+
     fn sign(&mut self, at: &str, sign: &SignSpec, step: &StepSpec, scope: &Scope) {
         if step.burst.is_some() || step.walk.is_some() {
             self.problem(
@@ -723,6 +758,7 @@ impl Validator<'_> {
                 ("repeat", step.repeat.is_some()),
                 ("burst", step.burst.is_some()),
                 ("walk", step.walk.is_some()),
+                ("poll", step.poll.is_some()),
                 ("sign", step.sign.is_some()),
             ] {
                 if present {
@@ -770,9 +806,20 @@ impl Validator<'_> {
                         format!("repeat sends 1 to {MAX_REPEAT} requests"),
                     );
                 }
-                let modes = [step.repeat.is_some(), step.burst.is_some(), step.walk.is_some()];
+                let modes = [
+                    step.repeat.is_some(),
+                    step.burst.is_some(),
+                    step.walk.is_some(),
+                    step.poll.is_some(),
+                ];
                 if modes.iter().filter(|m| **m).count() > 1 {
-                    self.problem(at, "a step does one of `repeat`, `burst` or `walk`; use several steps");
+                    self.problem(
+                        at,
+                        "a step does one of `repeat`, `burst`, `walk` or `poll`; use several steps",
+                    );
+                }
+                if let Some(poll) = &step.poll {
+                    self.poll(&format!("{at}.poll"), poll, step, scope);
                 }
                 if let Some(walk) = &step.walk {
                     self.walk(&format!("{at}.walk"), walk, scope);

@@ -5,7 +5,7 @@ use super::{Ending, FAILED, label, record, step_report};
 use crate::engine::probe::Context;
 use crate::expect;
 use crate::http::prepare;
-use crate::outcome::{CaptureFrom, CaptureRecord, StepKind, StepReport};
+use crate::outcome::{StepKind, StepReport};
 use crate::spec::plan::Send;
 use crate::vars::Vars;
 
@@ -67,29 +67,11 @@ pub(super) async fn run(
             }
             return (report, FAILED);
         }
-        if i + 1 == times {
-            for capture in &send.captures {
-                let (name, spec) = (&capture.name, &capture.spec);
-                match expect::capture(capture, &response, &mut |n| vars.lookup(n)) {
-                    Ok(value) => {
-                        let from = match (&spec.json, &spec.header, &spec.regex) {
-                            (Some(path), _, None) => CaptureFrom::Json { path: path.clone() },
-                            (None, Some(header), None) => CaptureFrom::Header { name: header.clone() },
-                            _ => CaptureFrom::Regex,
-                        };
-                        report.captures.push(CaptureRecord {
-                            name: name.clone(),
-                            from,
-                            value: value.clone(),
-                        });
-                        vars.set(name, value);
-                    }
-                    Err(e) => {
-                        report.error = Some(format!("could not capture `{name}`: {e}"));
-                        return (report, FAILED);
-                    }
-                }
-            }
+        if i + 1 == times
+            && let Err(e) = super::capture_all(&send.captures, &response, vars, &mut report)
+        {
+            report.error = Some(e);
+            return (report, FAILED);
         }
     }
     report.passed = true;
