@@ -103,6 +103,7 @@ pub fn redacted(url: &Url) -> String {
 
 /// Fills the placeholders of a request and resolves it against the base URL. The error says what is wrong.
 pub fn prepare(spec: &RequestSpec, vars: &mut Vars, base: &Url) -> Result<Prepared, String> {
+    let jar = vars.cookie_header();
     let mut lookup = |name: &str| vars.lookup(name);
     let path = template::render(&spec.path, &mut lookup).map_err(|e| e.to_string())?;
     let mut url = resolve(base, &path)?;
@@ -123,6 +124,12 @@ pub fn prepare(spec: &RequestSpec, vars: &mut Vars, base: &Url) -> Result<Prepar
         ));
     }
     let has = |headers: &[(String, String)], name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    // The probe's cookie jar, unless the request sets its own Cookie header.
+    if !has(&headers, "cookie")
+        && let Some(jar) = jar
+    {
+        headers.push(("Cookie".into(), jar));
+    }
     let body = if let Some(json) = &spec.json {
         if !has(&headers, "content-type") {
             headers.push(("Content-Type".into(), "application/json".into()));

@@ -4,6 +4,7 @@
 //! what was expected and what came back, so a report can explain the failure without the spec at hand.
 
 mod capture;
+pub mod cookies;
 mod json;
 mod metrics;
 
@@ -123,6 +124,9 @@ pub fn evaluate(compiled: &Expect, response: &Response, lookup: &mut Lookup<'_>)
     }
     if !expect.metrics.is_empty() {
         metrics::checks(&expect.metrics, response, lookup, &mut checks);
+    }
+    for (name, check) in &expect.cookies {
+        cookies::checks(name, check, response, lookup, &mut checks);
     }
     if let Some(media) = &expect.content_type {
         let actual = response.header("content-type");

@@ -271,6 +271,11 @@ pub enum CaptureFrom {
         /// Its name.
         name: String,
     },
+    /// A cookie the response set: replays use the value this run saw.
+    Cookie {
+        /// Its name.
+        name: String,
+    },
     /// A regular expression: replays use the value this run saw.
     Regex,
 }

@@ -15,6 +15,8 @@ pub struct Vars {
     rng: StdRng,
     /// Inside `repeat` or `burst`: the number of the current request.
     pub index: Option<usize>,
+    /// The probe's cookie jar: what responses set (and did not delete), sent with later requests.
+    pub cookies: IndexMap<String, String>,
 }
 
 /// A 64-bit FNV-1a hash, stable across runs and platforms (std's hasher is not).
@@ -42,7 +44,31 @@ impl Vars {
             seed,
             rng,
             index: None,
+            cookies: IndexMap::new(),
         }
+    }
+
+    /// Keeps the cookies a response sets in the probe's jar (a deleted one leaves it).
+    pub fn absorb_cookies(&mut self, response: &crate::expect::Response) {
+        for cookie in crate::expect::cookies::set_cookies(response) {
+            if crate::expect::cookies::cleared(&cookie) {
+                self.cookies.shift_remove(cookie.name());
+            } else {
+                self.cookies
+                    .insert(cookie.name().to_string(), cookie.value().to_string());
+            }
+        }
+    }
+
+    /// The `Cookie` header of the jar, if it holds any.
+    pub fn cookie_header(&self) -> Option<String> {
+        (!self.cookies.is_empty()).then(|| {
+            self.cookies
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 
     /// Sets (or, with `None`, removes) what `{{env.NAME}}` reads, as a step changed the service's env.

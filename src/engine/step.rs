@@ -98,9 +98,10 @@ fn capture_all(
         let (name, spec) = (&capture.name, &capture.spec);
         let value = crate::expect::capture(capture, response, &mut |n| vars.lookup(n))
             .map_err(|e| format!("could not capture `{name}`: {e}"))?;
-        let from = match (&spec.json, &spec.header, &spec.regex) {
-            (Some(path), _, None) => CaptureFrom::Json { path: path.clone() },
-            (None, Some(header), None) => CaptureFrom::Header { name: header.clone() },
+        let from = match (&spec.json, &spec.header, &spec.regex, &spec.cookie) {
+            (_, _, _, Some(cookie)) => CaptureFrom::Cookie { name: cookie.clone() },
+            (Some(path), _, None, _) => CaptureFrom::Json { path: path.clone() },
+            (None, Some(header), None, _) => CaptureFrom::Header { name: header.clone() },
             _ => CaptureFrom::Regex,
         };
         report.captures.push(CaptureRecord {

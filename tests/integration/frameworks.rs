@@ -11,6 +11,15 @@ use crate::support::{available, proctor_path};
 
 /// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
 const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("async-jobs", "", &[]),
+    ("async-jobs", "status-201", &["a-job-is-accepted-at-once"]),
+    ("async-jobs", "work-in-get", &["the-work-is-done-once"]),
+    (
+        "async-jobs",
+        "result-url-early",
+        &["a-failed-job-says-why", "the-result-resolves-when-done"],
+    ),
+    ("async-jobs", "string-error", &["a-failed-job-says-why"]),
     ("cache-aside", "", &[]),
     ("cache-aside", "check-then-load", &["concurrent-misses-make-one-call"]),
     ("cache-aside", "cache-errors", &["failures-are-not-cached"]),

@@ -10,6 +10,13 @@ pub fn capture(capture: &Capture, response: &Response, lookup: &mut Lookup<'_>) 
     if let Some(metric) = &spec.metric {
         return super::metrics::value(metric, response, lookup);
     }
+    if let Some(name) = &spec.cookie {
+        return super::cookies::set_cookies(response)
+            .into_iter()
+            .rfind(|c| c.name() == name)
+            .map(|c| c.value().to_string())
+            .ok_or_else(|| format!("the response sets no cookie {name}"));
+    }
     if let Some(path) = &capture.json {
         let (path, path_text) = path
             .resolve(lookup)

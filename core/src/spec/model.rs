@@ -587,6 +587,29 @@ pub struct ExpectSpec {
     /// Checks on a Prometheus text exposition body (`/metrics`), each on the samples of one metric.
     #[serde(default)]
     pub metrics: Vec<MetricCheck>,
+    /// Checks on the cookies the response sets (`Set-Cookie`), by name.
+    #[serde(default)]
+    pub cookies: IndexMap<String, CookieCheck>,
+}
+
+/// Checks on one cookie a response sets. Every one that is given is checked.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CookieCheck {
+    /// `true`: the response sets the cookie; `false`: it does not.
+    pub exists: Option<bool>,
+    /// The cookie has (or has not) the `HttpOnly` attribute.
+    pub http_only: Option<bool>,
+    /// The cookie has (or has not) the `Secure` attribute.
+    pub secure: Option<bool>,
+    /// The cookie's `SameSite` is one of these (`Strict`, `Lax`, `None`; case-insensitive).
+    pub same_site: Option<Vec<String>>,
+    /// The cookie's `Path` is this.
+    pub path: Option<String>,
+    /// `true`: the response deletes the cookie (`Max-Age=0` or an `Expires` in the past).
+    pub cleared: Option<bool>,
+    /// The cookie's value differs from this (a session id that must change; may use `{{...}}`).
+    pub not_equals: Option<String>,
 }
 
 /// The samples of one metric whose labels include these (values may use `{{...}}`).
@@ -755,6 +778,8 @@ pub struct CaptureSpec {
     pub regex: Option<Pattern>,
     /// The sum of a metric's samples in a Prometheus text body (`0` when there is none yet).
     pub metric: Option<MetricSelector>,
+    /// The value of the cookie with this name that the response sets.
+    pub cookie: Option<String>,
 }
 
 /// A burst: `count` requests sent by `concurrency` connections opened beforehand and released together.

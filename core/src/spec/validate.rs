@@ -1145,6 +1145,33 @@ impl Validator<'_> {
                 self.problem(format!("{field}.gte"), "not a finite number");
             }
         }
+        for (name, check) in &expect.cookies {
+            let field = format!("{at}.cookies.{name}");
+            if !is_token(name) {
+                self.problem(&field, format!("`{name}` is not a valid cookie name"));
+            }
+            if let Some(values) = &check.same_site
+                && (values.is_empty()
+                    || values
+                        .iter()
+                        .any(|v| !["strict", "lax", "none"].contains(&v.to_ascii_lowercase().as_str())))
+            {
+                self.problem(format!("{field}.same_site"), "SameSite is Strict, Lax or None");
+            }
+            if let Some(other) = &check.not_equals {
+                self.uses(&format!("{field}.not_equals"), other, scope);
+            }
+            let checks_something = check.exists.is_some()
+                || check.http_only.is_some()
+                || check.secure.is_some()
+                || check.same_site.is_some()
+                || check.path.is_some()
+                || check.cleared.is_some()
+                || check.not_equals.is_some();
+            if !checks_something {
+                self.problem(&field, "the cookie check says nothing to check");
+            }
+        }
         if let Some(media) = &expect.content_type
             && (!media.contains('/') || media.contains(';'))
         {
@@ -1323,6 +1350,19 @@ impl Validator<'_> {
     }
 
     fn capture(&mut self, at: &str, capture: &CaptureSpec, scope: &Scope) {
+        if let Some(name) = &capture.cookie {
+            if capture.json.is_some() || capture.header.is_some() || capture.regex.is_some() || capture.metric.is_some()
+            {
+                self.problem(
+                    at,
+                    "capture a cookie alone, not with `json`, `header`, `regex` or `metric`",
+                );
+            }
+            if !is_token(name) {
+                self.problem(format!("{at}.cookie"), format!("`{name}` is not a valid cookie name"));
+            }
+            return;
+        }
         if let Some(metric) = &capture.metric {
             if capture.json.is_some() || capture.header.is_some() || capture.regex.is_some() {
                 self.problem(at, "capture from `metric` alone");

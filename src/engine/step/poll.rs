@@ -60,6 +60,7 @@ pub(super) async fn run(
                 return (report, Ending::NotPassed(no.blame));
             }
         };
+        vars.absorb_cookies(&response);
         report.response = Some(record(&response));
         let mut checks = expect::evaluate(&poll.expect, &response, &mut |n| vars.lookup(n));
         if let (Some(forward), Some(path)) = (&poll.spec.forward, &poll.forward) {

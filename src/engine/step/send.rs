@@ -59,6 +59,7 @@ pub(super) async fn run(
                 return (report, Ending::NotPassed(no.blame));
             }
         };
+        vars.absorb_cookies(&response);
         report.response = Some(record(&response));
         report.checks = expect::evaluate(&send.expect, &response, &mut |n| vars.lookup(n));
         if report.checks.iter().any(|c| !c.passed) {
