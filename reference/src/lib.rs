@@ -17,6 +17,7 @@ mod orders;
 mod pagination;
 mod ratelimit;
 mod resource;
+mod sessions;
 mod shutdown;
 mod status;
 mod upstream;
@@ -726,6 +727,39 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     ("unknown-job-500", "an unknown job id crashes the handler: 500"),
     ("no-job-validation", "any body starts a job"),
+    // session-auth
+    ("cookie-not-httponly", "the session cookie lacks HttpOnly"),
+    ("samesite-none", "the session cookie is SameSite=None"),
+    (
+        "cookie-path-missing",
+        "the session cookie has no Path: browsers scope it to the login URL's folder",
+    ),
+    (
+        "me-last-login",
+        "GET /members/me answers the member who logged in last, whatever the session",
+    ),
+    (
+        "unknown-session-500",
+        "a session id that is not live crashes the handler: 500",
+    ),
+    (
+        "missing-cookie-500",
+        "a request without a session cookie crashes the handler: 500",
+    ),
+    (
+        "adopts-session-id",
+        "a login that brings a session id makes that id the session (fixation)",
+    ),
+    (
+        "logout-cookie-only",
+        "logout deletes the cookie but leaves the session live on the server",
+    ),
+    (
+        "logout-keeps-cookie",
+        "logout ends the session but does not delete the cookie",
+    ),
+    ("login-says-unknown-user", "a login with an unknown username says so"),
+    ("no-throttle", "failed logins are never throttled"),
 ];
 
 /// How one instance of the reference service behaves.
@@ -825,6 +859,7 @@ pub(crate) struct App {
     pub(crate) orders: orders::Orders,
     pub(crate) webhooks: webhooks::Webhooks,
     pub(crate) jobs: jobs::Jobs,
+    pub(crate) sessions: sessions::Sessions,
     /// The client for calls to other services (redirects are not followed).
     pub(crate) http: reqwest::Client,
     /// A client that follows redirects, as most do by default (the `redirects-followed` defect).
@@ -866,6 +901,7 @@ fn router_with(
         orders: Default::default(),
         webhooks: Default::default(),
         jobs: Default::default(),
+        sessions: Default::default(),
         http: upstream::client(reqwest::redirect::Policy::none()),
         http_following: upstream::client(reqwest::redirect::Policy::default()),
     });
@@ -888,6 +924,7 @@ fn router_with(
         .merge(orders::routes())
         .merge(webhooks::routes())
         .merge(jobs::routes())
+        .merge(sessions::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")

@@ -702,6 +702,41 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ),
     ("async-jobs", "unknown-job-500", &["an-unknown-job-is-404@1"]),
     ("async-jobs", "work-on-read", &["the-work-is-done-once@5"]),
+    (
+        "session-auth",
+        "adopts-session-id",
+        &["login-never-adopts-a-session-id@2"],
+    ),
+    (
+        "session-auth",
+        "cookie-not-httponly",
+        &["login-sets-a-safe-session-cookie@2"],
+    ),
+    (
+        "session-auth",
+        "cookie-path-missing",
+        &["login-sets-a-safe-session-cookie@2"],
+    ),
+    (
+        "session-auth",
+        "login-says-unknown-user",
+        &["failed-logins-do-not-say-why@3"],
+    ),
+    ("session-auth", "logout-cookie-only", &["logout-ends-the-session@4"]),
+    ("session-auth", "logout-keeps-cookie", &["logout-ends-the-session@3"]),
+    ("session-auth", "me-last-login", &["the-session-names-its-member@5"]),
+    ("session-auth", "missing-cookie-500", &["no-session-is-401@1"]),
+    ("session-auth", "no-throttle", &["repeated-failures-are-throttled@3"]),
+    ("session-auth", "samesite-none", &["login-sets-a-safe-session-cookie@2"]),
+    (
+        "session-auth",
+        "unknown-session-500",
+        &[
+            "login-never-adopts-a-session-id@3",
+            "logout-ends-the-session@4",
+            "no-session-is-401@2",
+        ],
+    ),
 ];
 
 #[tokio::test]
