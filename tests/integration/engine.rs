@@ -270,3 +270,38 @@ async fn reporters_see_every_probe_report_in_order_and_the_finished_run_as_retur
         serde_json::to_value(&report).expect("json")
     );
 }
+
+#[tokio::test]
+async fn a_poll_stops_when_its_condition_holds_and_fails_at_its_deadline_saying_so() {
+    // A status that turns ready on the third read.
+    let reads = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&reads);
+    let app = Router::new().route(
+        "/job",
+        get(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            let status = match n {
+                1 => "queued",
+                2 => "running",
+                _ => "done",
+            };
+            async move { axum::Json(serde_json::json!({ "status": status, "n": n })) }
+        }),
+    );
+    let url = serve(app).await;
+    let probes = "  - id: until-done\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /job }\n        poll: { until: { json: [ { path: $.status, equals: done } ] }, every: 20ms, within: 2s, forward: { path: $.status, order: [queued, running, done] } }\n        capture: { n: { json: $.n } }\n      - request: { path: /job }\n        expect: { json: [ { path: $.n, gt: 3 } ] }\n  - id: never\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /job }\n        poll: { until: { json: [ { path: $.status, equals: failed } ] }, every: 50ms, within: 300ms }\n";
+    let report = grade(&[challenge("poll", &spec_with_probes(probes))], Target::Url(url)).await;
+    let probes = &report.challenges[0].probes;
+    assert_eq!(probes[0].verdict, Verdict::Passed, "{:#?}", probes[0]);
+    assert_eq!(
+        probes[0].steps[0].captures[0].value, "3",
+        "the capture comes from the response that ended it"
+    );
+    assert!(matches!(
+        probes[0].steps[0].kind,
+        proctor::outcome::StepKind::Poll { requests: 3 }
+    ));
+    assert_eq!(probes[1].verdict, Verdict::Failed);
+    let error = probes[1].steps[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("did not hold within 300 ms"), "{error}");
+}

@@ -270,3 +270,54 @@ fn members_are_the_whole_set_in_any_order_and_not_matches_passes_an_absent_heade
         .passed
     );
 }
+
+#[test]
+fn cookie_checks_read_every_set_cookie_line_and_the_jar_follows_them() {
+    let login = response(
+        204,
+        &[
+            ("Set-Cookie", "theme=dark; Path=/"),
+            ("Set-Cookie", "session=abc123; Path=/; HttpOnly; SameSite=Lax"),
+        ],
+        "",
+    );
+    let checks = run(
+        "cookies: { session: { exists: true, http_only: true, secure: false, same_site: [strict, lax], path: /, not_equals: abc } }",
+        &login,
+    );
+    assert!(checks.iter().all(|c| c.passed), "{checks:#?}");
+    let loose = response(204, &[("Set-Cookie", "session=abc123; SameSite=None")], "");
+    let checks = run(
+        "cookies: { session: { http_only: true, same_site: [Lax, Strict], path: /, not_equals: abc123 } }",
+        &loose,
+    );
+    assert_eq!(
+        verdicts(&checks),
+        [
+            ("cookie session HttpOnly".to_string(), false),
+            ("cookie session SameSite".to_string(), false),
+            ("cookie session Path".to_string(), false),
+            ("cookie session value".to_string(), false),
+        ]
+    );
+    let logout = response(204, &[("Set-Cookie", "session=; Path=/; Max-Age=0")], "");
+    let expired = response(
+        204,
+        &[("Set-Cookie", "session=x; Expires=Thu, 01 Jan 1970 00:00:00 GMT")],
+        "",
+    );
+    assert!(run("cookies: { session: { cleared: true } }", &logout)[0].passed);
+    assert!(run("cookies: { session: { cleared: true } }", &expired)[0].passed);
+    assert!(!run("cookies: { session: { cleared: true } }", &login)[0].passed);
+    assert!(!run("cookies: { session: { exists: true } }", &response(204, &[], ""))[0].passed);
+
+    let mut vars = crate::vars::Vars::new(1, "r", "c", "p", Default::default());
+    vars.absorb_cookies(&login);
+    assert_eq!(vars.cookie_header().as_deref(), Some("theme=dark; session=abc123"));
+    vars.absorb_cookies(&logout);
+    assert_eq!(
+        vars.cookie_header().as_deref(),
+        Some("theme=dark"),
+        "a deleted cookie leaves the jar"
+    );
+}
