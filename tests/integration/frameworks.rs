@@ -20,6 +20,23 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
         &["a-failed-job-says-why", "the-result-resolves-when-done"],
     ),
     ("async-jobs", "string-error", &["a-failed-job-says-why"]),
+    ("session-auth", "", &[]),
+    ("session-auth", "signed-cookie-session", &["logout-ends-the-session"]),
+    (
+        "session-auth",
+        "cookie-missing-flags",
+        &["login-sets-a-safe-session-cookie"],
+    ),
+    (
+        "session-auth",
+        "adopt-client-session-id",
+        &["login-never-adopts-a-session-id"],
+    ),
+    (
+        "session-auth",
+        "enumerating-login-errors",
+        &["failed-logins-do-not-say-why"],
+    ),
     ("cache-aside", "", &[]),
     ("cache-aside", "check-then-load", &["concurrent-misses-make-one-call"]),
     ("cache-aside", "cache-errors", &["failures-are-not-cached"]),
