@@ -12,6 +12,7 @@ mod idempotency;
 mod jobs;
 mod jwt;
 mod memos;
+mod middleware;
 mod observe;
 mod orders;
 mod pagination;
@@ -760,6 +761,42 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     ("login-says-unknown-user", "a login with an unknown username says so"),
     ("no-throttle", "failed logins are never throttled"),
+    // middleware
+    (
+        "auth-after-handler",
+        "the API-key check runs after the handler: refused requests still have their effect",
+    ),
+    (
+        "request-id-after-auth",
+        "the request-id middleware runs inside authentication: 401 answers carry no X-Request-Id",
+    ),
+    (
+        "preflight-needs-key",
+        "CORS preflights are sent through authentication and answered 401",
+    ),
+    (
+        "cors-wildcard",
+        "Access-Control-Allow-Origin is * (invalid with credentials)",
+    ),
+    (
+        "no-vary-origin",
+        "responses that depend on Origin do not say Vary: Origin",
+    ),
+    ("origin-reflected", "any Origin is echoed back as allowed"),
+    (
+        "origin-prefix-match",
+        "an Origin is allowed when it starts with ALLOWED_ORIGIN",
+    ),
+    (
+        "headers-on-success-only",
+        "security headers are added to successful responses only",
+    ),
+    ("server-version", "responses carry a Server header with versions"),
+    ("framework-404", "unknown URLs under /api get the framework's bare 404"),
+    (
+        "json-rejection-plain",
+        "a body that is not JSON gets the framework's plain-text 400",
+    ),
 ];
 
 /// How one instance of the reference service behaves.
@@ -860,6 +897,7 @@ pub(crate) struct App {
     pub(crate) webhooks: webhooks::Webhooks,
     pub(crate) jobs: jobs::Jobs,
     pub(crate) sessions: sessions::Sessions,
+    pub(crate) bookmarks: middleware::Bookmarks,
     /// The client for calls to other services (redirects are not followed).
     pub(crate) http: reqwest::Client,
     /// A client that follows redirects, as most do by default (the `redirects-followed` defect).
@@ -902,6 +940,7 @@ fn router_with(
         webhooks: Default::default(),
         jobs: Default::default(),
         sessions: Default::default(),
+        bookmarks: Default::default(),
         http: upstream::client(reqwest::redirect::Policy::none()),
         http_following: upstream::client(reqwest::redirect::Policy::default()),
     });
@@ -925,6 +964,7 @@ fn router_with(
         .merge(webhooks::routes())
         .merge(jobs::routes())
         .merge(sessions::routes())
+        .nest("/api", middleware::routes(&app))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")

@@ -77,7 +77,9 @@ pub(crate) async fn request_id(State(app): State<Shared>, mut request: Request, 
         request.extensions_mut().insert(RequestId(id.clone()));
     }
     let mut response = next.run(request).await;
-    if let Some(value) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+    // The id middleware placed inside authentication: refused requests never get an id.
+    let skipped = app.config.has("request-id-after-auth") && response.status() == StatusCode::UNAUTHORIZED;
+    if let Some(value) = id.filter(|_| !skipped).and_then(|id| HeaderValue::from_str(&id).ok()) {
         response.headers_mut().insert("x-request-id", value);
     }
     response

@@ -737,6 +737,49 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
             "no-session-is-401@2",
         ],
     ),
+    (
+        "middleware",
+        "auth-after-handler",
+        &["refused-requests-have-no-effect@3"],
+    ),
+    (
+        "middleware",
+        "cors-wildcard",
+        &["responses-name-the-app-origin@1", "the-preflight-allows-the-app@1"],
+    ),
+    (
+        "middleware",
+        "framework-404",
+        &["every-layer-answers-problem-details@2"],
+    ),
+    (
+        "middleware",
+        "headers-on-success-only",
+        &["security-headers-are-on-every-response@2"],
+    ),
+    (
+        "middleware",
+        "json-rejection-plain",
+        &["every-layer-answers-problem-details@4"],
+    ),
+    ("middleware", "no-vary-origin", &["responses-name-the-app-origin@1"]),
+    (
+        "middleware",
+        "origin-prefix-match",
+        &["foreign-origins-are-not-allowed@2"],
+    ),
+    ("middleware", "origin-reflected", &["foreign-origins-are-not-allowed@1"]),
+    ("middleware", "preflight-needs-key", &["the-preflight-allows-the-app@1"]),
+    (
+        "middleware",
+        "server-version",
+        &["security-headers-are-on-every-response@1"],
+    ),
+    (
+        "middleware",
+        "request-id-after-auth",
+        &["every-response-has-a-request-id@2"],
+    ),
 ];
 
 #[tokio::test]
