@@ -276,14 +276,65 @@ impl Http {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Response {
+        let mut response = Response {
             status,
             headers,
             body,
             truncated,
             body_limit: self.max_body,
             elapsed: started.elapsed(),
+            decoding_error: None,
+        };
+        if asked_for_gzip(&prepared.headers) {
+            decode_gzip(&mut response, self.max_body);
+        }
+        Ok(response)
+    }
+}
+
+/// Whether the request's `Accept-Encoding` accepts gzip (a `q=0` refuses it).
+fn asked_for_gzip(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("accept-encoding"))
+        .flat_map(|(_, value)| value.split(','))
+        .any(|coding| {
+            let mut parts = coding.split(';').map(str::trim);
+            let name = parts.next().unwrap_or_default();
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.trim().parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
         })
+}
+
+/// Decodes a gzip body that proctor asked for, as a client would, with the same cap as a plain body (a small
+/// body that inflates past it is cut there, so a compression bomb costs no more memory than a large body).
+/// Headers stay as received, so that `Content-Encoding` can be checked.
+fn decode_gzip(response: &mut Response, max_body: usize) {
+    let gzip = response
+        .header("content-encoding")
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return;
+    }
+    use std::io::Read;
+    let mut decoded = Vec::new();
+    let mut decoder = flate2::read::GzDecoder::new(response.body.as_slice()).take(max_body as u64 + 1);
+    match decoder.read_to_end(&mut decoded) {
+        Ok(_) if response.truncated => {
+            response.decoding_error = Some(format!("the compressed body is larger than {max_body} bytes"))
+        }
+        Ok(_) => {
+            if decoded.len() > max_body {
+                decoded.truncate(max_body);
+                response.truncated = true;
+            }
+            response.body = decoded;
+        }
+        Err(e) => response.decoding_error = Some(format!("Content-Encoding: gzip, but the body is not gzip data: {e}")),
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Response {
     pub body_limit: usize,
     /// Time from sending the request to the end of the body.
     pub elapsed: Duration,
+    /// Why a body proctor asked to be compressed could not be decoded (the body is then as received).
+    pub decoding_error: Option<String>,
 }
 
 impl Response {
@@ -102,6 +104,14 @@ pub fn evaluate(compiled: &Expect, response: &Response, lookup: &mut Lookup<'_>)
             "body size",
             format!("at most {} bytes", response.body_limit),
             format!("more than {} bytes (stopped reading)", response.body_limit),
+            false,
+        ));
+    }
+    if let Some(error) = &response.decoding_error {
+        checks.push(Check::new(
+            "content decoding",
+            "a body that decodes",
+            error.clone(),
             false,
         ));
     }

@@ -94,6 +94,7 @@ async fn send_one(
         truncated,
         body_limit: max_body,
         elapsed: started.elapsed(),
+        decoding_error: None,
     })
 }
 

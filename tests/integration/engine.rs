@@ -305,3 +305,64 @@ async fn a_poll_stops_when_its_condition_holds_and_fails_at_its_deadline_saying_
     let error = probes[1].steps[0].error.as_deref().unwrap_or_default();
     assert!(error.contains("did not hold within 300 ms"), "{error}");
 }
+
+#[tokio::test]
+async fn gzip_bodies_proctor_asked_for_are_decoded_within_the_cap_and_bad_ones_said() {
+    use std::io::Write;
+    let gzip = |data: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(data).expect("compress");
+        encoder.finish().expect("compress")
+    };
+    let small = gzip(br#"{"ok": true}"#);
+    // 64 MiB of zeros: about 64 KiB compressed, far past the 4 MiB cap once inflated.
+    let bomb = gzip(&vec![0u8; 64 << 20]);
+    let app = Router::new()
+        .route(
+            "/small",
+            get(move || {
+                let body = small.clone();
+                async move {
+                    (
+                        [
+                            (header::CONTENT_ENCODING, "gzip"),
+                            (header::CONTENT_TYPE, "application/json"),
+                        ],
+                        body,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/bomb",
+            get(move || {
+                let body = bomb.clone();
+                async move { ([(header::CONTENT_ENCODING, "gzip")], body) }
+            }),
+        )
+        .route(
+            "/liar",
+            get(|| async { ([(header::CONTENT_ENCODING, "gzip")], "not gzip at all") }),
+        );
+    let url = serve(app).await;
+    let probes = "  - id: decoded\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /small, headers: { Accept-Encoding: gzip } }\n        expect: { headers: { Content-Encoding: { equals: gzip } }, json: [ { path: $.ok, equals: true } ] }\n  - id: bomb\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /bomb, headers: { Accept-Encoding: 'br, gzip' } }\n  - id: liar\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /liar, headers: { Accept-Encoding: gzip } }\n  - id: not-asked\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { path: /liar, headers: { Accept-Encoding: 'gzip;q=0, identity' } }\n        expect: { body: { equals: not gzip at all } }\n";
+    let report = grade(&[challenge("gzip", &spec_with_probes(probes))], Target::Url(url)).await;
+    let probes = &report.challenges[0].probes;
+    assert_eq!(probes[0].verdict, Verdict::Passed, "{:#?}", probes[0]);
+    let bomb = &probes[1].steps[0].checks;
+    assert!(
+        bomb.iter().any(|c| c.what == "body size" && !c.passed),
+        "an inflated body past the cap is cut and fails: {bomb:#?}"
+    );
+    let liar = &probes[2].steps[0].checks;
+    assert!(
+        liar.iter()
+            .any(|c| c.what == "content decoding" && !c.passed && c.actual.contains("not gzip data")),
+        "{liar:#?}"
+    );
+    assert_eq!(
+        probes[3].verdict,
+        Verdict::Passed,
+        "a body proctor did not ask to compress is left as is"
+    );
+}

@@ -20,6 +20,24 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
         &["a-failed-job-says-why", "the-result-resolves-when-done"],
     ),
     ("async-jobs", "string-error", &["a-failed-job-says-why"]),
+    ("middleware", "", &[]),
+    // Found by this candidate: a 401 to the app's origin without CORS headers passed (only keyed requests were checked).
+    (
+        "middleware",
+        "auth-before-cors",
+        &["responses-name-the-app-origin", "the-preflight-allows-the-app"],
+    ),
+    ("middleware", "wildcard-origin", &["foreign-origins-are-not-allowed"]),
+    (
+        "middleware",
+        "headers-in-handlers",
+        &["security-headers-are-on-every-response"],
+    ),
+    (
+        "middleware",
+        "default-error-bodies",
+        &["every-layer-answers-problem-details"],
+    ),
     ("session-auth", "", &[]),
     ("session-auth", "signed-cookie-session", &["logout-ends-the-session"]),
     (

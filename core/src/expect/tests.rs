@@ -17,6 +17,7 @@ fn response(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
         truncated: false,
         body_limit: 1 << 20,
         elapsed: Duration::from_millis(20),
+        decoding_error: None,
     }
 }
 
