@@ -16,6 +16,7 @@ mod middleware;
 mod observe;
 mod orders;
 mod pagination;
+mod proxy;
 mod ratelimit;
 mod resource;
 mod sessions;
@@ -797,6 +798,34 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "json-rejection-plain",
         "a body that is not JSON gets the framework's plain-text 400",
     ),
+    // behind-proxy
+    (
+        "leftmost-xff",
+        "the client address is the leftmost X-Forwarded-For entry, which the client writes itself",
+    ),
+    (
+        "rightmost-xff",
+        "the client address is the rightmost X-Forwarded-For entry, even when it is a proxy",
+    ),
+    ("forwarded-ignored", "the standard Forwarded header is ignored"),
+    (
+        "location-from-host-header",
+        "absolute URLs ignore X-Forwarded-Proto and X-Forwarded-Host",
+    ),
+    ("trust-everyone", "forwarded headers are believed from any peer"),
+    (
+        "xfh-always-trusted",
+        "X-Forwarded-Host is believed from any peer (the address and scheme are not)",
+    ),
+    ("no-gzip", "responses are never compressed"),
+    (
+        "no-vary-encoding",
+        "compressible responses do not say Vary: Accept-Encoding",
+    ),
+    (
+        "q-zero-ignored",
+        "any Accept-Encoding that mentions gzip gets gzip, gzip;q=0 included",
+    ),
 ];
 
 /// How one instance of the reference service behaves.
@@ -965,6 +994,7 @@ fn router_with(
         .merge(jobs::routes())
         .merge(sessions::routes())
         .nest("/api", middleware::routes(&app))
+        .merge(proxy::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")
@@ -997,7 +1027,8 @@ pub async fn serve_until(
 ) -> std::io::Result<()> {
     if config.has("sigterm-ignored") {
         // The signal is caught by a handler that does nothing: only SIGKILL ends the service.
-        return axum::serve(listener, router(config)).await;
+        let app = router(config).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        return axum::serve(listener, app).await;
     }
     let (stopping, watch) = tokio::sync::watch::channel(false);
     let busy: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
@@ -1013,9 +1044,8 @@ pub async fn serve_until(
         }
     };
     let slow_exit = config.has("slow-exit");
-    let served = axum::serve(listener, router_with(config, watch, busy))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = router_with(config, watch, busy).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     if slow_exit {
         // A shutdown hook that waits "for the load balancer" long after the last request.
         tokio::time::sleep(std::time::Duration::from_secs(4)).await;

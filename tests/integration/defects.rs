@@ -780,6 +780,38 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "request-id-after-auth",
         &["every-response-has-a-request-id@2"],
     ),
+    ("behind-proxy", "forwarded-ignored", &["forwarded-is-honoured@1"]),
+    (
+        "behind-proxy",
+        "leftmost-xff",
+        &["the-client-is-the-rightmost-untrusted-address@1"],
+    ),
+    (
+        "behind-proxy",
+        "location-from-host-header",
+        &["links-use-the-forwarded-scheme-and-host@1"],
+    ),
+    ("behind-proxy", "no-gzip", &["gzip-when-asked@1"]),
+    ("behind-proxy", "no-vary-encoding", &["gzip-when-asked@1"]),
+    ("behind-proxy", "q-zero-ignored", &["identity-when-asked@2"]),
+    (
+        "behind-proxy",
+        "rightmost-xff",
+        &["the-client-is-the-rightmost-untrusted-address@2"],
+    ),
+    (
+        "behind-proxy",
+        "trust-everyone",
+        &[
+            "the-client-is-the-rightmost-untrusted-address@1",
+            "untrusted-peers-are-not-believed@2",
+        ],
+    ),
+    (
+        "behind-proxy",
+        "xfh-always-trusted",
+        &["untrusted-peers-are-not-believed@2"],
+    ),
 ];
 
 #[tokio::test]
