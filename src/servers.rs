@@ -191,11 +191,6 @@ impl Servers {
         Ok(Self { servers })
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.servers.is_empty()
-    }
-
     /// Each server's name and base URL (no final slash).
     pub fn urls(&self) -> impl Iterator<Item = (&str, &str)> {
         self.servers.values().map(|s| (s.name.as_str(), s.url.as_str()))
@@ -295,14 +290,10 @@ impl Server {
         state.added = routes;
     }
 
-    /// Writes a document into the store (`false`: the server has none).
-    pub fn put(&self, path: &str, value: Value) -> bool {
-        match self.lock().store.as_mut() {
-            Some(store) => {
-                store.documents.insert(path.to_string(), value);
-                true
-            }
-            None => false,
+    /// Writes a document into the store (validation made sure the server has one; without, nothing happens).
+    pub fn put(&self, path: &str, value: Value) {
+        if let Some(store) = self.lock().store.as_mut() {
+            store.documents.insert(path.to_string(), value);
         }
     }
 
