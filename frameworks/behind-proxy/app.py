@@ -164,11 +164,6 @@ class TrustedProxyMiddleware:
 
     def __call__(self, environ, start_response):
         peer = environ.get("REMOTE_ADDR", "")
-        environ["behind_proxy.orig"] = {
-            "REMOTE_ADDR": peer,
-            "wsgi.url_scheme": environ.get("wsgi.url_scheme"),
-            "HTTP_HOST": environ.get("HTTP_HOST"),
-        }
         if CANDIDATE_BUG == "trust-any-peer" or self.is_trusted(parse_ip(peer)):
             self.apply_forwarded(environ, peer)
         else:
@@ -282,7 +277,7 @@ def create_link():
         link_id = next(_link_ids)
         _links[link_id] = True
     url = url_for("get_link", link_id=link_id, _external=True)
-    response = jsonify(id=link_id, self=url)
+    response = jsonify({"id": link_id, "self": url})
     response.status_code = 201
     response.headers["Location"] = url
     return response
@@ -294,7 +289,7 @@ def get_link(link_id):
         exists = link_id in _links
     if not exists:
         abort(404)
-    return jsonify(id=link_id, self=url_for("get_link", link_id=link_id, _external=True))
+    return jsonify({"id": link_id, "self": url_for("get_link", link_id=link_id, _external=True)})
 
 
 @app.get("/catalog")

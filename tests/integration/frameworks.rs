@@ -20,6 +20,19 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
         &["a-failed-job-says-why", "the-result-resolves-when-done"],
     ),
     ("async-jobs", "string-error", &["a-failed-job-says-why"]),
+    ("behind-proxy", "", &[]),
+    (
+        "behind-proxy",
+        "leftmost-xff",
+        &["the-client-is-the-rightmost-untrusted-address"],
+    ),
+    ("behind-proxy", "trust-any-peer", &["untrusted-peers-are-not-believed"]),
+    ("behind-proxy", "gzip-substring", &["identity-when-asked"]),
+    (
+        "behind-proxy",
+        "no-forwarded-host",
+        &["links-use-the-forwarded-scheme-and-host"],
+    ),
     ("middleware", "", &[]),
     // Found by this candidate: a 401 to the app's origin without CORS headers passed (only keyed requests were checked).
     (
