@@ -9,6 +9,7 @@ mod cacheaside;
 mod caching;
 mod config;
 mod idempotency;
+mod injection;
 mod jobs;
 mod jwt;
 mod memos;
@@ -826,6 +827,29 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "q-zero-ignored",
         "any Accept-Encoding that mentions gzip gets gzip, gzip;q=0 included",
     ),
+    // injection-defense
+    (
+        "quotes-doubled",
+        "names are escaped by hand before a bound insert: O'Brien is stored as O''Brien",
+    ),
+    (
+        "string-sql",
+        "the name filter is pasted into the SQL: a quote is a syntax error, shown in a 500",
+    ),
+    (
+        "string-sql-errors-hidden",
+        "the name filter is pasted into the SQL, and SQL errors answer an empty list: tautologies match everyone",
+    ),
+    (
+        "like-unescaped",
+        "the search text goes into LIKE unescaped: % and _ are wildcards",
+    ),
+    (
+        "q-pasted",
+        "the search text is pasted into the SQL after escaping % and _ by hand: a quote breaks the query (500)",
+    ),
+    ("sort-concatenated", "the sort parameter is pasted into ORDER BY"),
+    ("nosniff-missing", "answers carry no X-Content-Type-Options: nosniff"),
 ];
 
 /// How one instance of the reference service behaves.
@@ -927,6 +951,7 @@ pub(crate) struct App {
     pub(crate) jobs: jobs::Jobs,
     pub(crate) sessions: sessions::Sessions,
     pub(crate) bookmarks: middleware::Bookmarks,
+    pub(crate) customers: injection::Customers,
     /// The client for calls to other services (redirects are not followed).
     pub(crate) http: reqwest::Client,
     /// A client that follows redirects, as most do by default (the `redirects-followed` defect).
@@ -970,6 +995,7 @@ fn router_with(
         jobs: Default::default(),
         sessions: Default::default(),
         bookmarks: Default::default(),
+        customers: Default::default(),
         http: upstream::client(reqwest::redirect::Policy::none()),
         http_following: upstream::client(reqwest::redirect::Policy::default()),
     });
@@ -995,6 +1021,7 @@ fn router_with(
         .merge(sessions::routes())
         .nest("/api", middleware::routes(&app))
         .merge(proxy::routes())
+        .merge(injection::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")

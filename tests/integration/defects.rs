@@ -812,6 +812,25 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "xfh-always-trusted",
         &["untrusted-peers-are-not-believed@2"],
     ),
+    ("injection-defense", "like-unescaped", &["wildcards-are-literal@5"]),
+    ("injection-defense", "nosniff-missing", &["answers-are-json-not-html@1"]),
+    ("injection-defense", "quotes-doubled", &["names-round-trip-exactly@1"]),
+    (
+        "injection-defense",
+        "sort-concatenated",
+        &["sort-columns-are-allowlisted@5"],
+    ),
+    (
+        "injection-defense",
+        "string-sql",
+        &["quotes-are-data@1", "tautologies-find-nothing@2"],
+    ),
+    (
+        "injection-defense",
+        "string-sql-errors-hidden",
+        &["tautologies-find-nothing@2"],
+    ),
+    ("injection-defense", "q-pasted", &["quotes-are-data@3"]),
 ];
 
 #[tokio::test]
