@@ -20,6 +20,23 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
         &["a-failed-job-says-why", "the-result-resolves-when-done"],
     ),
     ("async-jobs", "string-error", &["a-failed-job-says-why"]),
+    ("injection-defense", "", &[]),
+    (
+        "injection-defense",
+        "fstring-name",
+        &["quotes-are-data", "tautologies-find-nothing"],
+    ),
+    ("injection-defense", "unescaped-like", &["wildcards-are-literal"]),
+    (
+        "injection-defense",
+        "sort-interpolated",
+        &["sort-columns-are-allowlisted"],
+    ),
+    (
+        "injection-defense",
+        "html-escape-input",
+        &["answers-are-json-not-html", "names-round-trip-exactly"],
+    ),
     ("behind-proxy", "", &[]),
     (
         "behind-proxy",
