@@ -122,7 +122,10 @@ pub async fn run_challenge(
         .service
         .env
         .iter()
-        .map(|(name, value)| (name.clone(), crate::servers::fill_urls(value, &servers)))
+        .map(|(name, value)| {
+            let url = |server: &str| servers.get(server).map(|s| s.url().to_string());
+            (name.clone(), crate::servers::fill_urls(value, url))
+        })
         .collect();
     let started_target = tokio::select! {
         () = cancel.cancelled() => Err((None, None)),
@@ -279,10 +282,8 @@ async fn start_servers(challenge: &Challenge, config: &RunConfig) -> Result<crat
                 .iter()
                 .filter(|(_, value)| value.contains("{{server."))
                 .map(|(name, value)| {
-                    let value = specs.keys().fold(value.clone(), |value, server| {
-                        value.replace(&format!("{{{{server.{server}}}}}"), "http://127.0.0.1:PORT")
-                    });
-                    format!("{name}={value}")
+                    let placeholder = |_: &str| Some("http://127.0.0.1:PORT".to_string());
+                    format!("{name}={}", crate::servers::fill_urls(value, placeholder))
                 })
                 .collect();
             return Err(format!(

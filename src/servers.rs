@@ -60,10 +60,9 @@ pub struct Call {
     pub path: String,
     /// The query string, without `?`.
     pub query: String,
-    /// Header field lines in order.
-    pub headers: Vec<(String, String)>,
-    /// The body, up to 64 KiB.
-    pub body: Vec<u8>,
+    /// Its header field lines in order and its body (up to 64 KiB), in the shape response checks read (the
+    /// status is 0): `calls` steps evaluate header, JSON and body expectations on it as on a response.
+    pub request: crate::expect::Response,
     /// The route that answered, by name.
     pub route: Option<String>,
     /// How it was answered: a status code, `reset` or `hang`.
@@ -224,14 +223,10 @@ impl Servers {
     }
 }
 
-/// `text` with `{{server.NAME}}` replaced by that server's base URL (the service's env before it starts).
-pub fn fill_urls(text: &str, servers: &Servers) -> String {
-    crate::spec::template::render(text, |name| {
-        name.strip_prefix("server.")
-            .and_then(|server| servers.get(server))
-            .map(|server| server.url.clone())
-    })
-    .unwrap_or_else(|_| text.to_string())
+/// `text` with each `{{server.NAME}}` replaced by `url(NAME)` (the service's env before it starts).
+pub fn fill_urls(text: &str, url: impl Fn(&str) -> Option<String>) -> String {
+    crate::spec::template::render(text, |name| name.strip_prefix("server.").and_then(&url))
+        .unwrap_or_else(|_| text.to_string())
 }
 
 impl Server {
@@ -398,17 +393,21 @@ async fn handle(
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or("").to_string(),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(n, v)| {
-                (
-                    n.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: body[..body.len().min(KEPT_BODY)].to_vec(),
+        request: crate::expect::Response {
+            headers: parts
+                .headers
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        n.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: body[..body.len().min(KEPT_BODY)].to_vec(),
+            body_limit: KEPT_BODY,
+            ..Default::default()
+        },
         route: None,
         answer: String::new(),
     };
@@ -792,8 +791,7 @@ mod tests {
             method: "GET".into(),
             path: "/in".into(),
             query: String::new(),
-            headers: Vec::new(),
-            body: Vec::new(),
+            request: Default::default(),
             route: None,
             answer: String::new(),
         };

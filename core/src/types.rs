@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
+/// The Unix time of `at`, in whole seconds (0 before 1970).
+pub fn unix_seconds(at: std::time::SystemTime) -> u64 {
+    at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs()
+}
+
 /// Parses `500ms`, `2s`, `1.5s`, `1m`; `None` when the text is not such a duration.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();

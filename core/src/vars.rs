@@ -101,26 +101,15 @@ impl Vars {
         match name {
             "unique" => Some(self.unique.clone()),
             "seed" => Some(self.seed.to_string()),
-            "now" => Some(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs()
-                    .to_string(),
-            ),
+            "now" => Some(crate::types::unix_seconds(std::time::SystemTime::now()).to_string()),
             "index" => self.index.map(|i| i.to_string()),
             "httpdate" => Some(httpdate::fmt_http_date(std::time::SystemTime::now())),
             _ if name.starts_with("tamper.") => crate::spec::template::tamper_target(name)
                 .and_then(|var| self.values.get(var))
                 .map(|value| crate::spec::template::tamper(value)),
             _ if name.starts_with("filler.") => crate::spec::template::filler_size(name).map(|n| "x".repeat(n)),
-            _ if name.starts_with("now") => crate::spec::template::now_offset(name).map(|offset| {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
-                (now as i64 + offset).to_string()
-            }),
+            _ if name.starts_with("now") => crate::spec::template::now_offset(name)
+                .map(|offset| (crate::types::unix_seconds(std::time::SystemTime::now()) as i64 + offset).to_string()),
             "random" => Some(format!("{:016x}", self.rng.random::<u64>())),
             "uuid" => {
                 let bytes: [u8; 16] = self.rng.random();

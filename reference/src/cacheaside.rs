@@ -54,7 +54,7 @@ fn fresh(app: &Shared, id: &str) -> Option<Value> {
     if app.config.has("no-cache") {
         return None;
     }
-    let entries = app.cache.entries.lock().unwrap_or_else(|p| p.into_inner());
+    let entries = crate::lock(&app.cache.entries);
     entries
         .get(id)
         .filter(|(_, at)| at.elapsed() < ttl(app))
@@ -66,13 +66,7 @@ async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
         return answer(&app, doc);
     }
     if app.config.has("serves-stale") {
-        let stale = app
-            .cache
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned();
+        let stale = crate::lock(&app.cache.entries).get(&id).cloned();
         if let Some((doc, _)) = stale {
             // Stale-while-revalidate past the TTL: the old product now, the catalog's in the background.
             let (background, id) = (app.clone(), id.clone());
@@ -88,7 +82,7 @@ async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
                     && response.status().is_success()
                     && let Ok(doc) = response.json::<Value>().await
                 {
-                    let mut entries = app.cache.entries.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut entries = crate::lock(&app.cache.entries);
                     entries.insert(id, (doc, Instant::now()));
                 }
             });
@@ -98,7 +92,7 @@ async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
     let load: Arc<Load> = if app.config.has("no-single-flight") {
         Arc::default()
     } else {
-        let mut loading = app.cache.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loading = crate::lock(&app.cache.loading);
         Arc::clone(loading.entry(id.clone()).or_default())
     };
     let (status, doc) = load
@@ -114,7 +108,7 @@ async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
                 Err(_) => (0, None),
             };
             if let (200, Some(doc)) = &loaded {
-                let mut entries = app.cache.entries.lock().unwrap_or_else(|p| p.into_inner());
+                let mut entries = crate::lock(&app.cache.entries);
                 entries.insert(id.clone(), (doc.clone(), Instant::now()));
             }
             loaded
@@ -122,7 +116,7 @@ async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
         .await
         .clone();
     {
-        let mut loading = app.cache.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let mut loading = crate::lock(&app.cache.loading);
         if loading.get(&id).is_some_and(|current| Arc::ptr_eq(current, &load)) {
             loading.remove(&id);
         }
@@ -135,11 +129,7 @@ async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
             let failure = problem(StatusCode::BAD_GATEWAY, "the catalog failed");
             if app.config.has("errors-cached") {
                 // The failure is remembered as if it were the product.
-                app.cache
-                    .entries
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, (json!({ "__error": 502 }), Instant::now()));
+                crate::lock(&app.cache.entries).insert(id, (json!({ "__error": 502 }), Instant::now()));
             }
             failure
         }
@@ -167,7 +157,7 @@ async fn write(State(app): State<Shared>, Path(id): Path<String>, Json(body): Js
     };
     let product = json!({ "id": id, "name": name, "price": price });
     if app.config.has("write-not-forwarded") {
-        let mut entries = app.cache.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = crate::lock(&app.cache.entries);
         entries.insert(id, (product.clone(), Instant::now()));
         return json_response(StatusCode::OK, &product, false);
     }
@@ -183,7 +173,7 @@ async fn write(State(app): State<Shared>, Path(id): Path<String>, Json(body): Js
         _ => return problem(StatusCode::BAD_GATEWAY, "the catalog failed"),
     };
     if !app.config.has("no-invalidation") {
-        app.cache.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        crate::lock(&app.cache.entries).remove(&id);
     }
     json_response(StatusCode::OK, &stored, false)
 }

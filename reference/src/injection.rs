@@ -60,7 +60,7 @@ async fn create(State(app): State<Shared>, body: axum::body::Bytes) -> Response 
     } else {
         name
     };
-    let connection = app.customers.0.lock().unwrap_or_else(|p| p.into_inner());
+    let connection = crate::lock(&app.customers.0);
     let inserted = connection
         .execute("INSERT INTO customers (name, city) VALUES (?1, ?2)", (&name, &city))
         .map(|_| connection.last_insert_rowid());
@@ -125,7 +125,7 @@ async fn list(State(app): State<Shared>, Query(search): Query<Search>) -> Respon
         }
     }
     sql.push_str(&format!(" ORDER BY {column} {order}, id ASC"));
-    let connection = app.customers.0.lock().unwrap_or_else(|p| p.into_inner());
+    let connection = crate::lock(&app.customers.0);
     let result = connection.prepare(&sql).and_then(|mut statement| {
         statement
             .query_map(rusqlite::params_from_iter(params.iter()), row)?

@@ -31,7 +31,7 @@ pub(crate) fn routes() -> Router<Shared> {
 }
 
 fn set(app: &Shared, id: &str, change: impl FnOnce(&mut Value)) {
-    let mut jobs = app.jobs.jobs.lock().unwrap_or_else(|p| p.into_inner());
+    let mut jobs = crate::lock(&app.jobs.jobs);
     if let Some(job) = jobs.get_mut(id) {
         change(job);
     }
@@ -67,26 +67,18 @@ async fn create(State(app): State<Shared>, body: axum::body::Bytes) -> Response 
     );
     let work = work(app.clone(), id.clone(), n, numbers, duration);
     if app.config.has("sync-work") {
-        app.jobs
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), job.clone());
+        crate::lock(&app.jobs.jobs).insert(id.clone(), job.clone());
         work.await;
     } else if app.config.has("job-appears-late") {
         // The job is stored when the worker picks it up, a moment after the 202.
         let (app, id, job) = (app.clone(), id.clone(), job.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            app.jobs.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(id, job);
+            crate::lock(&app.jobs.jobs).insert(id, job);
             work.await;
         });
     } else {
-        app.jobs
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), job.clone());
+        crate::lock(&app.jobs.jobs).insert(id.clone(), job.clone());
         tokio::spawn(work);
     }
     let status = if app.config.has("job-created-201") {
@@ -139,29 +131,19 @@ async fn work(app: Shared, id: String, n: u64, numbers: Vec<i64>, duration: Dura
 }
 
 fn store_result(app: &Shared, job: &str, n: u64, sum: i64) {
-    let mut results = app.jobs.results.lock().unwrap_or_else(|p| p.into_inner());
+    let mut results = crate::lock(&app.jobs.results);
     results.push(json!({ "id": format!("r{n}"), "job": job, "sum": sum }));
 }
 
 async fn read(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    let job = app
-        .jobs
-        .jobs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&id)
-        .cloned();
+    let job = crate::lock(&app.jobs.jobs).get(&id).cloned();
     let job = job.filter(|job| !(app.config.has("queued-invisible") && job["status"] == "queued"));
     match job {
         Some(job) => {
             if app.config.has("work-on-read") && job["status"] == "succeeded" {
                 // The status handler recomputes the result on every read of a finished job, and stores it.
                 let n: u64 = id.trim_start_matches('j').parse().unwrap_or_default();
-                let sum = app
-                    .jobs
-                    .results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                let sum = crate::lock(&app.jobs.results)
                     .iter()
                     .find(|r| r["job"] == id.as_str())
                     .and_then(|r| r["sum"].as_i64())
@@ -181,7 +163,7 @@ struct ByJob {
 }
 
 async fn results(State(app): State<Shared>, Query(by): Query<ByJob>) -> Response {
-    let results = app.jobs.results.lock().unwrap_or_else(|p| p.into_inner());
+    let results = crate::lock(&app.jobs.results);
     let items: Vec<Value> = results
         .iter()
         .filter(|r| by.job.as_deref().is_none_or(|job| r["job"] == job))
@@ -191,7 +173,7 @@ async fn results(State(app): State<Shared>, Query(by): Query<ByJob>) -> Response
 }
 
 async fn result(State(app): State<Shared>, Path(id): Path<String>) -> Response {
-    let results = app.jobs.results.lock().unwrap_or_else(|p| p.into_inner());
+    let results = crate::lock(&app.jobs.results);
     match results.iter().find(|r| r["id"] == id.as_str()) {
         Some(r) => json_response(StatusCode::OK, &json!({ "sum": r["sum"] }), false),
         None => problem(StatusCode::NOT_FOUND, "no such result"),

@@ -1094,6 +1094,11 @@ pub fn announce_listening(config: &Config, text: &str) {
     }
 }
 
+/// Locks a mutex, taking the data over from a thread that panicked while holding it.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A JSON response; `text_plain` simulates the `text-plain-json` defect.
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value, text_plain: bool) -> Response {
     let content_type = if text_plain {

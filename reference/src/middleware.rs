@@ -40,7 +40,7 @@ pub(crate) fn routes(app: &Shared) -> Router<Shared> {
 }
 
 async fn list(State(app): State<Shared>) -> Response {
-    let items = app.bookmarks.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let items = crate::lock(&app.bookmarks.0).clone();
     json_response(StatusCode::OK, &json!({ "items": items }), false)
 }
 
@@ -55,7 +55,7 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Response {
     let Some(url) = url else {
         return problem(StatusCode::UNPROCESSABLE_ENTITY, "a bookmark needs a url");
     };
-    let mut bookmarks = app.bookmarks.0.lock().unwrap_or_else(|p| p.into_inner());
+    let mut bookmarks = crate::lock(&app.bookmarks.0);
     let bookmark = json!({ "id": format!("b{}", bookmarks.len() + 1), "url": url });
     bookmarks.push(bookmark.clone());
     json_response(StatusCode::CREATED, &bookmark, false)

@@ -38,7 +38,7 @@ async fn create(State(app): State<Shared>, Path(shop): Path<String>, Json(body):
     };
     let id = app.orders.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     let order = json!({ "id": format!("o{id}"), "customer_id": customer, "item": item });
-    let mut shops = app.orders.shops.lock().unwrap_or_else(|p| p.into_inner());
+    let mut shops = crate::lock(&app.orders.shops);
     shops.entry(shop).or_default().push(order.clone());
     let status = if app.config.has("order-created-200") {
         StatusCode::OK
@@ -70,7 +70,7 @@ async fn list(State(app): State<Shared>, Path(shop): Path<String>, Query(page): 
         _ => return problem(StatusCode::BAD_REQUEST, "this cursor was not issued by the service"),
     };
     let orders = {
-        let shops = app.orders.shops.lock().unwrap_or_else(|p| p.into_inner());
+        let shops = crate::lock(&app.orders.shops);
         shops.get(&shop).cloned().unwrap_or_default()
     };
     let end = (start + limit).min(orders.len());

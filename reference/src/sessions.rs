@@ -36,10 +36,6 @@ fn digest(password: &str) -> Vec<u8> {
     sha2::Sha256::digest(format!("proctor-reference:{password}").as_bytes()).to_vec()
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn credentials(body: &Value) -> Option<(String, String)> {
     Some((
         body.get("username")?.as_str()?.to_string(),
@@ -66,7 +62,7 @@ async fn join(State(app): State<Shared>, Json(body): Json<Value>) -> Response {
             "a member needs a username and a password",
         );
     };
-    let mut members = lock(&app.sessions.members);
+    let mut members = crate::lock(&app.sessions.members);
     if members.contains_key(&username) {
         return problem(StatusCode::CONFLICT, "this username is taken");
     }
@@ -87,13 +83,17 @@ async fn login(State(app): State<Shared>, headers: HeaderMap, Json(body): Json<V
         .get("LOGIN_MAX_FAILURES")
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
-    if !config.has("no-throttle") && lock(&app.sessions.failures).get(&username).is_some_and(|n| *n >= limit) {
+    if !config.has("no-throttle")
+        && crate::lock(&app.sessions.failures)
+            .get(&username)
+            .is_some_and(|n| *n >= limit)
+    {
         return problem(StatusCode::TOO_MANY_REQUESTS, "too many failed logins: try again later");
     }
-    let known = lock(&app.sessions.members).get(&username).cloned();
+    let known = crate::lock(&app.sessions.members).get(&username).cloned();
     let right = known.as_deref() == Some(digest(&password).as_slice());
     if !right {
-        *lock(&app.sessions.failures).entry(username.clone()).or_default() += 1;
+        *crate::lock(&app.sessions.failures).entry(username.clone()).or_default() += 1;
         let detail = if known.is_none() && config.has("login-says-unknown-user") {
             "no member has this username"
         } else {
@@ -101,7 +101,7 @@ async fn login(State(app): State<Shared>, headers: HeaderMap, Json(body): Json<V
         };
         return problem(StatusCode::UNAUTHORIZED, detail);
     }
-    lock(&app.sessions.failures).remove(&username);
+    crate::lock(&app.sessions.failures).remove(&username);
     let planted = session_cookie(&headers);
     let id = match planted {
         Some(planted) if config.has("adopts-session-id") => planted,
@@ -114,8 +114,8 @@ async fn login(State(app): State<Shared>, headers: HeaderMap, Json(body): Json<V
                 .collect()
         }
     };
-    lock(&app.sessions.live).insert(id.clone(), username.clone());
-    *lock(&app.sessions.last_login) = Some(username);
+    crate::lock(&app.sessions.live).insert(id.clone(), username.clone());
+    *crate::lock(&app.sessions.last_login) = Some(username);
     let mut cookie = format!("session={id}");
     if !config.has("cookie-path-missing") {
         cookie.push_str("; Path=/");
@@ -138,12 +138,12 @@ async fn login(State(app): State<Shared>, headers: HeaderMap, Json(body): Json<V
 async fn me(State(app): State<Shared>, headers: HeaderMap) -> Response {
     let id = session_cookie(&headers);
     let member = match &id {
-        Some(id) => lock(&app.sessions.live).get(id).cloned(),
+        Some(id) => crate::lock(&app.sessions.live).get(id).cloned(),
         None => None,
     };
     match (member, id) {
         (Some(_), _) if app.config.has("me-last-login") => {
-            let last = lock(&app.sessions.last_login).clone();
+            let last = crate::lock(&app.sessions.last_login).clone();
             json_response(StatusCode::OK, &json!({ "username": last }), false)
         }
         (Some(username), _) => json_response(StatusCode::OK, &json!({ "username": username }), false),
@@ -161,7 +161,7 @@ async fn logout(State(app): State<Shared>, headers: HeaderMap) -> Response {
     if let Some(id) = session_cookie(&headers)
         && !app.config.has("logout-cookie-only")
     {
-        lock(&app.sessions.live).remove(&id);
+        crate::lock(&app.sessions.live).remove(&id);
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     if !app.config.has("logout-keeps-cookie") {

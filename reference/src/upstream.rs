@@ -84,10 +84,6 @@ fn base(app: &Shared) -> String {
     app.config.env.get("QUOTES_URL").cloned().unwrap_or_default()
 }
 
-fn lock(app: &Shared) -> std::sync::MutexGuard<'_, Breaker> {
-    app.breaker.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 async fn quote(State(app): State<Shared>, Path(symbol): Path<String>, headers: HeaderMap) -> Response {
     let config = &app.config;
     let cooldown = Duration::from_millis(setting(config, "BREAKER_COOLDOWN_MS", 1500));
@@ -98,7 +94,7 @@ async fn quote(State(app): State<Shared>, Path(symbol): Path<String>, headers: H
     let breaker_on = !config.has("no-breaker");
     let mut short_circuit = false;
     {
-        let mut breaker = lock(&app);
+        let mut breaker = crate::lock(&app.breaker);
         if let Some(opened) = breaker.opened
             && breaker_on
         {
@@ -159,7 +155,7 @@ async fn quote(State(app): State<Shared>, Path(symbol): Path<String>, headers: H
             if config.has("price-rounded") {
                 price = json!(price.as_f64().unwrap_or_default().trunc() as i64);
             }
-            let mut breaker = lock(&app);
+            let mut breaker = crate::lock(&app.breaker);
             if breaker.trial && config.has("trial-keeps-open") {
                 // The trial succeeded, but the breaker only starts another cool-down.
                 breaker.trial = false;
@@ -171,7 +167,7 @@ async fn quote(State(app): State<Shared>, Path(symbol): Path<String>, headers: H
             return json_response(StatusCode::OK, &json!({ "symbol": symbol, "price": price }), false);
         }
         Attempt::Answered(404, _) if !config.has("404-as-502") => {
-            lock(&app).trial = false;
+            crate::lock(&app.breaker).trial = false;
             return problem(StatusCode::NOT_FOUND, "the quotes service does not know this symbol");
         }
         Attempt::TimedOut => problem(StatusCode::GATEWAY_TIMEOUT, "the quotes service did not answer in time"),
@@ -199,7 +195,7 @@ impl Breaker {
 
 /// A failed quote request: counts towards the threshold, or reopens a half-open breaker.
 fn failed(app: &Shared, threshold: u32) {
-    let mut breaker = lock(app);
+    let mut breaker = crate::lock(&app.breaker);
     if breaker.trial {
         breaker.trial = false;
         breaker.opened = Some(Instant::now());

@@ -225,7 +225,7 @@ async fn receive(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> 
         Ok(id) => id,
         Err((status, detail)) => return problem(status, detail),
     };
-    let first = app.webhooks.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(id);
+    let first = crate::lock(&app.webhooks.seen).insert(id);
     if !first && !app.config.has("replay-applied-twice") {
         return StatusCode::NO_CONTENT.into_response();
     }
@@ -236,21 +236,14 @@ async fn receive(State(app): State<Shared>, headers: HeaderMap, body: Bytes) -> 
     if credits
         && let (Some(account), Some(amount)) = (event["data"]["account"].as_str(), event["data"]["amount"].as_i64())
     {
-        let mut balances = app.webhooks.balances.lock().unwrap_or_else(|p| p.into_inner());
+        let mut balances = crate::lock(&app.webhooks.balances);
         *balances.entry(account.to_string()).or_default() += amount;
     }
     StatusCode::NO_CONTENT.into_response()
 }
 
 async fn account(State(app): State<Shared>, Path(account): Path<String>) -> Response {
-    let balance = app
-        .webhooks
-        .balances
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&account)
-        .copied()
-        .unwrap_or(0);
+    let balance = crate::lock(&app.webhooks.balances).get(&account).copied().unwrap_or(0);
     json_response(
         StatusCode::OK,
         &json!({ "account": account, "balance": balance }),

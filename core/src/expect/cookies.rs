@@ -18,13 +18,8 @@ pub fn cleared(cookie: &cookie::Cookie<'_>) -> bool {
     if let Some(max_age) = cookie.max_age() {
         return max_age.whole_seconds() <= 0;
     }
-    cookie.expires_datetime().is_some_and(|at| at.unix_timestamp() <= now())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    let now = crate::types::unix_seconds(std::time::SystemTime::now()) as i64;
+    cookie.expires_datetime().is_some_and(|at| at.unix_timestamp() <= now)
 }
 
 /// The checks of one cookie.

@@ -112,7 +112,7 @@ pub(super) async fn run(number: usize, calls: &Calls, vars: &mut Vars, ctx: &Con
         checks.extend(each(calls, &seen, vars));
     }
     for name in &spec.same {
-        let values: Vec<Option<String>> = seen.iter().map(|c| header(c, name)).collect();
+        let values: Vec<Option<String>> = seen.iter().map(|c| c.request.header(name)).collect();
         let passed = values.iter().all(|v| v.is_some() && *v == values[0]);
         let shown: Vec<String> = values
             .iter()
@@ -150,16 +150,6 @@ pub(super) async fn run(number: usize, calls: &Calls, vars: &mut Vars, ctx: &Con
     (report, ending)
 }
 
-fn header(call: &Call, name: &str) -> Option<String> {
-    let values: Vec<&str> = call
-        .headers
-        .iter()
-        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
-}
-
 /// The `each` checks of every call, one line per check for all calls together.
 fn each(calls: &Calls, seen: &[&Call], vars: &mut Vars) -> Vec<Check> {
     let Some(spec) = &calls.spec.each else {
@@ -168,13 +158,7 @@ fn each(calls: &Calls, seen: &[&Call], vars: &mut Vars) -> Vec<Check> {
     let per_call: Vec<Vec<Check>> = seen
         .iter()
         .map(|call| {
-            let as_response = Response {
-                headers: call.headers.clone(),
-                body: call.body.clone(),
-                body_limit: usize::MAX,
-                ..Default::default()
-            };
-            let mut checks = expect::evaluate(&calls.each, &as_response, &mut |n| vars.lookup(n));
+            let mut checks = expect::evaluate(&calls.each, &call.request, &mut |n| vars.lookup(n));
             let query = Response {
                 headers: url::form_urlencoded::parse(call.query.as_bytes())
                     .map(|(n, v)| (n.into_owned(), v.into_owned()))
@@ -187,13 +171,10 @@ fn each(calls: &Calls, seen: &[&Call], vars: &mut Vars) -> Vec<Check> {
                     checks.push(check);
                 }
             }
-            let arrived = std::time::SystemTime::now() - call.at.elapsed();
-            let now = arrived
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
+            // The call's arrival in Unix seconds, to compare its webhook-timestamp with.
+            let now = crate::types::unix_seconds(std::time::SystemTime::now() - call.at.elapsed());
             if let Some(within) = spec.timestamp_within {
-                let stamp = header(call, "webhook-timestamp");
+                let stamp = call.request.header("webhook-timestamp");
                 let off = stamp
                     .as_deref()
                     .and_then(|s| s.trim().parse::<u64>().ok())
@@ -212,7 +193,8 @@ fn each(calls: &Calls, seen: &[&Call], vars: &mut Vars) -> Vec<Check> {
             if let Some(signature) = &spec.signature {
                 let secret = vars.render(&signature.secret);
                 let tolerance = signature.tolerance.map_or(5, |d| d.0.as_secs());
-                let verdict = crate::webhook::verify(&secret, &|n| header(call, n), &call.body, now, tolerance);
+                let verdict =
+                    crate::webhook::verify(&secret, &|n| call.request.header(n), &call.request.body, now, tolerance);
                 checks.push(Check::new(
                     "Standard Webhooks signature",
                     "valid, with a fresh timestamp",

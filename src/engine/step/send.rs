@@ -87,10 +87,7 @@ fn sign(prepared: &mut crate::http::Prepared, spec: &crate::spec::model::SignSpe
         Some(id) => vars.render(id),
         None => format!("msg_{}", vars.lookup("random").unwrap_or_default()),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = crate::types::unix_seconds(std::time::SystemTime::now());
     let timestamp = (now - spec.age.map_or(0, |d| d.0.as_secs()) + spec.ahead.map_or(0, |d| d.0.as_secs())).to_string();
     let signed = match &spec.signed_body {
         Some(body) => vars.render(body).into_bytes(),
