@@ -833,7 +833,9 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
     ("injection-defense", "q-pasted", &["quotes-are-data@3"]),
 ];
 
-#[tokio::test]
+// Several threads: the reference services run in this runtime, and one run's busy moment (hashing, a burst of
+// requests) must not delay another's timed answer on a shared thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_reference_scores_100_percent_on_every_catalog_challenge() {
     let challenges = proctor::catalog::challenges().expect("the catalog loads");
     let report = grade(&challenges, Target::Reference(String::new())).await;
@@ -881,7 +883,8 @@ fn matches(expected: &[&str], actual: &[String]) -> bool {
         })
 }
 
-#[tokio::test]
+// Several threads, for the same reason as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_defect_fails_exactly_the_probes_it_targets_at_the_step_that_checks_it() {
     let runs = MATRIX.iter().map(|(challenge, defect, expected)| async move {
         let report = grade(&[catalog(challenge)], Target::Reference((*defect).to_string())).await;
