@@ -8,6 +8,7 @@ mod auth;
 mod cacheaside;
 mod caching;
 mod config;
+mod graphql;
 mod idempotency;
 mod injection;
 mod jobs;
@@ -850,6 +851,63 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     ("sort-concatenated", "the sort parameter is pasted into ORDER BY"),
     ("nosniff-missing", "answers carry no X-Content-Type-Options: nosniff"),
+    // graphql-endpoint
+    (
+        "gql-content-type-html",
+        "answers are labelled text/html, as Express's res.send(string) does",
+    ),
+    ("gql-parse-200", "a GraphQL syntax error is answered 200 (with errors)"),
+    (
+        "gql-errors-object",
+        "a GraphQL syntax error is answered {\"error\": \"...\"} instead of an errors list",
+    ),
+    (
+        "gql-validation-200",
+        "a document that does not validate is answered 200 (with errors)",
+    ),
+    (
+        "gql-field-error-400",
+        "any answer with errors is 400, field errors next to data included",
+    ),
+    ("gql-year-unchecked", "addBook stores any year instead of a field error"),
+    (
+        "gql-year-checked-late",
+        "addBook stores the book before it checks the year: the field error comes too late",
+    ),
+    (
+        "gql-add-not-stored",
+        "addBook answers the new book but does not keep it",
+    ),
+    (
+        "gql-get-mutation-405-late",
+        "a mutation sent by GET runs, then answers 405",
+    ),
+    (
+        "gql-all-fields",
+        "every book is answered whole, whatever fields were selected",
+    ),
+    (
+        "gql-variables-ignored",
+        "the variables of a POST body are not passed to the execution",
+    ),
+    (
+        "gql-operation-first",
+        "operationName is ignored: the first operation of the document runs",
+    ),
+    ("gql-get-405", "GET is not supported: every GET answers 405"),
+    ("gql-get-mutation", "a mutation sent by GET is executed"),
+    (
+        "gql-any-content-type",
+        "POST bodies are read as JSON whatever their Content-Type (text/plain included)",
+    ),
+    (
+        "gql-missing-query-500",
+        "a body without \"query\" crashes the handler: 500",
+    ),
+    (
+        "gql-unknown-error",
+        "an unknown book is a field error (\"book not found\") instead of null",
+    ),
 ];
 
 /// How one instance of the reference service behaves.
@@ -952,6 +1010,7 @@ pub(crate) struct App {
     pub(crate) sessions: sessions::Sessions,
     pub(crate) bookmarks: middleware::Bookmarks,
     pub(crate) customers: injection::Customers,
+    pub(crate) library: graphql::Library,
     /// The client for calls to other services (redirects are not followed).
     pub(crate) http: reqwest::Client,
     /// A client that follows redirects, as most do by default (the `redirects-followed` defect).
@@ -978,6 +1037,7 @@ fn router_with(
         stopping,
         busy,
         memos: memos::open(&config),
+        library: graphql::Library::new(&config),
         observe: Default::default(),
         config,
         items: Default::default(),
@@ -1022,6 +1082,7 @@ fn router_with(
         .nest("/api", middleware::routes(&app))
         .merge(proxy::routes())
         .merge(injection::routes())
+        .merge(graphql::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")

@@ -831,6 +831,51 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         &["tautologies-find-nothing@2"],
     ),
     ("injection-defense", "q-pasted", &["quotes-are-data@3"]),
+    ("graphql-endpoint", "gql-parse-200", &["a-syntax-error-is-400@1"]),
+    ("graphql-endpoint", "gql-errors-object", &["a-syntax-error-is-400@1"]),
+    (
+        "graphql-endpoint",
+        "gql-validation-200",
+        &["a-validation-error-is-4xx@1"],
+    ),
+    (
+        "graphql-endpoint",
+        "gql-field-error-400",
+        &["a-field-error-keeps-the-data@1"],
+    ),
+    (
+        "graphql-endpoint",
+        "gql-year-unchecked",
+        &["a-field-error-keeps-the-data@1"],
+    ),
+    (
+        "graphql-endpoint",
+        "gql-year-checked-late",
+        &["a-field-error-keeps-the-data@2"],
+    ),
+    ("graphql-endpoint", "gql-add-not-stored", &["a-mutation-adds-a-book@2"]),
+    (
+        "graphql-endpoint",
+        "gql-get-mutation-405-late",
+        &["no-mutation-over-get@2"],
+    ),
+    ("graphql-endpoint", "gql-all-fields", &["only-selected-fields@1"]),
+    (
+        "graphql-endpoint",
+        "gql-variables-ignored",
+        &["variables-are-applied@1"],
+    ),
+    ("graphql-endpoint", "gql-operation-first", &["operation-name-selects@1"]),
+    ("graphql-endpoint", "gql-get-405", &["a-query-over-get@1"]),
+    ("graphql-endpoint", "gql-get-mutation", &["no-mutation-over-get@1"]),
+    ("graphql-endpoint", "gql-any-content-type", &["only-json-bodies@1"]),
+    (
+        "graphql-endpoint",
+        "gql-missing-query-500",
+        &["a-body-without-query-is-400@1"],
+    ),
+    ("graphql-endpoint", "gql-unknown-error", &["an-unknown-book-is-null@1"]),
+    ("graphql-endpoint", "gql-content-type-html", &["a-query-over-post@1"]),
 ];
 
 // Several threads: the reference services run in this runtime, and one run's busy moment (hashing, a burst of
