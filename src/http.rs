@@ -134,12 +134,7 @@ pub fn prepare(spec: &RequestSpec, vars: &mut Vars, base: &Url) -> Result<Prepar
         if !has(&headers, "content-type") {
             headers.push(("Content-Type".into(), "application/json".into()));
         }
-        Some(
-            template::render_json(json, &mut lookup)
-                .map_err(|e| e.to_string())?
-                .to_string()
-                .into_bytes(),
-        )
+        Some(template::render_body(json, &mut lookup)?.to_string().into_bytes())
     } else if let Some(form) = &spec.form {
         if !has(&headers, "content-type") {
             headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));

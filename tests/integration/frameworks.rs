@@ -11,6 +11,11 @@ use crate::support::{available, proctor_path};
 
 /// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
 const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("graphql-endpoint", "", &[]),
+    ("graphql-endpoint", "get-mutation-400", &["no-mutation-over-get"]),
+    ("graphql-endpoint", "any-content-type", &["only-json-bodies"]),
+    ("graphql-endpoint", "errors-mean-400", &["a-field-error-keeps-the-data"]),
+    ("graphql-endpoint", "unknown-book-error", &["an-unknown-book-is-null"]),
     ("async-jobs", "", &[]),
     ("async-jobs", "status-201", &["a-job-is-accepted-at-once"]),
     ("async-jobs", "work-in-get", &["the-work-is-done-once"]),

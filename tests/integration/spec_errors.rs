@@ -226,3 +226,48 @@ fn type_errors_in_several_probes_are_reported_in_one_pass() {
     );
     assert!(errors.iter().all(|e| e.position.is_some()));
 }
+
+#[test]
+fn body_templates_define_index_inside_each_and_check_their_forms() {
+    let load = |text: String| {
+        spec::load(&Source {
+            name: "body.yaml".into(),
+            id: "body".into(),
+            text,
+        })
+    };
+    let good = probe(
+        "      - request: { method: POST, path: /x, json: { rows: { $repeat: 3, $each: { n: { $int: '{{index}}' } } } } }\n",
+    );
+    assert!(load(good).is_ok(), "{{{{index}}}} is defined inside $each");
+    let bad = probe(
+        "      - request: { method: POST, path: /x, json: { a: '{{index}}', b: { $repeat: 100001, $each: 1 }, c: { $int: 5 }, d: { $int: '1', e: 2 } } }\n",
+    );
+    let errors = load(bad).expect_err("invalid");
+    let found: Vec<(&str, &str)> = errors
+        .iter()
+        .map(|e| (e.field.as_deref().unwrap_or(""), e.message.as_str()))
+        .collect();
+    let at = "probes[0].steps[0].request.json";
+    assert_eq!(
+        found,
+        vec![
+            (
+                format!("{at}.a").as_str(),
+                "`{{index}}` is only defined inside `repeat`, `burst` or a body's `$each`"
+            ),
+            (
+                format!("{at}.b.$repeat").as_str(),
+                "`$repeat` takes a whole number from 0 to 100000"
+            ),
+            (
+                format!("{at}.c.$int").as_str(),
+                "`$int` takes a text, e.g. \"{{index}}\""
+            ),
+            (
+                format!("{at}.d.$int").as_str(),
+                "`$int` is the only key of its object, and `$repeat` goes with `$each` and nothing else"
+            ),
+        ]
+    );
+}

@@ -550,7 +550,10 @@ pub struct RequestSpec {
     /// Request headers.
     #[serde(default)]
     pub headers: IndexMap<String, Text>,
-    /// A JSON body (sets `Content-Type: application/json` unless a header says otherwise).
+    /// A JSON body (sets `Content-Type: application/json` unless a header says otherwise). Strings may use
+    /// `{{...}}`; two typed forms make what text cannot: `{$int: "<text>"}` is the whole number the text renders
+    /// to, and `{$repeat: N, $each: <template>}` is an array of N (up to 100000) items, each rendered with
+    /// `{{index}}` set to its 0-based position — thousands of rows in one request.
     pub json: Option<serde_json::Value>,
     /// A raw body, sent as is.
     pub body: Option<String>,

@@ -25,7 +25,10 @@ pub const BUILTINS: &[(&str, &str)] = &[
         "httpdate",
         "the current time as an HTTP date (IMF-fixdate), e.g. for If-Modified-Since",
     ),
-    ("index", "inside `repeat` or `burst`: the 0-based number of the request"),
+    (
+        "index",
+        "inside `repeat` or `burst`: the 0-based number of the request; inside a body's `$each`: the item's",
+    ),
     (
         "filler.N",
         "N copies of the letter x, for oversized bodies (N up to 16 MiB)",
@@ -188,6 +191,85 @@ pub fn render_json(
     })
 }
 
+/// The most items one `$repeat` of a request body may generate.
+pub const MAX_BODY_REPEAT: u64 = 100_000;
+
+/// A typed form inside a request's JSON body: `{$int: "{{index}}"}` is the number the text renders to, and
+/// `{$repeat: N, $each: <template>}` is an array of N items, each rendered with `{{index}}` set to its 0-based
+/// position (the innermost `$repeat` wins).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BodyForm<'a> {
+    /// `{$int: "<text>"}`.
+    Int(&'a serde_json::Value),
+    /// `{$repeat: N, $each: <template>}`.
+    Repeat(&'a serde_json::Value, &'a serde_json::Value),
+}
+
+impl<'a> BodyForm<'a> {
+    /// The typed form an object is, when its keys are exactly `$int`, or `$repeat` and `$each`.
+    pub fn of(map: &'a serde_json::Map<String, serde_json::Value>) -> Option<Self> {
+        match (map.len(), map.get("$int"), map.get("$repeat"), map.get("$each")) {
+            (1, Some(text), _, _) => Some(Self::Int(text)),
+            (2, _, Some(count), Some(each)) => Some(Self::Repeat(count, each)),
+            _ => None,
+        }
+    }
+}
+
+/// Renders a request's JSON body: placeholders in every string (keys included) and the typed forms of
+/// [`BodyForm`]. The error says what is wrong (an undefined variable, a `$int` that is not a whole number).
+pub fn render_body(
+    value: &serde_json::Value,
+    lookup: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::String(s) => Value::String(render(s, &mut *lookup).map_err(|e| e.to_string())?),
+        Value::Array(items) => Value::Array(items.iter().map(|v| render_body(v, lookup)).collect::<Result<_, _>>()?),
+        Value::Object(map) => match BodyForm::of(map) {
+            Some(BodyForm::Int(text)) => {
+                let text = text.as_str().ok_or("`$int` takes a text")?;
+                let rendered = render(text, &mut *lookup).map_err(|e| e.to_string())?;
+                let number: i64 = rendered
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`$int` rendered to {rendered:?}, which is not a whole number"))?;
+                Value::from(number)
+            }
+            Some(BodyForm::Repeat(count, each)) => {
+                let count = count
+                    .as_u64()
+                    .filter(|n| *n <= MAX_BODY_REPEAT)
+                    .ok_or_else(|| format!("`$repeat` takes a whole number up to {MAX_BODY_REPEAT}"))?;
+                let mut items = Vec::with_capacity(count as usize);
+                for index in 0..count {
+                    let index = index.to_string();
+                    let mut inner = |name: &str| {
+                        if name == "index" {
+                            Some(index.clone())
+                        } else {
+                            lookup(name)
+                        }
+                    };
+                    items.push(render_body(each, &mut inner)?);
+                }
+                Value::Array(items)
+            }
+            None => {
+                let mut out = serde_json::Map::with_capacity(map.len());
+                for (k, v) in map {
+                    out.insert(
+                        render(k, &mut *lookup).map_err(|e| e.to_string())?,
+                        render_body(v, lookup)?,
+                    );
+                }
+                Value::Object(out)
+            }
+        },
+        other => other.clone(),
+    })
+}
+
 /// Every string inside a JSON value, for finding placeholders.
 pub fn json_strings(value: &serde_json::Value) -> Vec<&str> {
     use serde_json::Value;
@@ -228,6 +310,40 @@ mod tests {
         let mut lookup = |name: &str| (name == "id").then(|| "7".to_string());
         let out = render_json(&value, &mut lookup).expect("renders");
         assert_eq!(out, serde_json::json!({"name": "7", "n": 1, "list": ["a-7"]}));
+    }
+
+    #[test]
+    fn body_templates_make_numbers_and_arrays() {
+        let value = serde_json::json!({
+            "n": {"$int": "{{id}}"},
+            "rows": {"$repeat": 3, "$each": {"isbn": "978-{{index}}", "year": {"$int": "19{{index}}0"}, "by": "{{id}}"}},
+            "plain": {"$int": "1", "other": 2},
+        });
+        let mut lookup = |name: &str| (name == "id").then(|| "7".to_string());
+        let out = render_body(&value, &mut lookup).expect("renders");
+        assert_eq!(
+            out,
+            serde_json::json!({
+                "n": 7,
+                "rows": [
+                    {"isbn": "978-0", "year": 1900, "by": "7"},
+                    {"isbn": "978-1", "year": 1910, "by": "7"},
+                    {"isbn": "978-2", "year": 1920, "by": "7"},
+                ],
+                "plain": {"$int": "1", "other": 2},
+            })
+        );
+        let not_a_number = serde_json::json!({"$int": "x{{id}}"});
+        assert_eq!(
+            render_body(&not_a_number, &mut lookup),
+            Err("`$int` rendered to \"x7\", which is not a whole number".to_string())
+        );
+        let too_many = serde_json::json!({"$repeat": MAX_BODY_REPEAT + 1, "$each": 1});
+        assert!(render_body(&too_many, &mut lookup).is_err());
+        assert_eq!(
+            render_body(&serde_json::json!({"$repeat": 0, "$each": 1}), &mut lookup),
+            Ok(serde_json::json!([]))
+        );
     }
 
     #[test]

@@ -1026,6 +1026,49 @@ impl Validator<'_> {
         }
     }
 
+    /// The placeholders and typed forms (`$int`, `$repeat`/`$each`) of a request's JSON body; `{{index}}` is
+    /// defined inside `$each`.
+    fn body_template(&mut self, at: &str, value: &serde_json::Value, scope: &Scope) {
+        use super::template::{BodyForm, MAX_BODY_REPEAT};
+        use serde_json::Value;
+        match value {
+            Value::String(text) => self.uses(at, text, scope),
+            Value::Array(items) => items.iter().for_each(|v| self.body_template(at, v, scope)),
+            Value::Object(map) => match BodyForm::of(map) {
+                Some(BodyForm::Int(text)) => match text.as_str() {
+                    Some(text) => self.uses(at, text, scope),
+                    None => self.problem(format!("{at}.$int"), "`$int` takes a text, e.g. \"{{index}}\""),
+                },
+                Some(BodyForm::Repeat(count, each)) => {
+                    if count.as_u64().is_none_or(|n| n > MAX_BODY_REPEAT) {
+                        self.problem(
+                            format!("{at}.$repeat"),
+                            format!("`$repeat` takes a whole number from 0 to {MAX_BODY_REPEAT}"),
+                        );
+                    }
+                    let looped = Scope {
+                        names: scope.names.clone(),
+                        in_loop: true,
+                    };
+                    self.body_template(&format!("{at}.$each"), each, &looped);
+                }
+                None => {
+                    for (key, v) in map {
+                        if matches!(key.as_str(), "$int" | "$repeat" | "$each") {
+                            self.problem(
+                                format!("{at}.{key}"),
+                                "`$int` is the only key of its object, and `$repeat` goes with `$each` and nothing else",
+                            );
+                        }
+                        self.uses(at, key, scope);
+                        self.body_template(&format!("{at}.{key}"), v, scope);
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+
     fn request(&mut self, at: &str, request: &RequestSpec, scope: &Scope) {
         if !is_token(&request.method) {
             self.problem(
@@ -1054,9 +1097,7 @@ impl Validator<'_> {
             self.problem(at, "a request has at most one of `json`, `body` and `form`");
         }
         if let Some(json) = &request.json {
-            for s in json_strings(json) {
-                self.uses(&format!("{at}.json"), s, scope);
-            }
+            self.body_template(&format!("{at}.json"), json, scope);
         }
         if let Some(body) = &request.body {
             self.uses(&format!("{at}.body"), body, scope);
@@ -1406,7 +1447,7 @@ impl Validator<'_> {
                 } else if name.starts_with("server.") {
                     format!("undefined variable `{name}`: no server of that name in `servers`")
                 } else if name == "index" {
-                    "`{{index}}` is only defined inside `repeat` or `burst`".to_string()
+                    "`{{index}}` is only defined inside `repeat`, `burst` or a body's `$each`".to_string()
                 } else if name.starts_with("filler.") {
                     format!(
                         "`{name}` needs a whole number of bytes up to {}",
