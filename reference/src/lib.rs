@@ -11,6 +11,7 @@ mod config;
 mod graphql;
 mod idempotency;
 mod injection;
+mod integrity;
 mod jobs;
 mod jwt;
 mod memos;
@@ -851,6 +852,59 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     ("sort-concatenated", "the sort parameter is pasted into ORDER BY"),
     ("nosniff-missing", "answers carry no X-Content-Type-Options: nosniff"),
+    // data-integrity
+    (
+        "email-case-sensitive",
+        "emails are unique as exact text: Ada@x.io and ada@x.io are two authors",
+    ),
+    (
+        "email-check-then-insert",
+        "email uniqueness is checked by a query before the insert, without a constraint: concurrent creates race",
+    ),
+    (
+        "conflict-500",
+        "a unique violation is answered 500 with the database error",
+    ),
+    (
+        "email-field-constraint",
+        "an email conflict names the database constraint (authors.email) as the field",
+    ),
+    (
+        "isbn-conflict-422",
+        "an ISBN in use is answered 422, as a validation error, instead of 409",
+    ),
+    (
+        "batch-last-dropped",
+        "the batch loop stops one short: the last book of a batch is never stored",
+    ),
+    (
+        "conflict-no-field",
+        "a conflict's problem details do not name the field",
+    ),
+    (
+        "missing-author-500",
+        "a book for a missing author is answered 500 with the foreign-key error",
+    ),
+    (
+        "book-integrity-409",
+        "POST /books answers every integrity error 409, a missing author included (one catch-all in the handler)",
+    ),
+    (
+        "delete-cascades",
+        "deleting an author deletes their books (ON DELETE CASCADE)",
+    ),
+    (
+        "name-copied",
+        "a book keeps a copy of its author's name, taken when it was created",
+    ),
+    (
+        "batch-not-atomic",
+        "a batch is inserted row by row without a transaction: the rows before a failure stay",
+    ),
+    (
+        "author-books-unindexed",
+        "books.author_id has no index: an author's books are found by a full scan",
+    ),
     // graphql-endpoint
     (
         "gql-content-type-html",
@@ -1015,6 +1069,7 @@ pub(crate) struct App {
     pub(crate) bookmarks: middleware::Bookmarks,
     pub(crate) customers: injection::Customers,
     pub(crate) library: graphql::Library,
+    pub(crate) integrity: integrity::Database,
     /// The client for calls to other services (redirects are not followed).
     pub(crate) http: reqwest::Client,
     /// A client that follows redirects, as most do by default (the `redirects-followed` defect).
@@ -1042,6 +1097,7 @@ fn router_with(
         busy,
         memos: memos::open(&config),
         library: graphql::Library::new(&config),
+        integrity: integrity::Database::new(&config),
         observe: Default::default(),
         config,
         items: Default::default(),
@@ -1087,6 +1143,7 @@ fn router_with(
         .merge(proxy::routes())
         .merge(injection::routes())
         .merge(graphql::routes())
+        .merge(integrity::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")

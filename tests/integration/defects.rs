@@ -881,6 +881,53 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "gql-year-unchecked",
         &["a-field-error-keeps-the-data@1"],
     ),
+    ("data-integrity", "email-case-sensitive", &["emails-ignore-case@2"]),
+    (
+        "data-integrity",
+        "email-check-then-insert",
+        &["concurrent-duplicates-create-one@1"],
+    ),
+    (
+        "data-integrity",
+        "conflict-500",
+        &[
+            "concurrent-duplicates-create-one@1",
+            "emails-are-unique@2",
+            "emails-ignore-case@2",
+            "isbns-are-unique@3",
+        ],
+    ),
+    (
+        "data-integrity",
+        "conflict-no-field",
+        &[
+            "a-bad-batch-stores-nothing@4",
+            "books-need-an-existing-author@3",
+            "emails-are-unique@2",
+            "isbns-are-unique@3",
+        ],
+    ),
+    (
+        "data-integrity",
+        "missing-author-500",
+        &["a-bad-batch-stores-nothing@4", "books-need-an-existing-author@3"],
+    ),
+    ("data-integrity", "delete-cascades", &["authors-with-books-stay@3"]),
+    ("data-integrity", "name-copied", &["a-rename-shows-everywhere@5"]),
+    ("data-integrity", "batch-not-atomic", &["a-bad-batch-stores-nothing@5"]),
+    (
+        "data-integrity",
+        "author-books-unindexed",
+        &["an-authors-books-are-found-by-index@6"],
+    ),
+    ("data-integrity", "email-field-constraint", &["emails-are-unique@2"]),
+    ("data-integrity", "isbn-conflict-422", &["isbns-are-unique@3"]),
+    ("data-integrity", "batch-last-dropped", &["a-batch-stores-every-book@3"]),
+    (
+        "data-integrity",
+        "book-integrity-409",
+        &["books-need-an-existing-author@3"],
+    ),
 ];
 
 // Several threads: the reference services run in this runtime, and one run's busy moment (hashing, a burst of

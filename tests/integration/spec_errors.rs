@@ -241,7 +241,7 @@ fn body_templates_define_index_inside_each_and_check_their_forms() {
     );
     assert!(load(good).is_ok(), "{{{{index}}}} is defined inside $each");
     let bad = probe(
-        "      - request: { method: POST, path: /x, json: { a: '{{index}}', b: { $repeat: 100001, $each: 1 }, c: { $int: 5 }, d: { $int: '1', e: 2 } } }\n",
+        "      - request: { method: POST, path: /x, json: { a: '{{index}}', b: { $repeat: 1000001, $each: 1 }, c: { $int: 5 }, d: { $int: '1', e: 2 } } }\n",
     );
     let errors = load(bad).expect_err("invalid");
     let found: Vec<(&str, &str)> = errors
@@ -258,7 +258,7 @@ fn body_templates_define_index_inside_each_and_check_their_forms() {
             ),
             (
                 format!("{at}.b.$repeat").as_str(),
-                "`$repeat` takes a whole number from 0 to 100000"
+                "`$repeat` takes a whole number from 0 to 1000000"
             ),
             (
                 format!("{at}.c.$int").as_str(),
@@ -267,6 +267,37 @@ fn body_templates_define_index_inside_each_and_check_their_forms() {
             (
                 format!("{at}.d.$int").as_str(),
                 "`$int` is the only key of its object, and `$repeat` goes with `$each` and nothing else"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn timings_need_a_repeat_and_bound_by_a_recorded_median() {
+    let text = probe(concat!(
+        "      - request: { path: /x }\n        repeat: 5\n        timing: { record: before }\n",
+        "      - request: { path: /x }\n        timing: { at_most: { factor: 0, of: after } }\n",
+        "      - request: { path: /x }\n        repeat: 9\n        timing: { at_most: { factor: 1.5, of: before, plus: 1ms } }\n",
+    ));
+    let errors = spec::load(&Source {
+        name: "timing.yaml".into(),
+        id: "timing".into(),
+        text,
+    })
+    .expect_err("invalid");
+    let found: Vec<(String, String)> = errors
+        .iter()
+        .map(|e| (e.field.clone().unwrap_or_default(), e.message.clone()))
+        .collect();
+    let at = "probes[0].steps[1].timing";
+    assert_eq!(
+        found,
+        vec![
+            (at.to_string(), "a timing takes the median of a `repeat` of at least 5 requests".to_string()),
+            (format!("{at}.at_most.factor"), "the factor is a number greater than 0".to_string()),
+            (
+                format!("{at}.at_most.of"),
+                "`after` is not recorded by an earlier step's `timing.record`".to_string()
             ),
         ]
     );

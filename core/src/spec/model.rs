@@ -225,6 +225,9 @@ pub struct StepSpec {
     pub calls: Option<CallsSpec>,
     /// Request steps: sign the request as a Standard Webhooks sender does (or deliberately wrongly).
     pub sign: Option<SignSpec>,
+    /// Request steps with `repeat`: record the median response time of the repeats, or compare it with one
+    /// recorded earlier in the probe (relative to the service itself, never an absolute time).
+    pub timing: Option<TimingSpec>,
 }
 
 /// A server proctor hosts for the run: scripted routes, then an optional JSON document store for what no route
@@ -400,6 +403,29 @@ pub struct SignatureCheck {
     pub tolerance: Option<Dur>,
 }
 
+/// The median response time of a repeated request: recorded for later steps, or bounded by one recorded earlier
+/// (the same lookups among many rows against among few: an index keeps them level, a scan does not).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimingSpec {
+    /// Save the median, in milliseconds, as this variable.
+    pub record: Option<String>,
+    /// The median must be at most `factor` times a recorded median, plus `plus`.
+    pub at_most: Option<TimingBound>,
+}
+
+/// A bound on a median response time relative to one recorded earlier.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimingBound {
+    /// How many times the recorded median (more than 0).
+    pub factor: f64,
+    /// The variable a `timing.record` of an earlier step saved.
+    pub of: String,
+    /// Slack added to the bound, for medians of a millisecond or two (default 0).
+    pub plus: Option<Dur>,
+}
+
 /// Signs a request as a Standard Webhooks sender: `webhook-id`, `webhook-timestamp` and
 /// `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -552,7 +578,7 @@ pub struct RequestSpec {
     pub headers: IndexMap<String, Text>,
     /// A JSON body (sets `Content-Type: application/json` unless a header says otherwise). Strings may use
     /// `{{...}}`; two typed forms make what text cannot: `{$int: "<text>"}` is the whole number the text renders
-    /// to, and `{$repeat: N, $each: <template>}` is an array of N (up to 100000) items, each rendered with
+    /// to, and `{$repeat: N, $each: <template>}` is an array of N (up to 1,000,000, and 64 MiB) items, each rendered with
     /// `{{index}}` set to its 0-based position — thousands of rows in one request.
     pub json: Option<serde_json::Value>,
     /// A raw body, sent as is.

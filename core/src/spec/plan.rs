@@ -91,6 +91,8 @@ pub struct Send {
     pub repeat: Option<u32>,
     /// How the request is signed, if it is.
     pub sign: Option<SignSpec>,
+    /// The median response time to record or bound.
+    pub timing: Option<crate::spec::model::TimingSpec>,
 }
 
 /// A poll step.
@@ -193,6 +195,7 @@ pub fn compile_step(step: &StepSpec) -> Step {
             captures: captures(),
             repeat: step.repeat,
             sign: step.sign.clone(),
+            timing: step.timing.clone(),
         })),
         (None, Some(wait), ..) => Action::Wait(wait.clone()),
         (None, None, ..) => match (&step.restart, &step.stop, &step.start, &step.logs) {

@@ -192,7 +192,10 @@ pub fn render_json(
 }
 
 /// The most items one `$repeat` of a request body may generate.
-pub const MAX_BODY_REPEAT: u64 = 100_000;
+pub const MAX_BODY_REPEAT: u64 = 1_000_000;
+
+/// The largest body a `$repeat` may make (estimated from its first item).
+pub const MAX_REPEAT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// A typed form inside a request's JSON body: `{$int: "{{index}}"}` is the number the text renders to, and
 /// `{$repeat: N, $each: <template>}` is an array of N items, each rendered with `{{index}}` set to its 0-based
@@ -241,7 +244,7 @@ pub fn render_body(
                     .as_u64()
                     .filter(|n| *n <= MAX_BODY_REPEAT)
                     .ok_or_else(|| format!("`$repeat` takes a whole number up to {MAX_BODY_REPEAT}"))?;
-                let mut items = Vec::with_capacity(count as usize);
+                let mut items = Vec::new();
                 for index in 0..count {
                     let index = index.to_string();
                     let mut inner = |name: &str| {
@@ -251,7 +254,19 @@ pub fn render_body(
                             lookup(name)
                         }
                     };
-                    items.push(render_body(each, &mut inner)?);
+                    let item = render_body(each, &mut inner)?;
+                    if items.is_empty() {
+                        let estimate = (item.to_string().len() as u64 + 1).saturating_mul(count);
+                        if estimate > MAX_REPEAT_BYTES {
+                            return Err(format!(
+                                "`$repeat` would make about {} MiB of JSON; the most is {} MiB",
+                                estimate >> 20,
+                                MAX_REPEAT_BYTES >> 20
+                            ));
+                        }
+                        items.reserve_exact(count as usize);
+                    }
+                    items.push(item);
                 }
                 Value::Array(items)
             }
@@ -340,6 +355,11 @@ mod tests {
         );
         let too_many = serde_json::json!({"$repeat": MAX_BODY_REPEAT + 1, "$each": 1});
         assert!(render_body(&too_many, &mut lookup).is_err());
+        let too_big = serde_json::json!({"$repeat": 1000, "$each": "x".repeat(100_000)});
+        assert_eq!(
+            render_body(&too_big, &mut lookup),
+            Err("`$repeat` would make about 95 MiB of JSON; the most is 64 MiB".to_string())
+        );
         assert_eq!(
             render_body(&serde_json::json!({"$repeat": 0, "$each": 1}), &mut lookup),
             Ok(serde_json::json!([]))

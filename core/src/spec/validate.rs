@@ -760,6 +760,7 @@ impl Validator<'_> {
                 ("walk", step.walk.is_some()),
                 ("poll", step.poll.is_some()),
                 ("sign", step.sign.is_some()),
+                ("timing", step.timing.is_some()),
             ] {
                 if present {
                     self.problem(
@@ -857,6 +858,9 @@ impl Validator<'_> {
                     self.expect(&format!("{at}.expect"), expect, step, scope);
                 }
                 scope.in_loop = false;
+                if let Some(timing) = &step.timing {
+                    self.timing(&format!("{at}.timing"), timing, step, scope);
+                }
                 for (name, capture) in &step.capture {
                     let field = format!("{at}.capture.{name}");
                     if !is_identifier(name) || BUILTINS.iter().any(|(b, _)| b == name) || name == "env" {
@@ -867,8 +871,9 @@ impl Validator<'_> {
                     }
                     self.capture(&field, capture, scope);
                 }
-                // Captures become visible to the following steps only.
+                // Captures (and a recorded timing) become visible to the following steps only.
                 scope.names.extend(step.capture.keys().cloned());
+                scope.names.extend(step.timing.iter().filter_map(|t| t.record.clone()));
             }
         }
     }
@@ -1023,6 +1028,35 @@ impl Validator<'_> {
         }
         if let Some(request) = &walk.after_first_page {
             self.request(&format!("{at}.after_first_page"), request, scope);
+        }
+    }
+
+    /// A timing: on a repeated request (a median of at least 5), recording a valid name or bounding by one in scope.
+    fn timing(&mut self, at: &str, timing: &crate::spec::model::TimingSpec, step: &StepSpec, scope: &Scope) {
+        if step.repeat.is_none_or(|n| n < 5) || step.burst.is_some() || step.walk.is_some() || step.poll.is_some() {
+            self.problem(at, "a timing takes the median of a `repeat` of at least 5 requests");
+        }
+        if timing.record.is_none() && timing.at_most.is_none() {
+            self.problem(at, "a timing needs `record`, `at_most` or both");
+        }
+        if let Some(name) = &timing.record
+            && (!is_identifier(name) || BUILTINS.iter().any(|(b, _)| b == name) || name == "env")
+        {
+            self.problem(
+                format!("{at}.record"),
+                format!("`{name}` cannot be a variable name (a builtin, or not an identifier)"),
+            );
+        }
+        if let Some(bound) = &timing.at_most {
+            if !(bound.factor.is_finite() && bound.factor > 0.0) {
+                self.problem(format!("{at}.at_most.factor"), "the factor is a number greater than 0");
+            }
+            if !scope.names.contains(&bound.of) {
+                self.problem(
+                    format!("{at}.at_most.of"),
+                    format!("`{}` is not recorded by an earlier step's `timing.record`", bound.of),
+                );
+            }
         }
     }
 

@@ -28,6 +28,7 @@ pub(super) async fn run(
         None => StepKind::Request,
     };
     let mut report = step_report(number, label(name, &request.method, &request.path, &suffix), kind);
+    let mut elapsed = Vec::with_capacity(if send.timing.is_some() { times } else { 0 });
     for i in 0..times {
         vars.index = send.repeat.map(|_| i);
         let prepared = prepare(request, vars, &ctx.base());
@@ -59,6 +60,9 @@ pub(super) async fn run(
                 return (report, Ending::NotPassed(no.blame));
             }
         };
+        if send.timing.is_some() {
+            elapsed.push(response.elapsed);
+        }
         vars.absorb_cookies(&response);
         report.response = Some(record(&response));
         report.checks = expect::evaluate(&send.expect, &response, &mut |n| vars.lookup(n));
@@ -75,8 +79,52 @@ pub(super) async fn run(
             return (report, FAILED);
         }
     }
+    if let Some(timing) = &send.timing
+        && !timed(timing, &mut elapsed, vars, &mut report)
+    {
+        return (report, FAILED);
+    }
     report.passed = true;
     (report, Ending::Passed)
+}
+
+/// Records the median response time, and checks it against a recorded one; false when the check fails.
+fn timed(
+    timing: &crate::spec::model::TimingSpec,
+    elapsed: &mut [std::time::Duration],
+    vars: &mut Vars,
+    report: &mut StepReport,
+) -> bool {
+    elapsed.sort();
+    let median_ms = elapsed.get(elapsed.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    if let Some(bound) = &timing.at_most {
+        let recorded: f64 = vars.lookup(&bound.of).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let plus_ms = bound.plus.map_or(0.0, |d| d.0.as_secs_f64() * 1000.0);
+        let limit = bound.factor * recorded + plus_ms;
+        let passed = median_ms <= limit;
+        report.checks.push(crate::expect::Check::new(
+            "median response time",
+            format!(
+                "at most {limit:.1} ms ({} × {recorded:.1} ms, the median of `{}`, + {plus_ms:.0} ms)",
+                bound.factor, bound.of
+            ),
+            format!("{median_ms:.1} ms (the median of {})", elapsed.len()),
+            passed,
+        ));
+        if !passed {
+            return false;
+        }
+    }
+    if let Some(name) = &timing.record {
+        vars.set(name, format!("{median_ms:.3}"));
+        report.checks.push(crate::expect::Check::new(
+            "median response time",
+            format!("recorded as `{name}`"),
+            format!("{median_ms:.1} ms (the median of {})", elapsed.len()),
+            true,
+        ));
+    }
+    true
 }
 
 /// Adds Standard Webhooks headers: the id (fresh unless given), the timestamp (now, or dated as asked) and the
