@@ -149,7 +149,7 @@ async fn login(State(app): State<Shared>, body: Bytes) -> Response {
     }
 }
 
-fn rand_u64() -> u64 {
+pub(crate) fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(

@@ -2,20 +2,21 @@
 //! exactly, quotes and SQL syntax are data, LIKE wildcards are escaped, sort columns come from an allowlist,
 //! and answers are JSON marked nosniff.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
 use crate::{Shared, json_response, problem};
 
-/// The customers table, in an in-memory SQLite database.
-pub(crate) struct Customers(Mutex<Connection>);
+/// The customers table, in an in-memory SQLite database, and the staff sessions: session id → CSRF token.
+pub(crate) struct Customers(Mutex<Connection>, Mutex<HashMap<String, String>>);
 
 impl Default for Customers {
     fn default() -> Self {
@@ -23,12 +24,75 @@ impl Default for Customers {
         connection
             .execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, city TEXT NOT NULL)")
             .expect("the table is created");
-        Self(Mutex::new(connection))
+        Self(Mutex::new(connection), Mutex::default())
     }
 }
 
 pub(crate) fn routes() -> Router<Shared> {
-    Router::new().route("/customers", get(list).post(create))
+    Router::new()
+        .route("/customers", get(list).post(create))
+        .route("/customers/{id}", delete(remove))
+        .route("/staff/login", post(login))
+}
+
+/// The one CSRF token of the `csrf-global-token` defect.
+const GLOBAL_TOKEN: &str = "csrf-0123456789abcdef";
+
+/// `POST /staff/login`: a session cookie, and the session's CSRF token in the body.
+async fn login(State(app): State<Shared>, body: axum::body::Bytes) -> Response {
+    let parsed = serde_json::from_slice::<Value>(&body).unwrap_or_default();
+    let password = app.config.env.get("STAFF_PASSWORD").filter(|p| !p.is_empty());
+    if parsed["username"] != "staff"
+        || password.is_none()
+        || parsed["password"].as_str() != password.map(String::as_str)
+    {
+        return nosniff(&app, problem(StatusCode::UNAUTHORIZED, "invalid username or password"));
+    }
+    let session = format!("{:016x}{:016x}", crate::auth::rand_u64(), crate::auth::rand_u64());
+    let token = if app.config.has("csrf-global-token") {
+        GLOBAL_TOKEN.to_string()
+    } else {
+        format!("{:016x}{:016x}", crate::auth::rand_u64(), crate::auth::rand_u64())
+    };
+    crate::lock(&app.customers.1).insert(session.clone(), token.clone());
+    let mut response = json_response(StatusCode::OK, &json!({ "csrf_token": token }), false);
+    if let Ok(cookie) = HeaderValue::from_str(&format!("staff_session={session}; Path=/; HttpOnly; SameSite=Lax")) {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    nosniff(&app, response)
+}
+
+/// `DELETE /customers/{id}`: staff only (the session cookie), with the session's CSRF token.
+async fn remove(State(app): State<Shared>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    let config = &app.config;
+    let session = crate::sessions::cookie(&headers, "staff_session")
+        .and_then(|id| crate::lock(&app.customers.1).get(&id).cloned());
+    let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+    match (session, sent) {
+        (None, _) if config.has("delete-no-auth") => {}
+        (None, _) => return nosniff(&app, problem(StatusCode::UNAUTHORIZED, "sign in as staff first")),
+        _ if config.has("csrf-unchecked") => {}
+        (Some(_), None) if config.has("csrf-missing-ok") => {}
+        (Some(token), Some(sent)) if sent == token => {}
+        (Some(_), Some(sent))
+            if config.has("csrf-any-session") && crate::lock(&app.customers.1).values().any(|t| t == sent) => {}
+        (Some(_), _) => {
+            return nosniff(
+                &app,
+                problem(
+                    StatusCode::FORBIDDEN,
+                    "the X-CSRF-Token header must carry this session's token",
+                ),
+            );
+        }
+    }
+    let deleted = crate::lock(&app.customers.0).execute("DELETE FROM customers WHERE id = ?1", [id]);
+    let response = match deleted {
+        Ok(0) => problem(StatusCode::NOT_FOUND, "no customer with this id"),
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(_) => problem(StatusCode::INTERNAL_SERVER_ERROR, "the customer could not be deleted"),
+    };
+    nosniff(&app, response)
 }
 
 fn nosniff(app: &Shared, mut response: Response) -> Response {

@@ -852,6 +852,23 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     ("sort-concatenated", "the sort parameter is pasted into ORDER BY"),
     ("nosniff-missing", "answers carry no X-Content-Type-Options: nosniff"),
+    (
+        "csrf-unchecked",
+        "DELETE /customers/{id} checks the staff session but not the CSRF token",
+    ),
+    (
+        "csrf-missing-ok",
+        "a missing X-CSRF-Token is let through: only a token that is sent is compared",
+    ),
+    ("csrf-global-token", "every staff session gets the same CSRF token"),
+    (
+        "csrf-any-session",
+        "the CSRF token of any live staff session is accepted, not only this session's",
+    ),
+    (
+        "delete-no-auth",
+        "DELETE /customers/{id} without a staff session deletes (the token is checked only for sessions)",
+    ),
     // data-integrity
     (
         "email-case-sensitive",

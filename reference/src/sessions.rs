@@ -45,13 +45,18 @@ fn credentials(body: &Value) -> Option<(String, String)> {
 
 /// The `session` cookie of a request.
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, "session")
+}
+
+/// The value of a request's cookie.
+pub(crate) fn cookie(headers: &HeaderMap, wanted: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == "session")
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_string())
 }
 

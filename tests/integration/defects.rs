@@ -928,6 +928,34 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "book-integrity-409",
         &["books-need-an-existing-author@3"],
     ),
+    (
+        "injection-defense",
+        "csrf-unchecked",
+        &[
+            "cookie-writes-need-the-csrf-token@3",
+            "the-token-belongs-to-its-session@4",
+        ],
+    ),
+    (
+        "injection-defense",
+        "csrf-missing-ok",
+        &["cookie-writes-need-the-csrf-token@3"],
+    ),
+    (
+        "injection-defense",
+        "csrf-global-token",
+        &["the-token-belongs-to-its-session@4"],
+    ),
+    (
+        "injection-defense",
+        "delete-no-auth",
+        &["staff-delete-with-the-token@6"],
+    ),
+    (
+        "injection-defense",
+        "csrf-any-session",
+        &["the-token-belongs-to-its-session@4"],
+    ),
 ];
 
 // Several threads: the reference services run in this runtime, and one run's busy moment (hashing, a burst of

@@ -32,6 +32,13 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
         &["quotes-are-data", "tautologies-find-nothing"],
     ),
     ("injection-defense", "unescaped-like", &["wildcards-are-literal"]),
+    // Found by this candidate: a second login that sent the first session's cookie let a service end that
+    // session, so a token accepted from any live session passed; the second login now comes from a fresh client.
+    (
+        "injection-defense",
+        "csrf-unbound-token",
+        &["the-token-belongs-to-its-session"],
+    ),
     (
         "injection-defense",
         "sort-interpolated",
