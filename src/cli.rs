@@ -92,6 +92,19 @@ pub enum Command {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Print a shell completion script: `proctor completions bash > ~/.local/share/bash-completion/completions/proctor`
+    /// (zsh: a file `_proctor` in a folder of $fpath; fish: ~/.config/fish/completions/proctor.fish).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `proctor man > ~/.local/share/man/man1/proctor.1`, then `man proctor`; or write
+    /// every page (proctor.1, proctor-run.1, …) with `--out-dir`.
+    Man {
+        /// Write proctor.1 and one page per subcommand into this folder instead of printing proctor.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Serve the bundled reference service, to try a challenge's endpoints by hand or as a `--cmd` target.
     Reference {
         /// Port to listen on (default: $PORT, else 8080).

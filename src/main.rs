@@ -77,6 +77,29 @@ async fn dispatch(command: Command, color: bool) -> u8 {
             Ok(_) => usage("show takes one challenge"),
             Err(code) => code,
         },
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "proctor",
+                &mut script,
+            );
+            emit(&String::from_utf8_lossy(&script))
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            match clap_mangen::generate_to(<Cli as clap::CommandFactory>::command(), &dir) {
+                Ok(()) => exit::OK,
+                Err(e) => usage(&format!("failed to write the man pages into {}: {e}", dir.display())),
+            }
+        }
+        Command::Man { out_dir: None } => {
+            let mut page = Vec::new();
+            match clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page) {
+                Ok(()) => emit(&String::from_utf8_lossy(&page)),
+                Err(e) => usage(&format!("failed to render the man page: {e}")),
+            }
+        }
         Command::Schema { report: true } => emit(&proctor::outcome::json_schema()),
         Command::Schema { report: false } => emit(&proctor::spec::json_schema()),
         Command::Reference { port, host, defects } => commands::serve_reference(host, port, &defects).await,

@@ -41,6 +41,65 @@ fn show_prints_the_brief_and_how_it_is_graded() {
 }
 
 #[test]
+fn completions_load_in_bash_and_complete_subcommands_and_flags() {
+    let out = proctor()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let dir = temp_dir(&[("proctor.bash", &String::from_utf8_lossy(&out))]);
+    // Sourced by a real bash: the script registers a completion, and asking it to complete `proctor ru` and
+    // `proctor run --cm` offers the subcommand and the flag.
+    let script = format!(
+        "source {}/proctor.bash && complete -p proctor && \
+         COMP_WORDS=(proctor ru) COMP_CWORD=1 && _proctor proctor ru proctor && echo \"${{COMPREPLY[@]}}\" && \
+         COMP_WORDS=(proctor run --cm) COMP_CWORD=2 && _proctor proctor --cm run && echo \"${{COMPREPLY[@]}}\"",
+        dir.path().display()
+    );
+    let shell = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash runs");
+    let text = String::from_utf8_lossy(&shell.stdout);
+    assert!(
+        shell.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&shell.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains("proctor"), "{text}");
+    assert_eq!(lines[1], "run", "{text}");
+    assert_eq!(lines[2], "--cmd", "{text}");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        proctor()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("demo"));
+    }
+}
+
+#[test]
+fn the_man_page_documents_the_commands_and_exit_codes() {
+    proctor()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(".ie"))
+        .stdout(predicate::str::contains(".TH proctor 1"))
+        .stdout(predicate::str::contains("proctor\\-run(1)"))
+        .stdout(predicate::str::contains("interrupted (Ctrl\\-C"));
+    // Every page the main one points to exists, with the subcommand's own options.
+    let dir = temp_dir(&[]);
+    proctor().args(["man", "--out-dir"]).arg(dir.path()).assert().success();
+    let run = std::fs::read_to_string(dir.path().join("proctor-run.1")).expect("proctor-run.1 written");
+    assert!(run.contains(".TH proctor-run 1") && run.contains("\\-\\-cmd"), "{run}");
+    assert!(dir.path().join("proctor.1").exists() && dir.path().join("proctor-demo.1").exists());
+}
+
+#[test]
 fn the_committed_schemas_are_current() {
     let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/challenge.schema.json"))
         .expect("committed");

@@ -293,8 +293,14 @@ fn timings_need_a_repeat_and_bound_by_a_recorded_median() {
     assert_eq!(
         found,
         vec![
-            (at.to_string(), "a timing takes the median of a `repeat` of at least 5 requests".to_string()),
-            (format!("{at}.at_most.factor"), "the factor is a number greater than 0".to_string()),
+            (
+                at.to_string(),
+                "a timing takes the median of a `repeat` of at least 5 requests".to_string()
+            ),
+            (
+                format!("{at}.at_most.factor"),
+                "the factor is a number greater than 0".to_string()
+            ),
             (
                 format!("{at}.at_most.of"),
                 "`after` is not recorded by an earlier step's `timing.record`".to_string()
