@@ -278,6 +278,29 @@ async fn create_book(State(app): State<Shared>, body: axum::body::Bytes) -> Resp
         );
     };
     let connection = crate::lock(&app.integrity.0);
+    if app.config.has("orphan-kept") {
+        // The author is checked after an insert made without the foreign key: the orphan stays.
+        let _ = connection.execute_batch("PRAGMA foreign_keys = OFF");
+        let inserted = insert_book(&app, &connection, &fields);
+        let _ = connection.execute_batch("PRAGMA foreign_keys = ON");
+        let known = connection
+            .query_row("SELECT 1 FROM authors WHERE id = ?1", [fields.2], |_| Ok(()))
+            .optional();
+        if matches!(known, Ok(None)) {
+            return field_problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "author_id",
+                "there is no author with this id",
+                &app,
+            );
+        }
+        let answered =
+            inserted.and_then(|id| connection.query_row(&format!("{} WHERE b.id = ?1", book_select(&app)), [id], book));
+        return match answered {
+            Ok(book) => json_response(StatusCode::CREATED, &book, false),
+            Err(e) => refused(&app, &e),
+        };
+    }
     let inserted = insert_book(&app, &connection, &fields)
         .and_then(|id| connection.query_row(&format!("{} WHERE b.id = ?1", book_select(&app)), [id], book));
     match inserted {
@@ -351,6 +374,22 @@ async fn create_batch(State(app): State<Shared>, body: axum::body::Bytes) -> Res
             }
         }
         return json_response(StatusCode::CREATED, &json!({ "count": books.len() }), false);
+    }
+    if app.config.has("batch-or-ignore") {
+        // Duplicates skipped silently (INSERT OR IGNORE): a foreign-key failure still rolls the batch back.
+        let stored = connection.transaction().and_then(|transaction| {
+            for (title, isbn, author_id) in &books {
+                transaction.execute(
+                    "INSERT OR IGNORE INTO books (title, isbn, author_id) VALUES (?1, ?2, ?3)",
+                    (title, isbn, author_id),
+                )?;
+            }
+            transaction.commit()
+        });
+        return match stored {
+            Ok(()) => json_response(StatusCode::CREATED, &json!({ "count": books.len() }), false),
+            Err(e) => refused(&app, &e),
+        };
     }
     let stored = connection.transaction().and_then(|transaction| {
         let stored = if app.config.has("batch-last-dropped") {

@@ -871,6 +871,14 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     // data-integrity
     (
+        "batch-or-ignore",
+        "a batch inserts with INSERT OR IGNORE: an ISBN twice (or in use) is skipped, the rest stored",
+    ),
+    (
+        "orphan-kept",
+        "a book for a missing author is inserted before the author is checked: 422, but the orphan stays",
+    ),
+    (
         "email-case-sensitive",
         "emails are unique as exact text: Ada@x.io and ada@x.io are two authors",
     ),

@@ -11,6 +11,23 @@ use crate::support::{available, proctor_path};
 
 /// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
 const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("data-integrity", "", &[]),
+    (
+        "data-integrity",
+        "app-unique-check",
+        &["concurrent-duplicates-create-one"],
+    ),
+    ("data-integrity", "no-foreign-keys-pragma", &["authors-with-books-stay"]),
+    (
+        "data-integrity",
+        "no-author-index",
+        &["an-authors-books-are-found-by-index"],
+    ),
+    (
+        "data-integrity",
+        "denormalised-author-name",
+        &["a-rename-shows-everywhere"],
+    ),
     ("graphql-endpoint", "", &[]),
     ("graphql-endpoint", "get-mutation-400", &["no-mutation-over-get"]),
     ("graphql-endpoint", "any-content-type", &["only-json-bodies"]),
