@@ -113,14 +113,6 @@ fn refused(app: &Shared, error: &rusqlite::Error) -> Response {
         };
         field_problem(StatusCode::CONFLICT, field, "an author with this email exists", app)
     } else if message.contains("UNIQUE constraint failed: books.isbn") {
-        if app.config.has("isbn-conflict-422") {
-            return field_problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "isbn",
-                "a book with this ISBN exists",
-                app,
-            );
-        }
         field_problem(StatusCode::CONFLICT, "isbn", "a book with this ISBN exists", app)
     } else if message.contains("FOREIGN KEY constraint failed") {
         if app.config.has("missing-author-500") {
@@ -305,6 +297,17 @@ async fn create_book(State(app): State<Shared>, body: axum::body::Bytes) -> Resp
         .and_then(|id| connection.query_row(&format!("{} WHERE b.id = ?1", book_select(&app)), [id], book));
     match inserted {
         Ok(book) => json_response(StatusCode::CREATED, &book, false),
+        Err(e)
+            if app.config.has("isbn-conflict-422")
+                && e.to_string().contains("UNIQUE constraint failed: books.isbn") =>
+        {
+            field_problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "isbn",
+                "a book with this ISBN exists",
+                &app,
+            )
+        }
         Err(e)
             if app.config.has("book-integrity-409")
                 && e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) =>

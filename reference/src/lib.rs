@@ -896,7 +896,7 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     (
         "isbn-conflict-422",
-        "an ISBN in use is answered 422, as a validation error, instead of 409",
+        "POST /books answers an ISBN in use 422, as a validation error, instead of 409",
     ),
     (
         "batch-last-dropped",
