@@ -58,11 +58,24 @@ pub enum ColorChoice {
     Never,
 }
 
+/// `list --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// Aligned columns.
+    Table,
+    /// A JSON array.
+    Json,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List the catalog: id, interview question, title, tags, probes and points.
-    List,
+    List {
+        /// `table` for people, `json` for scripts (an array of objects with the same fields).
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+    },
     /// Show a challenge's brief: what to build, the API contract, the env vars, how it is graded.
     Show {
         /// A catalog id or a spec file.
@@ -131,7 +144,8 @@ pub struct GradeArgs {
     /// How many challenges to grade at once, 1 to 256 (default: all for --cmd/demo, 1 for --url).
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: Option<u16>,
-    /// Write a report: json=PATH, junit=PATH or markdown=PATH (repeatable).
+    /// Write a report: json=PATH, junit=PATH or markdown=PATH (repeatable); PATH `-` is standard output (then the
+    /// terminal report goes to stderr, so stdout holds only that report).
     #[arg(long, value_name = "FORMAT=PATH")]
     pub report: Vec<String>,
     /// Per-request timeout, overriding the specs' (e.g. 5s; 10ms to 10m).
@@ -150,6 +164,10 @@ pub struct GradeArgs {
     /// Replace hidden probes' details with "hidden probe" in every report (for candidate-facing output).
     #[arg(long)]
     pub redact_hidden: bool,
+    /// Print no progress and no terminal report (errors and warnings still go to stderr; --report files are
+    /// written; the exit code tells the verdict).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 impl GradeArgs {
@@ -401,12 +419,22 @@ fn duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}` is not a duration like 500ms, 5s, 1m or 1m30s"))
 }
 
+/// Whether one of the `--report FORMAT=PATH` values sends its report to standard output (`PATH` is `-`).
+pub fn report_to_stdout(values: &[String]) -> bool {
+    values
+        .iter()
+        .any(|v| v.split_once('=').is_some_and(|(_, path)| path == "-"))
+}
+
 /// Parses every `--report FORMAT=PATH` value into a file reporter, checking before any grading that each
 /// destination can be written and that no two reports share one.
 pub fn report_files(values: &[String]) -> Result<Vec<Box<dyn proctor::event::Reporter>>, String> {
     let targets = parse_report_targets(values)?;
+    if targets.iter().filter(|t| t.to_stdout()).count() > 1 {
+        return Err("--report: only one report can go to standard output (`-`)".to_string());
+    }
     let mut seen: Vec<PathBuf> = Vec::new();
-    for target in &targets {
+    for target in targets.iter().filter(|t| !t.to_stdout()) {
         let absolute = std::path::absolute(&target.path).unwrap_or_else(|_| target.path.clone());
         if seen.contains(&absolute) {
             return Err(format!(

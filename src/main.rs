@@ -68,7 +68,8 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command, color: bool) -> u8 {
     match command {
-        Command::List => match catalog::challenges() {
+        Command::List { format } => match catalog::challenges() {
+            Ok(challenges) if format == cli::ListFormat::Json => emit(&format!("{}\n", brief::json_list(&challenges))),
             Ok(challenges) => emit(&neutral::terminal(&brief::table(&challenges))),
             Err(errors) => print_spec_errors(&errors, color),
         },
@@ -199,9 +200,19 @@ async fn grade(
         Err(e) => return usage(&e),
     };
     let total = challenges.iter().map(|c| c.spec.probes.len() as u64).sum();
-    let progress = proctor::progress::Progress::new(total, std::io::stderr().is_terminal());
+    let stdout_report = cli::report_to_stdout(&args.report);
+    let progress = proctor::progress::Progress::new(total, std::io::stderr().is_terminal(), args.quiet);
     reporters.insert(0, Box::new(progress));
-    reporters.insert(1, Box::new(TerminalReporter { color }));
+    if !args.quiet {
+        let to_stderr = stdout_report;
+        let color = color
+            && if to_stderr {
+                std::io::stderr().is_terminal()
+            } else {
+                true
+            };
+        reporters.insert(1, Box::new(TerminalReporter { color, to_stderr }));
+    }
     let options = proctor::session::Options {
         server_ports,
         ..args.options()

@@ -1,5 +1,7 @@
 //! The live progress reporter on stderr: notices, a spinner while an image builds, then one bar over every probe
-//! of the run. Bars are drawn only when stderr is a terminal; notices are always written.
+//! of the run. Bars are drawn only when stderr is a terminal; without one (a CI log), each build step and each
+//! finished challenge is one plain line instead, so the log shows life. Notices are always written; `--quiet`
+//! leaves only them.
 
 use std::io::Write as _;
 use std::time::Duration;
@@ -18,18 +20,28 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     spinner: Option<ProgressBar>,
     not_passed: u64,
+    quiet: bool,
+    build_started: Option<std::time::Instant>,
 }
 
 impl Progress {
-    /// A reporter for `total` probes; bars are drawn only when `visible` (stderr is a terminal).
-    pub fn new(total: u64, visible: bool) -> Self {
+    /// A reporter for `total` probes; bars are drawn only when `visible` (stderr is a terminal), plain lines
+    /// otherwise, and neither when `quiet`.
+    pub fn new(total: u64, visible: bool, quiet: bool) -> Self {
         Self {
             total,
-            visible,
+            visible: visible && !quiet,
             bar: None,
             spinner: None,
             not_passed: 0,
+            quiet,
+            build_started: None,
         }
+    }
+
+    /// Whether progress is written as plain lines (no terminal, not quiet).
+    fn plain(&self) -> bool {
+        !self.visible && !self.quiet
     }
 
     fn draw_target(&self) -> ProgressDrawTarget {
@@ -74,16 +86,32 @@ impl Reporter for Progress {
                 }
             }
             Event::BuildStarted => {
+                self.build_started = Some(std::time::Instant::now());
+                if self.plain() {
+                    line("building the image");
+                }
                 self.spinner = Some(self.new_bar(None, "{spinner} [{elapsed}] building the image · {wide_msg}"));
             }
-            Event::BuildOutput { line } => {
+            Event::BuildOutput { line: text } => {
                 if let Some(spinner) = &self.spinner {
-                    spinner.set_message(neutral::terminal(line).into_owned());
+                    spinner.set_message(neutral::terminal(text).into_owned());
+                }
+                // The steps of the build, not every line a step prints (a package install prints thousands).
+                if self.plain() && (text.starts_with("Step ") || text.starts_with("#")) {
+                    line(&format!("build: {}", neutral::terminal(text.trim_end())));
                 }
             }
             Event::BuildFinished => {
                 if let Some(spinner) = self.spinner.take() {
                     spinner.finish_and_clear();
+                }
+                if self.plain()
+                    && let Some(started) = self.build_started.take()
+                {
+                    line(&format!(
+                        "build finished after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    ));
                 }
             }
             Event::ChallengeStarted { id, .. } => self.bar().set_message(format!("starting {id}")),
@@ -97,7 +125,12 @@ impl Reporter for Progress {
                 bar.inc(1);
                 bar.set_message(message);
             }
-            Event::ChallengeFinished { unrun, .. } => self.bar().inc(*unrun as u64),
+            Event::ChallengeFinished { report, unrun } => {
+                self.bar().inc(*unrun as u64);
+                if self.plain() {
+                    line(&challenge_line(report));
+                }
+            }
             Event::RunFinished { .. } => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
@@ -105,4 +138,27 @@ impl Reporter for Progress {
             }
         }
     }
+}
+
+/// One line on stderr (a closed stderr is not worth a panic).
+fn line(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// `rate-limiter: 24/26 points (92.3%), NOT PASSED (pass mark 100%) in 3.2 s`.
+fn challenge_line(report: &crate::outcome::ChallengeReport) -> String {
+    let score = &report.score;
+    let verdict = match (&report.target_error, score.passed) {
+        (Some(_), _) => "the service could not be started or reached".to_string(),
+        (None, true) => "passed".to_string(),
+        (None, false) => format!("NOT PASSED (pass mark {}%)", report.threshold),
+    };
+    format!(
+        "{}: {}/{} points ({:.1}%), {verdict} in {:.1} s",
+        neutral::terminal(&report.id),
+        score.earned,
+        score.total,
+        score.percent,
+        report.duration_ms as f64 / 1000.0
+    )
 }

@@ -114,37 +114,68 @@ pub struct FileReporter {
     pub path: std::path::PathBuf,
 }
 
+impl FileReporter {
+    /// Whether the report goes to standard output (`--report json=-`).
+    pub fn to_stdout(&self) -> bool {
+        self.path.as_os_str() == "-"
+    }
+
+    /// Where the report goes, for messages.
+    pub fn describe(&self) -> String {
+        if self.to_stdout() {
+            "to standard output".to_string()
+        } else {
+            self.path.display().to_string()
+        }
+    }
+}
+
 impl crate::event::Reporter for FileReporter {
     fn report(&mut self, event: &crate::event::Event) {
         let crate::event::Event::RunFinished { report } = event else {
             return;
         };
-        let written = std::fs::File::create(&self.path).and_then(|file| {
-            let mut file = io::BufWriter::new(file);
-            self.format.write(report, &mut file)?;
-            file.flush()
-        });
+        let written = if self.to_stdout() {
+            let mut out = io::stdout().lock();
+            match self.format.write(report, &mut out).and_then(|()| out.flush()) {
+                // A reader that went away (`| head`) is not an error.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                other => other,
+            }
+        } else {
+            std::fs::File::create(&self.path).and_then(|file| {
+                let mut file = io::BufWriter::new(file);
+                self.format.write(report, &mut file)?;
+                file.flush()
+            })
+        };
         if let Err(e) = written {
             let _ = writeln!(
                 io::stderr(),
                 "error: failed to write the report {}: {e}",
-                self.path.display()
+                self.describe()
             );
         }
     }
 }
 
-/// Prints the terminal report to stdout when the run finishes.
+/// Prints the terminal report when the run finishes: to stdout, or to stderr when stdout carries a report.
 #[derive(Debug)]
 pub struct TerminalReporter {
     /// Colour on.
     pub color: bool,
+    /// Print to stderr (stdout is reserved for `--report FORMAT=-`).
+    pub to_stderr: bool,
 }
 
 impl crate::event::Reporter for TerminalReporter {
     fn report(&mut self, event: &crate::event::Event) {
         if let crate::event::Event::RunFinished { report } = event
-            && let Err(e) = terminal::write(report, &mut io::stdout().lock(), self.color)
+            && let Err(e) = if self.to_stderr {
+                terminal::write(report, &mut io::stderr().lock(), self.color)
+            } else {
+                terminal::write(report, &mut io::stdout().lock(), self.color)
+            }
         {
             let _ = writeln!(io::stderr(), "error: failed to print the report: {e}");
         }

@@ -100,6 +100,78 @@ fn the_man_page_documents_the_commands_and_exit_codes() {
 }
 
 #[test]
+fn list_as_json_names_every_challenge_with_its_question_and_points() {
+    let out = proctor()
+        .args(["list", "--format", "json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let list: serde_json::Value = serde_json::from_slice(&out).expect("list --format json is JSON");
+    let items = list.as_array().expect("an array");
+    assert_eq!(items.len(), proctor::catalog::sources().len());
+    let caching = items
+        .iter()
+        .find(|c| c["id"] == "http-caching")
+        .expect("http-caching listed");
+    assert_eq!(caching["question"]["number"], 18);
+    assert!(caching["points"].as_u64().is_some_and(|p| p > 0) && caching["probes"].as_u64().is_some_and(|p| p > 0));
+}
+
+#[test]
+fn a_report_to_stdout_leaves_stdout_to_it_and_the_terminal_report_to_stderr() {
+    let out = proctor()
+        .args(["demo", "status-codes", "--color", "never", "--report", "json=-"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is exactly the JSON report");
+    assert_eq!(report["challenges"][0]["id"], "status-codes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("score ") && stderr.contains("PASSED"), "{stderr}");
+    proctor()
+        .args(["demo", "status-codes", "--report", "json=-", "--report", "junit=-"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("only one report can go to standard output"));
+}
+
+#[test]
+fn without_a_terminal_each_finished_challenge_is_one_line_and_quiet_prints_nothing() {
+    // assert_cmd gives the binary pipes, not a terminal: progress is plain lines on stderr.
+    let out = proctor()
+        .args(["demo", "status-codes", "rest-resource", "--color", "never"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for id in ["status-codes", "rest-resource"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("{id}: ")) && l.contains("(100.0%), passed in")),
+            "{stderr}"
+        );
+    }
+    let quiet = proctor()
+        .args(["demo", "status-codes", "-q"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(quiet.stdout.is_empty() && quiet.stderr.is_empty(), "{quiet:?}");
+    proctor()
+        .args(["demo", "status-codes", "-q", "--defects", "notes-created-200"])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr("");
+}
+
+#[test]
 fn the_committed_schemas_are_current() {
     let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/challenge.schema.json"))
         .expect("committed");

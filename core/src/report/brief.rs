@@ -25,6 +25,24 @@ pub fn table(challenges: &[Challenge]) -> String {
     text
 }
 
+/// The catalog as JSON for scripts: per challenge its id, question, title, tags, probes and points.
+pub fn json_list(challenges: &[Challenge]) -> String {
+    let list: Vec<serde_json::Value> = challenges
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.id,
+                "question": { "number": c.spec.question.number, "text": c.spec.question.text.trim() },
+                "title": c.spec.title,
+                "tags": c.spec.tags,
+                "probes": c.spec.probes.len(),
+                "points": c.points(),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".to_string())
+}
+
 /// A challenge as its candidate reads it (Markdown): the question, the brief, each rule with the probes that
 /// check it (hidden ones unnamed), how the service is started and when grading starts.
 pub fn markdown(challenge: &Challenge) -> String {
