@@ -203,6 +203,15 @@ async fn grade(
     let stdout_report = cli::report_to_stdout(&args.report);
     let progress = proctor::progress::Progress::new(total, std::io::stderr().is_terminal(), args.quiet);
     reporters.insert(0, Box::new(progress));
+    if std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true") {
+        let summary = std::env::var_os("GITHUB_STEP_SUMMARY")
+            .filter(|p| !p.is_empty())
+            .map(Into::into);
+        reporters.push(Box::new(proctor::report::github::GithubReporter {
+            to_stderr: stdout_report,
+            summary,
+        }));
+    }
     if !args.quiet {
         let to_stderr = stdout_report;
         let color = color

@@ -3,6 +3,7 @@
 
 pub mod brief;
 pub mod curl;
+pub mod github;
 pub mod junit;
 pub mod markdown;
 pub mod terminal;

@@ -172,6 +172,43 @@ fn without_a_terminal_each_finished_challenge_is_one_line_and_quiet_prints_nothi
 }
 
 #[test]
+fn on_github_actions_failures_become_annotations_and_the_summary_is_appended() {
+    let dir = temp_dir(&[("summary.md", "an earlier step's summary\n")]);
+    let summary = dir.path().join("summary.md");
+    let out = proctor()
+        .args([
+            "demo",
+            "status-codes",
+            "--color",
+            "never",
+            "--defects",
+            "notes-created-200",
+        ])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let annotations: Vec<&str> = stdout.lines().filter(|l| l.starts_with("::")).collect();
+    assert_eq!(annotations.len(), 1, "{stdout}");
+    assert!(
+        annotations[0].starts_with("::error title=status-codes/create-is-201-with-location — ")
+            && annotations[0].contains("expected 201")
+            && annotations[0].contains("%0Awhy: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with("Points ") && l.ends_with("/18")),
+        "{stdout}"
+    );
+    let written = std::fs::read_to_string(&summary).expect("summary");
+    assert!(written.starts_with("an earlier step's summary\n"), "{written}");
+    assert!(written.contains("status-codes"), "{written}");
+}
+
+#[test]
 fn the_committed_schemas_are_current() {
     let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/challenge.schema.json"))
         .expect("committed");
