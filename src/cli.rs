@@ -144,7 +144,7 @@ pub struct GradeArgs {
     /// How many challenges to grade at once, 1 to 256 (default: all for --cmd/demo, 1 for --url).
     #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: Option<u16>,
-    /// Write a report: json=PATH, junit=PATH or markdown=PATH (repeatable); PATH `-` is standard output (then the
+    /// Write a report: json=PATH, junit=PATH, markdown=PATH or html=PATH (repeatable); PATH `-` is standard output (then the
     /// terminal report goes to stderr, so stdout holds only that report).
     #[arg(long, value_name = "FORMAT=PATH")]
     pub report: Vec<String>,
@@ -483,8 +483,9 @@ fn parse_report_targets(values: &[String]) -> Result<Vec<FileReporter>, String> 
             let (format, path) = value
                 .split_once('=')
                 .ok_or_else(|| format!("--report `{value}`: write it as FORMAT=PATH, e.g. junit=report.xml"))?;
-            let format = proctor::report::Format::parse(format)
-                .ok_or_else(|| format!("--report `{value}`: unknown format `{format}` (json, junit or markdown)"))?;
+            let format = proctor::report::Format::parse(format).ok_or_else(|| {
+                format!("--report `{value}`: unknown format `{format}` (json, junit, markdown or html)")
+            })?;
             if path.is_empty() {
                 return Err(format!("--report `{value}`: the path is empty"));
             }

@@ -4,6 +4,7 @@
 pub mod brief;
 pub mod curl;
 pub mod github;
+pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod terminal;
@@ -21,15 +22,18 @@ pub enum Format {
     Junit,
     /// Markdown, fit for a GitHub step summary.
     Markdown,
+    /// One self-contained HTML page.
+    Html,
 }
 
 impl Format {
-    /// Parses `json`, `junit` or `markdown` (also `md`).
+    /// Parses `json`, `junit`, `markdown` (also `md`) or `html`.
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "json" => Some(Format::Json),
             "junit" | "xml" => Some(Format::Junit),
             "markdown" | "md" => Some(Format::Markdown),
+            "html" => Some(Format::Html),
             _ => None,
         }
     }
@@ -43,6 +47,7 @@ impl Format {
             }
             Format::Junit => junit::write(report, out),
             Format::Markdown => markdown::write(report, out),
+            Format::Html => html::write(report, out),
         }
     }
 }

@@ -235,3 +235,107 @@ async fn a_service_that_never_started_is_a_junit_error_not_a_green_skip() {
     assert_eq!(suite.attribute("errors"), Some(cases.to_string().as_str()));
     assert_eq!(suite.attribute("skipped"), Some("0"));
 }
+
+/// Whether Chromium (Debian's `chromium`) is installed.
+fn chromium() -> bool {
+    std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_renders_in_a_real_browser_and_shows_hostile_markup_as_text() {
+    use axum::http::{HeaderValue, StatusCode};
+    use axum::response::IntoResponse;
+    // A service whose answers carry markup that would run if a report pasted it into a page.
+    const HOSTILE: &str = "<script>document.title='pwned'</script></pre><img src=x onerror=\"document.title='pwned'\">";
+    let app = axum::Router::new().route(
+        "/x",
+        axum::routing::get(|| async {
+            let mut response = (StatusCode::INTERNAL_SERVER_ERROR, HOSTILE).into_response();
+            response
+                .headers_mut()
+                .insert("x-evil", HeaderValue::from_static("<b onmouseover=alert(1)>hi</b>"));
+            response
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let spec = "title: markup\nquestion: { number: 1, text: 'q <b>bold</b>?' }\nbrief: b\nrules: [{ id: r, text: t }]\n\
+                service: { ready: { tcp: true } }\nprobes:\n  - { id: p, title: '<i>t</i>', category: c, rules: [r], \
+                why: w, hint: h, steps: [ { request: { path: /x }, expect: { status: 200, body: { contains: ok } } } ] }\n";
+    let challenge = proctor::spec::load(&proctor::spec::Source {
+        name: "markup.yaml".into(),
+        id: "markup".into(),
+        text: spec.into(),
+    })
+    .expect("spec loads");
+    let url = url::Url::parse(&format!("http://127.0.0.1:{port}")).expect("url");
+    let report = grade(&[challenge], Target::Url(url)).await;
+    let html = render(Format::Html, &report);
+    // Self-contained: no script, no external asset, nothing fetched.
+    for forbidden in [
+        "<script",
+        "<img",
+        "<link",
+        "url(",
+        "@import",
+        "href=\"http",
+        "<b onmouseover",
+        "<i>t</i>",
+    ] {
+        assert!(!html.contains(forbidden), "{forbidden} in the report");
+    }
+    assert!(html.contains("&lt;script&gt;document.title=&#39;pwned&#39;&lt;/script&gt;"));
+    if !crate::support::available(
+        "chromium",
+        chromium(),
+        "install Chromium (Debian: apt install chromium)",
+    ) {
+        return;
+    }
+    let dir = crate::support::temp_dir(&[("report.html", &html)]);
+    let page = format!("file://{}/report.html", dir.path().display());
+    let browser = |args: &[&str]| {
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-extensions",
+            ])
+            .args(args)
+            .arg(&page)
+            .output()
+            .expect("chromium runs")
+    };
+    // The DOM after the browser parsed (and would have run) the page: the hostile markup is text, not elements.
+    let dom = String::from_utf8_lossy(&browser(&["--dump-dom"]).stdout).into_owned();
+    assert!(dom.contains("<title>proctor report</title>"), "{dom}");
+    assert!(!dom.contains("pwned</title>") && !dom.contains("<img"), "{dom}");
+    assert!(
+        dom.contains("&lt;script&gt;document.title='pwned'&lt;/script&gt;"),
+        "{dom}"
+    );
+    for text in [
+        "markup — markup",
+        "✗",
+        "status: expected 200, got 500 Internal Server Error",
+        "why:",
+        "hint:",
+    ] {
+        assert!(dom.contains(text), "{text} not rendered:\n{dom}");
+    }
+    let shot = dir.path().join("report.png");
+    let output = browser(&[&format!("--screenshot={}", shot.display()), "--window-size=1280,1200"]);
+    let png =
+        std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&output.stderr)));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real screenshot ({} bytes)",
+        png.len()
+    );
+}
