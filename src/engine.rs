@@ -146,7 +146,12 @@ pub async fn run_challenge(
         }
     };
     // A target on a network proctor created gets a client bound to that network's device.
-    let http = match crate::http::Http::new(timeout, config.max_body, service.interface()) {
+    let http = match crate::http::Http::new(
+        timeout,
+        config.max_body,
+        service.interface(),
+        service.client_tls().as_ref(),
+    ) {
         Ok(http) => http,
         Err(e) => {
             service.stop().await;
@@ -206,6 +211,7 @@ pub async fn run_challenge(
                     http: &http,
                     service: &service,
                     base: std::sync::RwLock::new(running.base_url().clone()),
+                    plain: std::sync::RwLock::new(running.plain_url().cloned()),
                     output_mark: running.output_mark(),
                     timeout,
                     cancel,

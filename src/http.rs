@@ -206,8 +206,13 @@ impl NoResponse {
 impl Http {
     /// A client with redirects, retries and proxies off and the given per-request timeout; with `interface`,
     /// every connection is bound to that device, so no request can leave through any other.
-    pub fn new(timeout: Duration, max_body: usize, interface: Option<String>) -> Result<Self, reqwest::Error> {
-        let client = build_client(timeout, interface.as_deref())?;
+    pub fn new(
+        timeout: Duration,
+        max_body: usize,
+        interface: Option<String>,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, reqwest::Error> {
+        let client = build_client(timeout, interface.as_deref(), tls)?;
         Ok(Self {
             client,
             max_body,
@@ -347,8 +352,25 @@ fn closed_before_answer(error: &reqwest::Error) -> bool {
     false
 }
 
+/// How probes reach a service over TLS: trusting only the run's authority, with the service's name
+/// ([`crate::tls::SERVICE_NAME`]) resolved to its address by proctor (never by DNS).
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// The run's authority (DER).
+    pub ca_der: Vec<u8>,
+    /// The address behind the service's name.
+    pub ip: std::net::IpAddr,
+    /// Check the service's certificate (off only for readiness: a service with the wrong certificate is up, and
+    /// its probes say what is wrong with it).
+    pub verify: bool,
+}
+
 /// A reqwest client configured for probing: nothing automatic between proctor and the service.
-pub fn build_client(timeout: Duration, interface: Option<&str>) -> Result<reqwest::Client, reqwest::Error> {
+pub fn build_client(
+    timeout: Duration,
+    interface: Option<&str>,
+    tls: Option<&ClientTls>,
+) -> Result<reqwest::Client, reqwest::Error> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .retry(reqwest::retry::never())
@@ -357,6 +379,12 @@ pub fn build_client(timeout: Duration, interface: Option<&str>) -> Result<reqwes
         .user_agent(concat!("proctor/", env!("CARGO_PKG_VERSION")));
     if let Some(interface) = interface {
         builder = builder.interface(interface);
+    }
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_certs_only([reqwest::Certificate::from_der(&tls.ca_der)?])
+            .resolve(crate::tls::SERVICE_NAME, std::net::SocketAddr::new(tls.ip, 0))
+            .danger_accept_invalid_certs(!tls.verify);
     }
     builder.build()
 }

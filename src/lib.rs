@@ -18,3 +18,4 @@ pub mod servers;
 pub mod session;
 pub mod signals;
 pub mod target;
+pub mod tls;

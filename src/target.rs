@@ -210,6 +210,8 @@ struct Launch<'a> {
     generation: u32,
     /// The port an earlier instance had, to keep (a process or the reference).
     port: Option<u16>,
+    /// The plain-HTTP port an earlier instance had (a service with `service.tls`).
+    http_port: Option<u16>,
     /// The data folder of a process or the reference, if the challenge has one.
     data_dir: Option<&'a std::path::Path>,
     /// Where the instance's output goes.
@@ -217,10 +219,22 @@ struct Launch<'a> {
 }
 
 impl Launch<'_> {
-    /// The env of a local process or the reference: the service's, then `PORT` and `DATA_DIR`.
-    fn local_env(&self, port: u16) -> Vec<(String, String)> {
+    /// The plain-HTTP port of a local process or the reference: `None` without `service.tls`, else the earlier
+    /// instance's or a free one.
+    fn local_http_port(&self) -> Result<Option<u16>, TargetError> {
+        match self.challenge.spec.service.tls {
+            Some(_) => port_or_free(self.http_port).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The env of a local process or the reference: the service's, then `PORT`, `HTTP_PORT` and `DATA_DIR`.
+    fn local_env(&self, port: u16, http_port: Option<u16>) -> Vec<(String, String)> {
         let mut env = self.env.clone();
         env.push(("PORT".to_string(), port.to_string()));
+        if let Some(http_port) = http_port {
+            env.push(("HTTP_PORT".to_string(), http_port.to_string()));
+        }
         if let Some(dir) = self.data_dir {
             env.push(("DATA_DIR".to_string(), dir.display().to_string()));
         }
@@ -231,6 +245,8 @@ impl Launch<'_> {
 /// One started instance, before readiness: where it should answer (`None`: it exited before it had an address).
 struct Spawned {
     base_url: Option<::url::Url>,
+    /// Where its plain-HTTP listener answers (a service with `service.tls`).
+    plain_url: Option<::url::Url>,
     instance: Instance,
 }
 
@@ -333,6 +349,12 @@ pub struct Service {
     challenge: Challenge,
     start_timeout: Option<Duration>,
     base_url: ::url::Url,
+    /// Where the plain-HTTP listener of a service with `service.tls` answers.
+    plain_url: Option<::url::Url>,
+    /// The run's TLS authority and the service's certificate (a service with `service.tls`).
+    tls: Option<Arc<crate::tls::RunTls>>,
+    /// The address behind [`crate::tls::SERVICE_NAME`] (a service with `service.tls`).
+    tls_ip: Option<std::net::IpAddr>,
     interface: Option<String>,
     instance: Instance,
     generation: u32,
@@ -390,8 +412,27 @@ impl Service {
         launcher: Arc<Launcher>,
         challenge: &Challenge,
         start_timeout: Option<Duration>,
-        env: indexmap::IndexMap<String, String>,
+        mut env: indexmap::IndexMap<String, String>,
     ) -> Result<Self, (TargetError, Option<String>)> {
+        let tls = match &challenge.spec.service.tls {
+            Some(_) if matches!(launcher.as_ref(), Launcher::Url(_)) => {
+                // The service's certificate is made for the run and given in its env: proctor must start it.
+                return Err((
+                    TargetError::Unsupported {
+                        action: "giving the service the run's TLS certificate",
+                        target: launcher.describe(),
+                    },
+                    None,
+                ));
+            }
+            Some(_) => {
+                let tls = crate::tls::RunTls::generate().map_err(|e| (TargetError::Client(e), None))?;
+                env.insert("TLS_CERT".to_string(), tls.cert_pem.clone());
+                env.insert("TLS_KEY".to_string(), tls.key_pem.clone());
+                Some(Arc::new(tls))
+            }
+            None => None,
+        };
         let data_dir = match (&challenge.spec.service.data, launcher.as_ref()) {
             (Some(_), Launcher::Process(_) | Launcher::Reference(_)) => {
                 Some(DataDir::create(challenge).map_err(|e| (e, None))?)
@@ -404,6 +445,9 @@ impl Service {
             challenge: challenge.clone(),
             start_timeout,
             base_url: local_url(0),
+            plain_url: None,
+            tls,
+            tls_ip: None,
             instance: Instance::Gone,
             generation: 0,
             env,
@@ -411,15 +455,15 @@ impl Service {
             logs: LogBuffer::new(1 << 20),
             data_dir,
         };
-        let (base_url, instance) = service.ready_instance(None).await?;
-        service.base_url = base_url;
-        service.instance = instance;
+        let ready = service.ready_instance(None, None).await?;
+        service.adopt(ready);
         Ok(service)
     }
 
     fn launch(
         &self,
         port: Option<u16>,
+        http_port: Option<u16>,
         env: &indexmap::IndexMap<String, String>,
         removed: &std::collections::BTreeSet<String>,
         logs: LogBuffer,
@@ -430,6 +474,7 @@ impl Service {
             removed: removed.iter().cloned().collect(),
             generation: self.generation,
             port,
+            http_port,
             data_dir: self.data_dir.as_ref().map(|d| d.0.as_path()),
             logs,
         }
@@ -437,14 +482,46 @@ impl Service {
 
     /// Spawns an instance and waits until it is ready; on failure, tears it down and says why, with its last
     /// output.
-    async fn ready_instance(&self, port: Option<u16>) -> Result<(::url::Url, Instance), (TargetError, Option<String>)> {
-        let launch = self.launch(port, &self.env, &self.removed, self.logs.clone());
-        ready_instance(&self.launcher, &launch, self.start_timeout).await
+    async fn ready_instance(
+        &self,
+        port: Option<u16>,
+        http_port: Option<u16>,
+    ) -> Result<Ready, (TargetError, Option<String>)> {
+        let launch = self.launch(port, http_port, &self.env, &self.removed, self.logs.clone());
+        ready_instance(&self.launcher, &launch, self.start_timeout, self.tls.as_deref()).await
     }
 
-    /// Where probes send requests.
+    /// Takes a ready instance's addresses and handle.
+    fn adopt(&mut self, ready: Ready) {
+        self.base_url = ready.base_url;
+        self.plain_url = ready.plain_url;
+        self.tls_ip = ready.tls_ip;
+        self.instance = ready.instance;
+    }
+
+    /// Where probes send requests (for a service with `service.tls`, `https://service.proctor.test:<port>/`).
     pub fn base_url(&self) -> &::url::Url {
         &self.base_url
+    }
+
+    /// Where the plain-HTTP listener of a service with `service.tls` answers.
+    pub fn plain_url(&self) -> Option<&::url::Url> {
+        self.plain_url.as_ref()
+    }
+
+    /// The TLS trust probes need for a service with `service.tls`: the run's authority and the address behind
+    /// the service's name.
+    pub fn client_tls(&self) -> Option<crate::http::ClientTls> {
+        Some(crate::http::ClientTls {
+            ca_der: self.tls.as_ref()?.ca_der.clone(),
+            ip: self.tls_ip?,
+            verify: true,
+        })
+    }
+
+    /// The run's TLS material (a service with `service.tls`).
+    pub fn tls(&self) -> Option<&crate::tls::RunTls> {
+        self.tls.as_deref()
     }
 
     /// The network device probes must bind to (a sandbox network's bridge), if any.
@@ -518,15 +595,15 @@ impl Service {
             return Err((error, None));
         }
         let port = self.base_url.port_or_known_default();
+        let http_port = self.plain_url.as_ref().and_then(::url::Url::port_or_known_default);
         // Gracefully, as a deploy would: SIGTERM, then SIGKILL after the grace period (a container included).
         let old = std::mem::replace(&mut self.instance, Instance::Gone);
         let _ = old.terminate(STOP_GRACE).await;
         self.logs.push(format!("\n{RESTART_MARKER}\n").as_bytes());
         apply(&mut self.env, &mut self.removed, changes);
         self.generation += 1;
-        let (base_url, instance) = self.ready_instance(port).await?;
-        self.base_url = base_url;
-        self.instance = instance;
+        let ready = self.ready_instance(port, http_port).await?;
+        self.adopt(ready);
         Ok(())
     }
 
@@ -552,12 +629,19 @@ impl Service {
         apply(&mut env, &mut removed, changes);
         self.generation += 1;
         let output = LogBuffer::new(1 << 20);
-        let launch = self.launch(None, &env, &removed, output.clone());
+        let launch = self.launch(None, None, &env, &removed, output.clone());
         let started = std::time::Instant::now();
-        let client = crate::http::build_client(Duration::from_secs(2), self.launcher.interface().as_deref())
-            .map_err(|e| TargetError::Client(e.to_string()))?;
-        let (base_url, mut instance) = match self.launcher.spawn(&launch).await {
-            Ok(spawned) => (spawned.base_url, spawned.instance),
+        let (base_url, mut instance, client) = match self.launcher.spawn(&launch).await {
+            Ok(spawned) => {
+                let (base_url, _, tls) = tls_addresses(spawned.base_url, None, self.tls.as_deref());
+                let client = crate::http::build_client(
+                    Duration::from_secs(2),
+                    self.launcher.interface().as_deref(),
+                    tls.as_ref(),
+                )
+                .map_err(|e| TargetError::Client(e.to_string()))?;
+                (base_url, spawned.instance, client)
+            }
             // The in-process reference refuses a configuration before it runs: as a process exiting 1 would.
             Err(TargetError::Reference(message)) => {
                 return Ok(Attempt {
@@ -643,24 +727,83 @@ fn apply(
     }
 }
 
+/// A ready instance: where it answers, and its handle.
+struct Ready {
+    base_url: ::url::Url,
+    plain_url: Option<::url::Url>,
+    tls_ip: Option<std::net::IpAddr>,
+    instance: Instance,
+}
+
+/// For a service with `service.tls`, the spawned addresses as probes use them: `https://service.proctor.test:<port>/`
+/// and `http://service.proctor.test:<http port>/`, with the address behind the name and the trust to reach it.
+fn tls_addresses(
+    base_url: Option<::url::Url>,
+    plain_url: Option<::url::Url>,
+    tls: Option<&crate::tls::RunTls>,
+) -> (Option<::url::Url>, Option<::url::Url>, Option<crate::http::ClientTls>) {
+    let Some(tls) = tls else {
+        return (base_url, plain_url, None);
+    };
+    let ip = base_url.as_ref().and_then(|u| match u.host() {
+        Some(::url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(::url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    });
+    let named = |url: Option<::url::Url>, scheme: &str| {
+        let port = url?.port_or_known_default()?;
+        ::url::Url::parse(&format!("{scheme}://{}:{port}/", crate::tls::SERVICE_NAME)).ok()
+    };
+    // Readiness and start attempts only ask whether the service is up: its certificate is checked by the probes.
+    let client = ip.map(|ip| crate::http::ClientTls {
+        ca_der: tls.ca_der.clone(),
+        ip,
+        verify: false,
+    });
+    (named(base_url, "https"), named(plain_url, "http"), client)
+}
+
 /// Spawns an instance and waits until it is ready; on failure, tears it down and says why, with its last output.
 async fn ready_instance(
     launcher: &Launcher,
     launch: &Launch<'_>,
     start_timeout: Option<Duration>,
-) -> Result<(::url::Url, Instance), (TargetError, Option<String>)> {
-    // Readiness requests go where the probes will go: for a sandboxed target, through the run network's bridge.
-    let client = crate::http::build_client(Duration::from_secs(5), launcher.interface().as_deref())
-        .map_err(|e| (TargetError::Client(e.to_string()), None))?;
+    tls: Option<&crate::tls::RunTls>,
+) -> Result<Ready, (TargetError, Option<String>)> {
     let timeout = start_timeout.unwrap_or_else(|| launcher.start_timeout(launch.challenge));
     let deadline = Instant::now() + timeout;
     let mark = launch.logs.mark();
-    let Spawned { base_url, mut instance } = launcher.spawn(launch).await.map_err(|e| (e, None))?;
+    let Spawned {
+        base_url,
+        plain_url,
+        mut instance,
+    } = launcher.spawn(launch).await.map_err(|e| (e, None))?;
+    let (base_url, plain_url, client_tls) = tls_addresses(base_url, plain_url, tls);
+    // Readiness requests go where the probes will go: for a sandboxed target, through the run network's bridge;
+    // over TLS, trusting only the run's authority.
+    let client = match crate::http::build_client(
+        Duration::from_secs(5),
+        launcher.interface().as_deref(),
+        client_tls.as_ref(),
+    ) {
+        Ok(client) => client,
+        Err(e) => {
+            instance.stop(Duration::from_secs(2)).await;
+            return Err((TargetError::Client(e.to_string()), None));
+        }
+    };
     let waited = match &base_url {
         Some(url) => {
             let ready = &launch.challenge.spec.service.ready;
             match ready::wait_until_ready(ready, url, &client, deadline, &mut instance).await {
-                Ok(()) => return Ok((url.clone(), instance)),
+                Ok(()) => {
+                    return Ok(Ready {
+                        base_url: url.clone(),
+                        plain_url,
+                        tls_ip: client_tls.map(|t| t.ip),
+                        instance,
+                    });
+                }
                 Err(reason) => reason,
             }
         }

@@ -244,6 +244,8 @@ pub enum StepKind {
     Serve,
     /// The calls a runner-hosted server received were checked.
     Calls,
+    /// A TLS handshake offered one protocol version.
+    Handshake,
 }
 
 /// A value a step captured.

@@ -25,6 +25,7 @@ mod resource;
 mod sessions;
 mod shutdown;
 mod status;
+mod tls;
 mod upstream;
 mod webhooks;
 
@@ -930,6 +931,43 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "author-books-unindexed",
         "books.author_id has no index: an author's books are found by a full scan",
     ),
+    // tls
+    (
+        "own-certificate",
+        "HTTPS is served with a self-signed certificate made at build time, not the one in TLS_CERT",
+    ),
+    ("hello-404", "GET /hello is not routed over HTTPS (404)"),
+    (
+        "tls12-refused",
+        "only TLS 1.3 is served: clients limited to TLS 1.2 cannot connect",
+    ),
+    ("tls13-refused", "only TLS 1.2 is served"),
+    (
+        "legacy-tls-accepted",
+        "TLS 1.0 and 1.1 ClientHellos are answered with a ServerHello of that version",
+    ),
+    ("hsts-missing", "HTTPS answers carry no Strict-Transport-Security"),
+    ("hsts-short", "Strict-Transport-Security has max-age=300"),
+    (
+        "hsts-on-http",
+        "the plain-HTTP redirect carries Strict-Transport-Security too",
+    ),
+    (
+        "redirect-302",
+        "plain-HTTP GETs are redirected with 302 (temporary) instead of 301",
+    ),
+    (
+        "redirect-301-always",
+        "plain-HTTP POSTs are redirected with 301, which clients follow with a GET",
+    ),
+    (
+        "redirect-drops-query",
+        "the redirect to HTTPS keeps the path but drops the query",
+    ),
+    (
+        "http-served",
+        "the plain-HTTP port serves the app instead of redirecting",
+    ),
     // graphql-endpoint
     (
         "gql-content-type-html",
@@ -1107,6 +1145,47 @@ pub(crate) struct App {
 
 pub(crate) type Shared = Arc<App>;
 
+/// Serves the app over HTTPS on `listener` and redirects on the plain-HTTP port, until `shutdown`.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    tls: tls::Setup,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let local = listener.local_addr()?;
+    let plain = tokio::net::TcpListener::bind((local.ip(), tls.http_port)).await?;
+    let plain_app = if tls.http_served {
+        router.clone()
+    } else {
+        tls.redirects(local.port())
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut plain_stopped = stopped.clone();
+    let plain_task = tokio::spawn(
+        axum::serve(
+            plain,
+            plain_app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = plain_stopped.wait_for(|s| *s).await;
+        })
+        .into_future(),
+    );
+    let app = tls
+        .secure(router)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = tls.listener(listener).tap_io(|_| {});
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        })
+        .await;
+    plain_task.abort();
+    served
+}
+
 /// The whole reference service as an axum router.
 pub fn router(config: Config) -> Router {
     router_with(config, tokio::sync::watch::channel(false).1, Arc::default())
@@ -1169,6 +1248,7 @@ fn router_with(
         .merge(injection::routes())
         .merge(graphql::routes())
         .merge(integrity::routes())
+        .merge(tls::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {
             status::error(&app, StatusCode::NOT_FOUND, "there is nothing at this URL")
@@ -1218,8 +1298,18 @@ pub async fn serve_until(
         }
     };
     let slow_exit = config.has("slow-exit");
-    let app = router_with(config, watch, busy).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let tls = match tls::Setup::new(&config).transpose() {
+        Ok(tls) => tls,
+        Err(reason) => return Err(std::io::Error::other(reason)),
+    };
+    let router = router_with(config, watch, busy);
+    let served = match tls {
+        None => {
+            let app = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+        }
+        Some(tls) => serve_tls(listener, router, tls, shutdown).await,
+    };
     if slow_exit {
         // A shutdown hook that waits "for the load balancer" long after the last request.
         tokio::time::sleep(std::time::Duration::from_secs(4)).await;

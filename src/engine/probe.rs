@@ -22,6 +22,8 @@ pub struct Context<'a> {
     pub service: &'a tokio::sync::Mutex<crate::target::Service>,
     /// The service's base URL (changes when a restarted container gets a new address).
     pub base: std::sync::RwLock<Url>,
+    /// Where the plain-HTTP listener of a service with `service.tls` answers.
+    pub plain: std::sync::RwLock<Option<Url>>,
     /// The service's output mark when the probe began: `logs` steps read what came after it.
     pub output_mark: u64,
     /// The per-request timeout.
@@ -41,10 +43,25 @@ impl Context<'_> {
         }
     }
 
+    /// Where a request goes: the plain-HTTP listener for `plain: true`, else the base URL.
+    pub fn base_for(&self, request: &crate::spec::model::RequestSpec) -> Url {
+        let plain = match self.plain.read() {
+            Ok(plain) => plain.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        match plain {
+            Some(plain) if request.plain => plain,
+            _ => self.base(),
+        }
+    }
+
     /// Records where the service answers after a restart.
-    pub fn set_base(&self, url: Url) {
+    pub fn set_base(&self, url: Url, plain: Option<Url>) {
         if let Ok(mut base) = self.base.write() {
             *base = url;
+        }
+        if let Ok(mut old) = self.plain.write() {
+            *old = plain;
         }
     }
 }

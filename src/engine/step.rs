@@ -3,6 +3,7 @@
 
 mod burst;
 mod calls;
+mod handshake;
 mod image;
 mod logs;
 mod poll;
@@ -50,6 +51,7 @@ pub(super) async fn run(number: usize, step: &Step, vars: &mut Vars, ctx: &Conte
         Action::Image(image) => image::run(number, image, ctx).await,
         Action::Serve(serve) => serve::run(number, serve, vars, ctx).await,
         Action::Calls(calls) => calls::run(number, calls, vars, ctx).await,
+        Action::Handshake(handshake) => handshake::run(number, handshake, ctx).await,
     }
 }
 

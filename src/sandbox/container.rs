@@ -27,6 +27,8 @@ pub struct Container {
     pub name: String,
     /// Where probes reach the service; `None` when it exited before it got an address.
     pub base_url: Option<Url>,
+    /// Where its plain-HTTP listener answers (a service with `service.tls`).
+    pub plain_url: Option<Url>,
     /// The container's output (the last MiB, control sequences stripped when read).
     pub logs: LogBuffer,
     keep: bool,
@@ -84,6 +86,10 @@ impl Sandbox {
         let port = challenge.spec.service.port;
         let mut env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("PORT={port}"));
+        let http_port = challenge.spec.service.tls.as_ref().map(|tls| tls.http_port);
+        if let Some(http_port) = http_port {
+            env.push(format!("HTTP_PORT={http_port}"));
+        }
         // The challenge's data folder: a volume of this run, kept across restarts, removed with the run.
         let mounts = challenge.spec.service.data.as_ref().map(|path| {
             env.push(format!("DATA_DIR={path}"));
@@ -97,7 +103,10 @@ impl Sandbox {
         let mut labels = self.labels();
         labels.insert("dev.proctor.challenge".to_string(), challenge.id.clone());
         let published = self.mode == NetworkMode::Published;
-        let port_key = format!("{port}/tcp");
+        let port_keys: Vec<String> = std::iter::once(port)
+            .chain(http_port)
+            .map(|p| format!("{p}/tcp"))
+            .collect();
         let host_config = HostConfig {
             memory: Some(limits.memory as i64),
             // Swap equal to memory: no swap on top of the limit.
@@ -126,13 +135,16 @@ impl Sandbox {
                 ])),
             }),
             port_bindings: published.then(|| {
-                HashMap::from([(
-                    port_key.clone(),
-                    Some(vec![PortBinding {
-                        host_ip: Some("127.0.0.1".to_string()),
-                        host_port: Some(String::new()),
-                    }]),
-                )])
+                port_keys
+                    .iter()
+                    .map(|key| {
+                        let binding = PortBinding {
+                            host_ip: Some("127.0.0.1".to_string()),
+                            host_port: Some(String::new()),
+                        };
+                        (key.clone(), Some(vec![binding]))
+                    })
+                    .collect()
             }),
             ..Default::default()
         };
@@ -140,7 +152,7 @@ impl Sandbox {
             image: Some(image.to_string()),
             env: Some(env),
             labels: Some(labels),
-            exposed_ports: published.then(|| vec![port_key]),
+            exposed_ports: published.then_some(port_keys),
             host_config: Some(host_config),
             networking_config: Some(NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(network.to_string(), EndpointSettings::default())])),
@@ -201,12 +213,27 @@ impl Sandbox {
             docker: self.docker.clone(),
             name,
             base_url: None,
+            plain_url: None,
             logs,
             keep: self.keep,
             log_task,
         };
-        match self.address(&created.id, &network, challenge.spec.service.port).await {
-            Ok(url) => container.base_url = Some(url),
+        let http_port = challenge.spec.service.tls.as_ref().map(|tls| tls.http_port);
+        let addresses = match self.address(&created.id, &network, challenge.spec.service.port).await {
+            Ok(url) => match http_port {
+                Some(port) => self
+                    .address(&created.id, &network, port)
+                    .await
+                    .map(|plain| (url, Some(plain))),
+                None => Ok((url, None)),
+            },
+            Err(e) => Err(e),
+        };
+        match addresses {
+            Ok((url, plain)) => {
+                container.base_url = Some(url);
+                container.plain_url = plain;
+            }
             // A container that already exited has no address; the caller reports how it ended.
             Err(_) if container.exited().await.is_some() => {}
             Err(e) => {

@@ -49,6 +49,7 @@ impl ContainerLauncher {
             .await?;
         Ok(Spawned {
             base_url: container.base_url.clone(),
+            plain_url: container.plain_url.clone(),
             instance: Instance::Container(Box::new(container)),
         })
     }

@@ -131,9 +131,10 @@ impl ProcessLauncher {
 
     pub(super) fn spawn(&self, launch: &Launch<'_>) -> Result<Spawned, TargetError> {
         let port = port_or_free(launch.port)?;
+        let http_port = launch.local_http_port()?;
         let process = ServiceProcess::spawn(
             &self.command,
-            &launch.local_env(port),
+            &launch.local_env(port, http_port),
             &launch.removed,
             launch.logs.clone(),
         )
@@ -143,6 +144,7 @@ impl ProcessLauncher {
         })?;
         Ok(Spawned {
             base_url: Some(local_url(port)),
+            plain_url: http_port.map(local_url),
             instance: Instance::Process(Box::new(process)),
         })
     }

@@ -33,7 +33,8 @@ impl ReferenceLauncher {
             .await
             .map_err(TargetError::Port)?;
         let port = listener.local_addr().map_err(TargetError::Port)?.port();
-        let env: BTreeMap<String, String> = launch.local_env(port).into_iter().collect();
+        let http_port = launch.local_http_port()?;
+        let env: BTreeMap<String, String> = launch.local_env(port, http_port).into_iter().collect();
         let mut config =
             proctor_reference::Config::new(env, &self.defects).map_err(|e| TargetError::Reference(e.to_string()))?;
         let logs = launch.logs.clone();
@@ -45,6 +46,7 @@ impl ReferenceLauncher {
         }));
         Ok(Spawned {
             base_url: Some(local_url(port)),
+            plain_url: http_port.map(local_url),
             instance: Instance::Reference(ReferenceTask { task, shutdown }),
         })
     }

@@ -17,6 +17,7 @@ impl UrlLauncher {
     pub(super) fn spawn(&self) -> Spawned {
         Spawned {
             base_url: Some(self.url.clone()),
+            plain_url: None,
             instance: Instance::External,
         }
     }

@@ -959,6 +959,34 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
         "author-books-unindexed",
         &["an-authors-books-are-found-by-index@6"],
     ),
+    (
+        "tls",
+        "own-certificate",
+        &[
+            "https-answers-carry-hsts@1",
+            "https-with-the-run-certificate@1",
+            "tls-1-2-and-1-3-are-accepted@1",
+        ],
+    ),
+    ("tls", "hello-404", &["https-with-the-run-certificate@1"]),
+    ("tls", "tls12-refused", &["tls-1-2-and-1-3-are-accepted@1"]),
+    ("tls", "tls13-refused", &["tls-1-2-and-1-3-are-accepted@2"]),
+    ("tls", "legacy-tls-accepted", &["tls-1-0-and-1-1-are-refused@1"]),
+    ("tls", "hsts-missing", &["https-answers-carry-hsts@1"]),
+    ("tls", "hsts-short", &["https-answers-carry-hsts@1"]),
+    ("tls", "hsts-on-http", &["no-hsts-over-plain-http@1"]),
+    ("tls", "redirect-302", &["plain-http-redirects-to-https@1"]),
+    ("tls", "redirect-301-always", &["plain-http-writes-keep-their-method@1"]),
+    ("tls", "redirect-drops-query", &["plain-http-redirects-to-https@1"]),
+    (
+        "tls",
+        "http-served",
+        &[
+            "no-hsts-over-plain-http@1",
+            "plain-http-redirects-to-https@1",
+            "plain-http-writes-keep-their-method@1",
+        ],
+    ),
 ];
 
 // Several threads: the reference services run in this runtime, and one run's busy moment (hashing, a burst of

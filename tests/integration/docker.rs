@@ -1005,8 +1005,8 @@ async fn a_container_restarts_as_a_new_instance_and_the_old_one_is_gone() {
         1
     );
     assert_eq!(service.exited().await, None);
-    let client =
-        proctor::http::build_client(Duration::from_secs(5), sandbox.probe_interface().as_deref()).expect("client");
+    let client = proctor::http::build_client(Duration::from_secs(5), sandbox.probe_interface().as_deref(), None)
+        .expect("client");
     let url = service.base_url().join("quote").expect("url");
     let status = client
         .get(url)

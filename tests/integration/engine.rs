@@ -212,12 +212,13 @@ async fn a_client_bound_to_a_device_cannot_reach_anything_through_another() {
         body: None,
         base_path: String::new(),
     };
-    let free = proctor::http::Http::new(Duration::from_secs(2), 1 << 20, None).expect("client");
+    let free = proctor::http::Http::new(Duration::from_secs(2), 1 << 20, None, None).expect("client");
     assert!(
         free.send(&request).await.is_ok(),
         "the unbound client reaches the loopback server"
     );
-    let bound = proctor::http::Http::new(Duration::from_secs(2), 1 << 20, Some("prx-missing".into())).expect("client");
+    let bound =
+        proctor::http::Http::new(Duration::from_secs(2), 1 << 20, Some("prx-missing".into()), None).expect("client");
     match bound.send(&request).await {
         Ok(response) => panic!("a request left through another device: {}", response.status),
         Err(no) => assert!(no.message.contains("could not connect"), "{}", no.message),

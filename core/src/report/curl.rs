@@ -208,6 +208,10 @@ pub fn replay(steps: &[StepReport]) -> Vec<String> {
                 "# proctor checks what its own server received: read your stand-in's log to see what your service sent"
                     .to_string(),
             ),
+            (StepKind::Handshake, _) => lines.push(
+                "# offer one TLS version by hand: openssl s_client -connect <host>:<port> -tls1_1 (-tls1, -tls1_2, -tls1_3)"
+                    .to_string(),
+            ),
             (StepKind::Restart | StepKind::Stop | StepKind::Start | StepKind::Logs | StepKind::Image, _) => {
                 lines.push("# proctor does this to the service itself: do it by hand here".to_string())
             }

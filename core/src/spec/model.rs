@@ -88,6 +88,19 @@ pub struct ServiceSpec {
     /// the run mounted at this absolute path; for a local process or the reference, a fresh temporary folder.
     /// Its path is in the service's env as `DATA_DIR`. Removed with the run.
     pub data: Option<String>,
+    /// Serve HTTPS: proctor makes a certificate authority and a certificate for the run, passes them in the env
+    /// (`TLS_CERT`, `TLS_KEY`, PEM) and probes trust only that authority. The service then serves HTTPS on its
+    /// port and plain HTTP on a second one.
+    pub tls: Option<TlsSpec>,
+}
+
+/// A service that serves HTTPS on its port and plain HTTP on another.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// The container port of the plain-HTTP listener (a local process gets a free port as `HTTP_PORT`; a
+    /// container gets this one).
+    pub http_port: u16,
 }
 
 impl Default for ServiceSpec {
@@ -100,6 +113,7 @@ impl Default for ServiceSpec {
             request_timeout: default_request_timeout(),
             limits: Limits::default(),
             data: None,
+            tls: None,
         }
     }
 }
@@ -225,6 +239,9 @@ pub struct StepSpec {
     pub calls: Option<CallsSpec>,
     /// Request steps: sign the request as a Standard Webhooks sender does (or deliberately wrongly).
     pub sign: Option<SignSpec>,
+    /// Offer the service one TLS protocol version on a fresh connection and check whether it is accepted
+    /// (challenges with `service.tls`).
+    pub handshake: Option<HandshakeSpec>,
     /// Request steps with `repeat`: record the median response time of the repeats, or compare it with one
     /// recorded earlier in the probe (relative to the service itself, never an absolute time).
     pub timing: Option<TimingSpec>,
@@ -401,6 +418,45 @@ pub struct SignatureCheck {
     pub secret: String,
     /// How far `webhook-timestamp` may be from the time the call arrived (default 5s).
     pub tolerance: Option<Dur>,
+}
+
+/// A TLS handshake offering exactly one protocol version.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HandshakeSpec {
+    /// The version offered.
+    pub version: TlsVersion,
+    /// `true`: the service must complete the handshake (1.2, 1.3: verified against the run's authority) or
+    /// answer with a ServerHello of that version (1.0, 1.1); `false`: it must refuse it.
+    pub accepted: bool,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+pub enum TlsVersion {
+    /// TLS 1.0 (RFC 2246), deprecated by RFC 8996.
+    #[serde(rename = "1.0")]
+    V1_0,
+    /// TLS 1.1 (RFC 4346), deprecated by RFC 8996.
+    #[serde(rename = "1.1")]
+    V1_1,
+    /// TLS 1.2 (RFC 5246).
+    #[serde(rename = "1.2")]
+    V1_2,
+    /// TLS 1.3 (RFC 8446).
+    #[serde(rename = "1.3")]
+    V1_3,
+}
+
+impl std::fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsVersion::V1_0 => "TLS 1.0",
+            TlsVersion::V1_1 => "TLS 1.1",
+            TlsVersion::V1_2 => "TLS 1.2",
+            TlsVersion::V1_3 => "TLS 1.3",
+        })
+    }
 }
 
 /// The median response time of a repeated request: recorded for later steps, or bounded by one recorded earlier
@@ -585,6 +641,9 @@ pub struct RequestSpec {
     pub body: Option<String>,
     /// A form body (`application/x-www-form-urlencoded`).
     pub form: Option<IndexMap<String, Text>>,
+    /// Send over plain HTTP to the service's HTTP port instead of HTTPS (challenges with `service.tls`).
+    #[serde(default)]
+    pub plain: bool,
 }
 
 fn default_method() -> String {

@@ -58,6 +58,8 @@ pub enum Action {
     Serve(ServeSpec),
     /// Check the calls a runner-hosted server received.
     Calls(Box<Calls>),
+    /// Offer one TLS version and check whether the service accepts it.
+    Handshake(crate::spec::model::HandshakeSpec),
 }
 
 /// A calls step.
@@ -213,6 +215,10 @@ pub fn compile_step(step: &StepSpec) -> Step {
             (_, _, _, Some(logs)) => Action::Logs(logs.clone()),
             _ if step.image.is_some() => Action::Image(step.image.clone().unwrap_or_default()),
             _ if step.serve.is_some() => Action::Serve(step.serve.clone().unwrap_or_default()),
+            _ if step.handshake.is_some() => match step.handshake.clone() {
+                Some(handshake) => Action::Handshake(handshake),
+                None => Action::Wait(WaitSpec::default()),
+            },
             _ if step.calls.is_some() => {
                 let spec = step.calls.clone().unwrap_or_default();
                 let each = spec.each.clone().unwrap_or_default();

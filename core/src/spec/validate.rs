@@ -15,11 +15,14 @@ use super::template::{BUILTINS, json_strings, placeholders};
 pub const MAX_BURST: u32 = 10_000;
 /// The most connections one burst may open at once.
 pub const MAX_CONCURRENCY: u32 = 1_000;
-/// Environment variables a spec may not set: `PORT` is proctor's, the others change which program starts or
+/// Environment variables a spec may not set: `PORT`, `DATA_DIR` and the TLS ones are proctor's, the others change which program starts or
 /// how the shell that starts it behaves (`LD_*` and `DYLD_*` are refused as well).
 pub const RESERVED_ENV: &[&str] = &[
     "PORT",
     "DATA_DIR",
+    "HTTP_PORT",
+    "TLS_CERT",
+    "TLS_KEY",
     "PATH",
     "IFS",
     "ENV",
@@ -135,6 +138,20 @@ impl Validator<'_> {
                     ),
                 );
             }
+        }
+        if spec.service.tls.is_some() && spec.service.ready.http.is_none() {
+            self.problem(
+                "service.ready",
+                "a service with `service.tls` is ready when `{ http: PATH }` answers over HTTPS",
+            );
+        }
+        if let Some(tls) = &spec.service.tls
+            && (tls.http_port == 0 || tls.http_port == spec.service.port)
+        {
+            self.problem(
+                "service.tls.http_port",
+                "the plain-HTTP port is a port from 1 to 65535 other than `service.port` (which serves HTTPS)",
+            );
         }
         for (field, message) in crate::limits::check(&spec.service.limits) {
             self.problem(format!("service.limits.{field}"), message);
@@ -731,6 +748,7 @@ impl Validator<'_> {
             ("image", step.image.is_some()),
             ("serve", step.serve.is_some()),
             ("calls", step.calls.is_some()),
+            ("handshake", step.handshake.is_some()),
         ]
         .into_iter()
         .filter_map(|(kind, present)| present.then_some(kind))
@@ -739,8 +757,8 @@ impl Validator<'_> {
             [] => {
                 return self.problem(
                     at,
-                    "a step needs one of `request`, `wait`, `restart`, `stop`, `start`, `logs`, `image`, `serve` \
-                     or `calls`",
+                    "a step needs one of `request`, `wait`, `restart`, `stop`, `start`, `logs`, `image`, `serve`, \
+                     `calls` or `handshake`",
                 );
             }
             [_] => {}
@@ -771,6 +789,25 @@ impl Validator<'_> {
             }
         }
         self.lifecycle(at, step, scope);
+        let tls = self.spec.service.tls.is_some();
+        if step.burst.is_some() && tls {
+            self.problem(
+                format!("{at}.burst"),
+                "a burst is sent over plain HTTP/1.1 connections; it cannot reach a service with `service.tls`",
+            );
+        }
+        if step.handshake.is_some() && !tls {
+            self.problem(
+                format!("{at}.handshake"),
+                "a handshake needs `service.tls` (the service serves HTTPS)",
+            );
+        }
+        if step.request.as_ref().is_some_and(|r| r.plain) && !tls {
+            self.problem(
+                format!("{at}.request.plain"),
+                "`plain` sends to the plain-HTTP port of a service with `service.tls`; this one has none",
+            );
+        }
         if let Some(serve) = &step.serve {
             self.serve(&format!("{at}.serve"), serve, scope);
         }

@@ -32,7 +32,7 @@ pub(super) async fn run(
     let mut body_bytes = 0usize;
     for i in 0..count {
         vars.index = Some(i);
-        let one = prepare(request, vars, &ctx.base());
+        let one = prepare(request, vars, &ctx.base_for(request));
         vars.index = None;
         match one {
             Ok(p) => {

@@ -22,7 +22,7 @@ pub(super) async fn run(number: usize, spec: &RestartSpec, vars: &mut Vars, ctx:
             for (name, value) in &changes {
                 vars.set_env(name, value.clone());
             }
-            ctx.set_base(service.base_url().clone());
+            ctx.set_base(service.base_url().clone(), service.plain_url().cloned());
             report.passed = true;
             (report, Ending::Passed)
         }

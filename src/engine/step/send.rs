@@ -31,7 +31,7 @@ pub(super) async fn run(
     let mut elapsed = Vec::with_capacity(if send.timing.is_some() { times } else { 0 });
     for i in 0..times {
         vars.index = send.repeat.map(|_| i);
-        let prepared = prepare(request, vars, &ctx.base());
+        let prepared = prepare(request, vars, &ctx.base_for(request));
         vars.index = None;
         let prepared = match prepared {
             Ok(mut p) => {

@@ -27,7 +27,7 @@ pub(super) async fn run(number: usize, stop: &Stop, vars: &mut Vars, ctx: &Conte
         signal_after = in_flight.signal_after.map_or(DEFAULT_SIGNAL_AFTER, |d| d.0);
         for i in 0..count {
             vars.index = Some(i);
-            let one = prepare(&in_flight.request, vars, &ctx.base());
+            let one = prepare(&in_flight.request, vars, &ctx.base_for(&in_flight.request));
             vars.index = None;
             match one {
                 Ok(p) => prepared.push(p),
@@ -50,7 +50,7 @@ pub(super) async fn run(number: usize, stop: &Stop, vars: &mut Vars, ctx: &Conte
     let mut report = step_report(number, label, StepKind::Stop);
     report.request = prepared.first().map(|p| p.record());
     let during = match &spec.during {
-        Some(during) => match prepare(&during.request, vars, &ctx.base()) {
+        Some(during) => match prepare(&during.request, vars, &ctx.base_for(&during.request)) {
             Ok(p) => Some((p, during.after.map_or(Duration::from_millis(300), |d| d.0), during)),
             Err(e) => {
                 report.error = Some(e);
