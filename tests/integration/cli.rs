@@ -209,6 +209,18 @@ fn on_github_actions_failures_become_annotations_and_the_summary_is_appended() {
 }
 
 #[test]
+fn a_tls_challenge_needs_a_service_proctor_starts() {
+    // The certificate is made for the run and given in the env: a running service cannot receive it.
+    proctor()
+        .args(["run", "tls", "--url", "http://127.0.0.1:9", "--color", "never"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::contains(
+            "giving the service the run's TLS certificate is not possible for http://127.0.0.1:9/",
+        ));
+}
+
+#[test]
 fn the_committed_schemas_are_current() {
     let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/challenge.schema.json"))
         .expect("committed");
