@@ -51,10 +51,12 @@ cat > "$WORK/engine.yaml" <<YAML
 title: engine benchmark
 question: { number: 1, text: benchmark }
 brief: benchmark
+rules: [{ id: reads, text: benchmark }]
 probes:
   - id: reads
     title: reads
     category: bench
+    rules: [reads]
     why: benchmark
     hint: benchmark
     steps:

@@ -194,9 +194,9 @@ pub async fn run_challenge(
             let (env, ctx) = {
                 let running = service.lock().await;
                 // `{{env.PORT}}` is the port the service was actually given (a free one for --cmd, the URL's for
-                // --url); `{{env.NAME}}` follows the env as steps changed it.
+                // --url, the container's own in Docker); `{{env.NAME}}` follows the env as steps changed it.
                 let mut env = running.env().clone();
-                if let Some(port) = running.base_url().port_or_known_default() {
+                if let Some(port) = running.port_given() {
                     env.insert("PORT".to_string(), port.to_string());
                 }
                 // A probe that reads the output starts reading where the output of earlier probes has arrived:

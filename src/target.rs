@@ -504,6 +504,15 @@ impl Service {
         &self.base_url
     }
 
+    /// The port the service was given: a container's own port (whatever port it is published on), else the port
+    /// probes reach.
+    pub fn port_given(&self) -> Option<u16> {
+        match self.launcher.as_ref() {
+            Launcher::Container(_) => Some(self.challenge.spec.service.port),
+            _ => self.base_url.port_or_known_default(),
+        }
+    }
+
     /// Where the plain-HTTP listener of a service with `service.tls` answers.
     pub fn plain_url(&self) -> Option<&::url::Url> {
         self.plain_url.as_ref()

@@ -933,6 +933,18 @@ pub const DEFECTS: &[(&str, &str)] = &[
     ),
     // tls
     (
+        "hsts-success-only",
+        "Strict-Transport-Security is added to successful answers only, not to errors",
+    ),
+    (
+        "redirect-get-post-only",
+        "only GET and POST are redirected over plain HTTP; other methods answer 405",
+    ),
+    (
+        "redirect-plain-port",
+        "the redirect keeps the request's port, which is the plain-HTTP one",
+    ),
+    (
         "own-certificate",
         "HTTPS is served with a self-signed certificate made at build time, not the one in TLS_CERT",
     ),

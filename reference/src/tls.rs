@@ -36,6 +36,8 @@ pub(crate) struct Setup {
     /// The plain-HTTP port.
     pub(crate) http_port: u16,
     hsts: Option<&'static str>,
+    /// HSTS only on successful answers (the `hsts-success-only` defect).
+    hsts_success_only: bool,
     redirect: Redirect,
     legacy_accepted: bool,
     /// The plain port serves the app itself (the `http-served` defect).
@@ -48,6 +50,10 @@ struct Redirect {
     other_status: StatusCode,
     keeps_query: bool,
     hsts: bool,
+    /// Only GET and POST are redirected; other methods answer 405 (the `redirect-get-post-only` defect).
+    get_post_only: bool,
+    /// The redirect keeps the request's (plain) port (the `redirect-plain-port` defect).
+    plain_port: bool,
 }
 
 impl Setup {
@@ -110,6 +116,7 @@ impl Setup {
             acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
             http_port,
             hsts,
+            hsts_success_only: config.has("hsts-success-only"),
             redirect: Redirect {
                 get_status: if config.has("redirect-302") {
                     StatusCode::FOUND
@@ -123,6 +130,8 @@ impl Setup {
                 },
                 keeps_query: !config.has("redirect-drops-query"),
                 hsts: config.has("hsts-on-http"),
+                get_post_only: config.has("redirect-get-post-only"),
+                plain_port: config.has("redirect-plain-port"),
             },
             legacy_accepted: config.has("legacy-tls-accepted"),
             http_served: config.has("http-served"),
@@ -131,12 +140,15 @@ impl Setup {
 
     /// The app over HTTPS: every answer carries HSTS (unless a defect drops it).
     pub(crate) fn secure(&self, app: Router) -> Router {
+        let success_only = self.hsts_success_only;
         match self.hsts {
             Some(value) => app.layer(axum::middleware::map_response(
                 move |mut response: Response| async move {
-                    response
-                        .headers_mut()
-                        .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(value));
+                    if !success_only || response.status().is_success() {
+                        response
+                            .headers_mut()
+                            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(value));
+                    }
                     response
                 },
             )),
@@ -175,13 +187,25 @@ async fn redirect(
         (true, Some(pq)) => pq.as_str().to_string(),
         _ => uri.path().to_string(),
     };
+    if redirect.get_post_only && !matches!(method, Method::GET | Method::POST) {
+        return (StatusCode::METHOD_NOT_ALLOWED, [(header::ALLOW, "GET, POST")]).into_response();
+    }
     let status = if matches!(method, Method::GET | Method::HEAD) {
         redirect.get_status
     } else {
         redirect.other_status
     };
     let mut response = status.into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("https://{host}:{https_port}{target}")) {
+    let port = match redirect.plain_port {
+        true => headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.rsplit_once(':'))
+            .and_then(|(_, port)| port.parse().ok())
+            .unwrap_or(https_port),
+        false => https_port,
+    };
+    if let Ok(location) = HeaderValue::from_str(&format!("https://{host}:{port}{target}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     if redirect.hsts {

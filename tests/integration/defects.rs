@@ -987,6 +987,23 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
             "plain-http-writes-keep-their-method@1",
         ],
     ),
+    ("tls", "hsts-success-only", &["https-answers-carry-hsts@2"]),
+    (
+        "tls",
+        "redirect-get-post-only",
+        &[
+            "plain-http-redirects-to-https@2",
+            "plain-http-writes-keep-their-method@2",
+        ],
+    ),
+    (
+        "tls",
+        "redirect-plain-port",
+        &[
+            "plain-http-redirects-to-https@1",
+            "plain-http-writes-keep-their-method@1",
+        ],
+    ),
 ];
 
 // Several threads: the reference services run in this runtime, and one run's busy moment (hashing, a burst of

@@ -28,6 +28,17 @@ const CANDIDATES: &[(&str, &str, &[&str])] = &[
         "denormalised-author-name",
         &["a-rename-shows-everywhere"],
     ),
+    // Found by this candidate: a Location on the plain port, HSTS missing on errors and HEAD/PUT/DELETE left
+    // unredirected all passed; the probes now pin the HTTPS port, read an error's HSTS and send every method.
+    ("tls", "", &[]),
+    ("tls", "hsts-on-both-listeners", &["no-hsts-over-plain-http"]),
+    ("tls", "legacy-tls-versions", &["tls-1-0-and-1-1-are-refused"]),
+    (
+        "tls",
+        "redirect-301-all-methods",
+        &["plain-http-writes-keep-their-method"],
+    ),
+    ("tls", "hsts-rollout-max-age", &["https-answers-carry-hsts"]),
     ("graphql-endpoint", "", &[]),
     ("graphql-endpoint", "get-mutation-400", &["no-mutation-over-get"]),
     ("graphql-endpoint", "any-content-type", &["only-json-bodies"]),
