@@ -118,8 +118,9 @@ if docker version >/dev/null 2>&1; then
 title: first probe
 question: { number: 21, text: benchmark }
 brief: benchmark
+rules: [{ id: first, text: benchmark }]
 probes:
-  - { id: first, title: first, category: bench, why: benchmark, hint: benchmark, steps: [ { request: { path: /items }, expect: { status: 200 } } ] }
+  - { id: first, title: first, category: bench, rules: [first], why: benchmark, hint: benchmark, steps: [ { request: { path: /items }, expect: { status: 200 } } ] }
 YAML
   cat > "$WORK/bare.sh" <<'SH'
 #!/usr/bin/env bash

@@ -23,8 +23,8 @@ pub struct Prepared {
     pub url: Url,
     /// Headers, in spec order.
     pub headers: Vec<(String, String)>,
-    /// Body bytes.
-    pub body: Option<Vec<u8>>,
+    /// Body bytes (cheap to clone: a generated batch body can be tens of MiB).
+    pub body: Option<bytes::Bytes>,
     /// The path of the service's base URL without its final slash (empty at the root): a replay's `$BASE`
     /// stands for it.
     pub base_path: String,
@@ -134,7 +134,7 @@ pub fn prepare(spec: &RequestSpec, vars: &mut Vars, base: &Url) -> Result<Prepar
         if !has(&headers, "content-type") {
             headers.push(("Content-Type".into(), "application/json".into()));
         }
-        Some(template::render_body(json, &mut lookup)?.to_string().into_bytes())
+        Some(template::render_body(json, &mut lookup)?.into_bytes())
     } else if let Some(form) = &spec.form {
         if !has(&headers, "content-type") {
             headers.push(("Content-Type".into(), "application/x-www-form-urlencoded".into()));
@@ -157,10 +157,10 @@ pub fn prepare(spec: &RequestSpec, vars: &mut Vars, base: &Url) -> Result<Prepar
         None
     };
     Ok(Prepared {
+        body: body.map(bytes::Bytes::from),
         method: spec.method.clone(),
         url,
         headers,
-        body,
         base_path: base.path().trim_end_matches('/').to_string(),
     })
 }
@@ -232,12 +232,13 @@ impl Http {
                 .map_err(|_| NoResponse::service(format!("`{name}` is not a valid header name")))?;
             headers.append(name, value);
         }
+        let body = &prepared.body;
         let request = || {
             let mut request = self
                 .client
                 .request(method.clone(), prepared.url.clone())
                 .headers(headers.clone());
-            if let Some(body) = &prepared.body {
+            if let Some(body) = &body {
                 request = request.body(body.clone());
             }
             request

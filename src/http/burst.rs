@@ -65,7 +65,7 @@ async fn send_one(
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let body = Full::new(Bytes::from(request.body.clone().unwrap_or_default()));
+    let body = Full::new(request.body.clone().unwrap_or_default());
     let http_request = builder.body(body).map_err(|e| format!("invalid request: {e}"))?;
     let started = Instant::now();
     let response = sender

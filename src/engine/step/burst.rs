@@ -36,7 +36,7 @@ pub(super) async fn run(
         vars.index = None;
         match one {
             Ok(p) => {
-                let size = p.body.as_ref().map_or(0, Vec::len);
+                let size = p.body.as_ref().map_or(0, bytes::Bytes::len);
                 body_bytes += size;
                 // Requests of a burst are alike: judge by the first before building the others.
                 let expected = if i == 0 { size.saturating_mul(count) } else { body_bytes };

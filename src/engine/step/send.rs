@@ -139,7 +139,7 @@ fn sign(prepared: &mut crate::http::Prepared, spec: &crate::spec::model::SignSpe
     let timestamp = (now - spec.age.map_or(0, |d| d.0.as_secs()) + spec.ahead.map_or(0, |d| d.0.as_secs())).to_string();
     let signed = match &spec.signed_body {
         Some(body) => vars.render(body).into_bytes(),
-        None => prepared.body.clone().unwrap_or_default(),
+        None => prepared.body.as_ref().map(|b| b.to_vec()).unwrap_or_default(),
     };
     let mut signatures: Vec<String> = spec.extra.iter().map(|s| vars.render(s)).collect();
     signatures.push(crate::webhook::sign(&secret, &id, &timestamp, &signed));
