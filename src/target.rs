@@ -117,6 +117,9 @@ pub enum TargetError {
     /// The HTTP client could not be built.
     #[error("failed to build the HTTP client: {0}")]
     Client(String),
+    /// The run's TLS certificates could not be made.
+    #[error("{0}")]
+    Tls(String),
     /// The data folder of a process could not be made.
     #[error("failed to create the service's data folder")]
     DataDir(#[source] std::io::Error),
@@ -426,7 +429,7 @@ impl Service {
                 ));
             }
             Some(_) => {
-                let tls = crate::tls::RunTls::generate().map_err(|e| (TargetError::Client(e), None))?;
+                let tls = crate::tls::RunTls::generate().map_err(|e| (TargetError::Tls(e), None))?;
                 env.insert("TLS_CERT".to_string(), tls.cert_pem.clone());
                 env.insert("TLS_KEY".to_string(), tls.key_pem.clone());
                 Some(Arc::new(tls))
