@@ -366,6 +366,23 @@ pub struct ClientTls {
     pub verify: bool,
 }
 
+/// A TCP connection to the service, bound to `interface` when given (a sandbox network's bridge), for the steps
+/// that open their own connections (bursts, TLS handshakes).
+pub async fn connect_tcp(
+    address: std::net::SocketAddr,
+    interface: Option<&str>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    if let Some(interface) = interface {
+        socket.bind_device(Some(interface.as_bytes()))?;
+    }
+    socket.connect(address).await
+}
+
 /// A reqwest client configured for probing: nothing automatic between proctor and the service.
 pub fn build_client(
     timeout: Duration,

@@ -102,7 +102,9 @@ pub async fn handshake(
     timeout: Duration,
 ) -> Result<Handshake, String> {
     let attempt = async {
-        let stream = connect(addr, interface).await?;
+        let stream = crate::http::connect_tcp(addr, interface)
+            .await
+            .map_err(|e| format!("failed to connect to the service's TLS port: {e}"))?;
         match version {
             TlsVersion::V1_2 | TlsVersion::V1_3 => {
                 let versions: &[&'static rustls::SupportedProtocolVersion] = if version == TlsVersion::V1_2 {
@@ -126,24 +128,6 @@ pub async fn handshake(
             timeout.as_secs_f64()
         )))
     })
-}
-
-async fn connect(addr: SocketAddr, interface: Option<&str>) -> Result<tokio::net::TcpStream, String> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    }
-    .map_err(|e| e.to_string())?;
-    if let Some(interface) = interface {
-        socket
-            .bind_device(Some(interface.as_bytes()))
-            .map_err(|e| format!("failed to bind to {interface}: {e}"))?;
-    }
-    socket
-        .connect(addr)
-        .await
-        .map_err(|e| format!("failed to connect to the service's TLS port: {e}"))
 }
 
 /// The wire version of a legacy protocol: 0x0301 for TLS 1.0, 0x0302 for 1.1.

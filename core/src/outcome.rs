@@ -34,6 +34,15 @@ pub struct RunReport {
     pub probe_filter: Vec<String>,
 }
 
+impl RunReport {
+    /// Points earned and points possible over every challenge.
+    pub fn points(&self) -> (u32, u32) {
+        self.challenges
+            .iter()
+            .fold((0, 0), |(e, t), c| (e + c.score.earned, t + c.score.total))
+    }
+}
+
 /// One challenge graded against one target.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ChallengeReport {

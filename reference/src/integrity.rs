@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use rusqlite::{Connection, ErrorCode, OptionalExtension};
 use serde_json::{Value, json};
 
-use crate::{Config, Shared, json_response, problem};
+use crate::{Config, Shared, json_response, problem, problem_with};
 
 /// The authors and books, in an in-memory SQLite database.
 pub(crate) struct Database(Mutex<Connection>);
@@ -74,22 +74,7 @@ fn field_problem(status: StatusCode, field: &str, detail: &str, app: &Shared) ->
     if app.config.has("conflict-no-field") {
         return problem(status, detail);
     }
-    let body = json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "field": field,
-    });
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
+    problem_with(status, detail, &[("field", field)])
 }
 
 /// What a write that the database refused means for the client: a duplicate (409, naming the field) or a missing

@@ -1381,12 +1381,20 @@ pub(crate) fn with_allow(mut response: Response, allow: &'static str) -> Respons
 
 /// An RFC 9457 problem details response.
 pub(crate) fn problem(status: StatusCode, detail: &str) -> Response {
-    let body = serde_json::json!({
+    problem_with(status, detail, &[])
+}
+
+/// [`problem`] with extension members (RFC 9457 §3.2), such as the field at fault.
+pub(crate) fn problem_with(status: StatusCode, detail: &str, members: &[(&str, &str)]) -> Response {
+    let mut body = serde_json::json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("Error"),
         "status": status.as_u16(),
         "detail": detail,
     });
+    for (name, value) in members {
+        body[*name] = (*value).into();
+    }
     (
         status,
         [(

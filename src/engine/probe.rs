@@ -37,19 +37,12 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// The service's base URL now.
     pub fn base(&self) -> Url {
-        match self.base.read() {
-            Ok(base) => base.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        read(&self.base)
     }
 
     /// Where a request goes: the plain-HTTP listener for `plain: true`, else the base URL.
     pub fn base_for(&self, request: &crate::spec::model::RequestSpec) -> Url {
-        let plain = match self.plain.read() {
-            Ok(plain) => plain.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        match plain {
+        match read(&self.plain) {
             Some(plain) if request.plain => plain,
             _ => self.base(),
         }
@@ -63,6 +56,14 @@ impl Context<'_> {
         if let Ok(mut old) = self.plain.write() {
             *old = plain;
         }
+    }
+}
+
+/// A copy of what a lock holds (a poisoned lock still holds a value).
+fn read<T: Clone>(lock: &std::sync::RwLock<T>) -> T {
+    match lock.read() {
+        Ok(value) => value.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
     }
 }
 

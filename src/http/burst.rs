@@ -28,16 +28,7 @@ async fn connect(host: &str, port: u16, interface: Option<&str>) -> Result<SendR
         .map_err(failed)?
         .next()
         .ok_or_else(|| format!("could not connect: {host} has no address"))?;
-    let socket = if address.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
-    };
-    let socket = socket.map_err(failed)?;
-    if let Some(interface) = interface {
-        socket.bind_device(Some(interface.as_bytes())).map_err(failed)?;
-    }
-    let stream = socket.connect(address).await.map_err(failed)?;
+    let stream = crate::http::connect_tcp(address, interface).await.map_err(failed)?;
     let _ = stream.set_nodelay(true);
     let (sender, connection) = http1::handshake(TokioIo::new(stream))
         .await

@@ -38,10 +38,7 @@ pub fn commands(report: &RunReport) -> Vec<String> {
             ));
         }
     }
-    let (earned, total) = report
-        .challenges
-        .iter()
-        .fold((0, 0), |(e, t), c| (e + c.score.earned, t + c.score.total));
+    let (earned, total) = report.points();
     lines.push(format!("Points {earned}/{total}"));
     lines
 }

@@ -42,10 +42,7 @@ pub fn write(report: &RunReport, out: &mut dyn Write) -> io::Result<()> {
          <title>proctor report</title><style>{STYLE}</style></head><body>"
     )?;
     writeln!(out, "<h1>proctor report</h1>")?;
-    let (earned, total) = report
-        .challenges
-        .iter()
-        .fold((0, 0), |(e, t), c| (e + c.score.earned, t + c.score.total));
+    let (earned, total) = report.points();
     writeln!(
         out,
         "<p>{} challenge(s), {earned}/{total} points · seed <code>{}</code> (rerun with <code>--seed {}</code>) · \

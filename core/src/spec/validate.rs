@@ -80,6 +80,12 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The problem with a name chosen for a variable (in `vars`, a capture, a recorded timing), if there is one.
+fn variable_name_problem(name: &str) -> Option<String> {
+    (!is_identifier(name) || BUILTINS.iter().any(|(b, _)| *b == name) || name == "env")
+        .then(|| format!("`{name}` cannot be a variable name (a builtin, or not an identifier)"))
+}
+
 fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -690,11 +696,8 @@ impl Validator<'_> {
         let mut jwt_specs: std::collections::HashMap<&str, super::jwt::JwtSpec> = std::collections::HashMap::new();
         for (name, value) in &probe.vars {
             let field = format!("{at}.vars.{name}");
-            if !is_identifier(name) || BUILTINS.iter().any(|(b, _)| b == name) || name == "env" {
-                self.problem(
-                    &field,
-                    format!("`{name}` cannot be a variable name (a builtin, or not an identifier)"),
-                );
+            if let Some(message) = variable_name_problem(name) {
+                self.problem(&field, message);
             }
             match value {
                 VarSpec::Text(text) => self.uses(&field, text, &scope),
@@ -900,11 +903,8 @@ impl Validator<'_> {
                 }
                 for (name, capture) in &step.capture {
                     let field = format!("{at}.capture.{name}");
-                    if !is_identifier(name) || BUILTINS.iter().any(|(b, _)| b == name) || name == "env" {
-                        self.problem(
-                            &field,
-                            format!("`{name}` cannot be a variable name (a builtin, or not an identifier)"),
-                        );
+                    if let Some(message) = variable_name_problem(name) {
+                        self.problem(&field, message);
                     }
                     self.capture(&field, capture, scope);
                 }
@@ -1076,13 +1076,8 @@ impl Validator<'_> {
         if timing.record.is_none() && timing.at_most.is_none() {
             self.problem(at, "a timing needs `record`, `at_most` or both");
         }
-        if let Some(name) = &timing.record
-            && (!is_identifier(name) || BUILTINS.iter().any(|(b, _)| b == name) || name == "env")
-        {
-            self.problem(
-                format!("{at}.record"),
-                format!("`{name}` cannot be a variable name (a builtin, or not an identifier)"),
-            );
+        if let Some(message) = timing.record.as_deref().and_then(variable_name_problem) {
+            self.problem(format!("{at}.record"), message);
         }
         if let Some(bound) = &timing.at_most {
             if !(bound.factor.is_finite() && bound.factor > 0.0) {
