@@ -273,7 +273,7 @@ fn body_templates_define_index_inside_each_and_check_their_forms() {
 }
 
 #[test]
-fn timings_need_a_repeat_and_bound_by_a_recorded_median() {
+fn timings_need_a_repeat_and_bound_by_a_recorded_time() {
     let text = probe(concat!(
         "      - request: { path: /x }\n        repeat: 5\n        timing: { record: before }\n",
         "      - request: { path: /x }\n        timing: { at_most: { factor: 0, of: after } }\n",
@@ -295,7 +295,7 @@ fn timings_need_a_repeat_and_bound_by_a_recorded_median() {
         vec![
             (
                 at.to_string(),
-                "a timing takes the median of a `repeat` of at least 5 requests".to_string()
+                "a timing takes the fastest of a `repeat` of at least 5 requests".to_string()
             ),
             (
                 format!("{at}.at_most.factor"),

@@ -242,7 +242,7 @@ pub struct StepSpec {
     /// Offer the service one TLS protocol version on a fresh connection and check whether it is accepted
     /// (challenges with `service.tls`).
     pub handshake: Option<HandshakeSpec>,
-    /// Request steps with `repeat`: record the median response time of the repeats, or compare it with one
+    /// Request steps with `repeat`: record the fastest response time of the repeats, or compare it with one
     /// recorded earlier in the probe (relative to the service itself, never an absolute time).
     pub timing: Option<TimingSpec>,
 }
@@ -459,26 +459,27 @@ impl std::fmt::Display for TlsVersion {
     }
 }
 
-/// The median response time of a repeated request: recorded for later steps, or bounded by one recorded earlier
-/// (the same lookups among many rows against among few: an index keeps them level, a scan does not).
+/// The fastest response time of a repeated request: recorded for later steps, or bounded by one recorded earlier
+/// (the same lookups among many rows against among few: an index keeps them level, a scan does not). The fastest,
+/// because load from elsewhere on the machine only adds time, while a scan slows every repeat.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimingSpec {
-    /// Save the median, in milliseconds, as this variable.
+    /// Save the fastest time, in milliseconds, as this variable.
     pub record: Option<String>,
-    /// The median must be at most `factor` times a recorded median, plus `plus`.
+    /// The fastest time must be at most `factor` times a recorded one, plus `plus`.
     pub at_most: Option<TimingBound>,
 }
 
-/// A bound on a median response time relative to one recorded earlier.
+/// A bound on a fastest response time relative to one recorded earlier.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimingBound {
-    /// How many times the recorded median (more than 0).
+    /// How many times the recorded time (more than 0).
     pub factor: f64,
     /// The variable a `timing.record` of an earlier step saved.
     pub of: String,
-    /// Slack added to the bound, for medians of a millisecond or two (default 0).
+    /// Slack added to the bound, for times of a millisecond or two (default 0).
     pub plus: Option<Dur>,
 }
 

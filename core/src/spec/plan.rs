@@ -93,7 +93,7 @@ pub struct Send {
     pub repeat: Option<u32>,
     /// How the request is signed, if it is.
     pub sign: Option<SignSpec>,
-    /// The median response time to record or bound.
+    /// The fastest response time to record or bound.
     pub timing: Option<crate::spec::model::TimingSpec>,
 }
 

@@ -1068,10 +1068,10 @@ impl Validator<'_> {
         }
     }
 
-    /// A timing: on a repeated request (a median of at least 5), recording a valid name or bounding by one in scope.
+    /// A timing: on a repeated request (the fastest of at least 5), recording a valid name or bounding by one in scope.
     fn timing(&mut self, at: &str, timing: &crate::spec::model::TimingSpec, step: &StepSpec, scope: &Scope) {
         if step.repeat.is_none_or(|n| n < 5) || step.burst.is_some() || step.walk.is_some() || step.poll.is_some() {
-            self.problem(at, "a timing takes the median of a `repeat` of at least 5 requests");
+            self.problem(at, "a timing takes the fastest of a `repeat` of at least 5 requests");
         }
         if timing.record.is_none() && timing.at_most.is_none() {
             self.problem(at, "a timing needs `record`, `at_most` or both");

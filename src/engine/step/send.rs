@@ -80,7 +80,7 @@ pub(super) async fn run(
         }
     }
     if let Some(timing) = &send.timing
-        && !timed(timing, &mut elapsed, vars, &mut report)
+        && !timed(timing, &elapsed, vars, &mut report)
     {
         return (report, FAILED);
     }
@@ -88,27 +88,30 @@ pub(super) async fn run(
     (report, Ending::Passed)
 }
 
-/// Records the median response time, and checks it against a recorded one; false when the check fails.
+/// Records the fastest response time of the repeats, and checks it against a recorded one; false when the check
+/// fails. The fastest, not the median: load from elsewhere on the machine (a CI runner's other jobs) only adds time,
+/// so the fastest of many repeats is what the service's own work costs, while a scan of a grown table slows every
+/// one of them.
 fn timed(
     timing: &crate::spec::model::TimingSpec,
-    elapsed: &mut [std::time::Duration],
+    elapsed: &[std::time::Duration],
     vars: &mut Vars,
     report: &mut StepReport,
 ) -> bool {
-    elapsed.sort();
-    let median_ms = elapsed.get(elapsed.len() / 2).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let fastest_ms = elapsed.iter().min().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let seen = format!("{fastest_ms:.1} ms (the fastest of {})", elapsed.len());
     if let Some(bound) = &timing.at_most {
         let recorded: f64 = vars.lookup(&bound.of).and_then(|v| v.parse().ok()).unwrap_or(0.0);
         let plus_ms = bound.plus.map_or(0.0, |d| d.0.as_secs_f64() * 1000.0);
         let limit = bound.factor * recorded + plus_ms;
-        let passed = median_ms <= limit;
+        let passed = fastest_ms <= limit;
         report.checks.push(crate::expect::Check::new(
-            "median response time",
+            "fastest response time",
             format!(
-                "at most {limit:.1} ms ({} × {recorded:.1} ms, the median of `{}`, + {plus_ms:.0} ms)",
+                "at most {limit:.1} ms ({} × {recorded:.1} ms, the fastest of `{}`, + {plus_ms:.0} ms)",
                 bound.factor, bound.of
             ),
-            format!("{median_ms:.1} ms (the median of {})", elapsed.len()),
+            seen.clone(),
             passed,
         ));
         if !passed {
@@ -116,11 +119,11 @@ fn timed(
         }
     }
     if let Some(name) = &timing.record {
-        vars.set(name, format!("{median_ms:.3}"));
+        vars.set(name, format!("{fastest_ms:.3}"));
         report.checks.push(crate::expect::Check::new(
-            "median response time",
+            "fastest response time",
             format!("recorded as `{name}`"),
-            format!("{median_ms:.1} ms (the median of {})", elapsed.len()),
+            seen,
             true,
         ));
     }
