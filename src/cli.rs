@@ -207,6 +207,14 @@ pub struct RunArgs {
     /// Docker image to grade in the sandbox (must be on the engine already).
     #[arg(long, group = "target", help_heading = "Target (one of)")]
     pub image: Option<String>,
+    /// Submission folder with a Compose project (compose.yaml or docker-compose.yml): bring it up with the
+    /// Compose tool (the `docker compose` plugin or `docker-compose`), hardened, in the Docker sandbox, and grade
+    /// one of its services (--service).
+    #[arg(long, group = "target", help_heading = "Target (one of)")]
+    pub compose: Option<PathBuf>,
+    /// With --compose: the service to grade (needed when the project has several); it listens on the spec's port.
+    #[arg(long, value_name = "NAME", requires = "compose", help_heading = "Target (one of)")]
+    pub service: Option<String>,
     /// Listen with proctor's server NAME (a challenge's upstream or webhook receiver) on 127.0.0.1:PORT
     /// (repeatable); needed with --url, where the service must be started knowing the servers' addresses.
     #[arg(long, value_name = "NAME=PORT", value_parser = server_port)]
@@ -223,6 +231,18 @@ impl RunArgs {
     /// The target these flags describe, checked.
     pub fn target(&self) -> Result<Target, String> {
         let source = match (&self.url, &self.cmd, &self.path, &self.image) {
+            _ if self.compose.as_ref().is_some_and(|dir| !dir.is_dir()) => {
+                let dir = self
+                    .compose
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_default();
+                return Err(format!("--compose {dir}: no such folder"));
+            }
+            _ if self.compose.is_some() => DockerSource::Compose {
+                dir: self.compose.clone().unwrap_or_default(),
+                service: self.service.clone(),
+            },
             (Some(url), ..) if !matches!(url.scheme(), "http" | "https") => {
                 return Err(format!(
                     "--url {}: only http:// and https:// services can be graded",
@@ -242,7 +262,7 @@ impl RunArgs {
             }
             (_, _, Some(path), _) => DockerSource::Build(path.clone()),
             (_, _, _, Some(image)) => DockerSource::Image(image.clone()),
-            _ => return Err("give one of --url, --cmd, --path or --image".into()),
+            _ => return Err("give one of --url, --cmd, --path, --image or --compose".into()),
         };
         let d = &self.docker;
         let limits = Limits {

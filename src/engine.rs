@@ -129,32 +129,30 @@ pub async fn run_challenge(
         .collect();
     let started_target = tokio::select! {
         () = cancel.cancelled() => Err((None, None)),
-        result = Service::start_with_env(Arc::clone(&config.launcher), challenge, config.start_timeout, env) => {
+        result = Service::start_replicas(Arc::clone(&config.launcher), challenge, config.start_timeout, env) => {
             result.map_err(|(error, logs)| (Some(error), logs))
         }
     };
-    let service = match started_target {
-        Ok(service) => service,
+    let replicas = match started_target {
+        Ok(replicas) => replicas,
         Err((error, logs)) => {
             report.logs = logs;
             let message = match error {
                 Some(e) => error_chain(&e),
                 None => "interrupted before the service was ready".to_string(),
             };
+            config.launcher.release(challenge).await;
             servers.stop().await;
             return finish(report, Some(message), challenge, events, started);
         }
     };
     // A target on a network proctor created gets a client bound to that network's device.
-    let http = match crate::http::Http::new(
-        timeout,
-        config.max_body,
-        service.interface(),
-        service.client_tls().as_ref(),
-    ) {
+    let first = &replicas[0];
+    let http = match crate::http::Http::new(timeout, config.max_body, first.interface(), first.client_tls().as_ref()) {
         Ok(http) => http,
         Err(e) => {
-            service.stop().await;
+            stop_all(replicas).await;
+            config.launcher.release(challenge).await;
             servers.stop().await;
             return finish(
                 report,
@@ -168,51 +166,58 @@ pub async fn run_challenge(
     events.send(Event::TargetReady {
         id: challenge.id.clone(),
     });
-    let service = tokio::sync::Mutex::new(service);
+    let replicas: Vec<tokio::sync::Mutex<Service>> = replicas.into_iter().map(tokio::sync::Mutex::new).collect();
     let mut gone: Option<String> = None;
     for (probe_spec, plan) in spec.probes.iter().zip(&challenge.plan) {
-        // A step stopped the service: it starts again for the next probe (and a failure to is that probe's).
-        let back = {
-            let mut running = service.lock().await;
+        // A step stopped the service (or a replica): it starts again for the next probe (and a failure to is that
+        // probe's).
+        let mut back = Ok(());
+        for replica in &replicas {
+            let mut running = replica.lock().await;
             let unchanged = crate::target::EnvChanges::default();
-            if running.stopped() && !cancel.is_cancelled() {
-                tokio::select! {
+            if running.stopped() && !cancel.is_cancelled() && back.is_ok() {
+                back = tokio::select! {
                     () = cancel.cancelled() => Ok(()),
                     restarted = running.restart(&unchanged) => restarted.map(|()| gone = None).map_err(|(e, _)| {
                         format!("the service did not start again after a step stopped it: {}", error_chain(&e))
                     }),
-                }
-            } else {
-                Ok(())
+                };
             }
-        };
+        }
         let mut result = if cancel.is_cancelled() {
             skipped(probe_spec, "interrupted")
         } else if let Err(message) = back {
             ProbeReport::new(probe_spec, Verdict::Failed, Some(message), 0, Vec::new())
         } else {
             let (env, ctx) = {
-                let running = service.lock().await;
+                let mut bases = Vec::with_capacity(replicas.len());
+                let mut output_marks = Vec::with_capacity(replicas.len());
+                // A probe that reads the output starts reading where the output of earlier probes has arrived:
+                // a container's log stream and a buffered stdout deliver late.
+                let reads_output = plan.steps.iter().any(|s| matches!(s.action, Action::Logs(_)));
+                for replica in &replicas {
+                    let running = replica.lock().await;
+                    if reads_output {
+                        running
+                            .settle_output(Duration::from_millis(150), Duration::from_secs(1))
+                            .await;
+                    }
+                    bases.push((running.base_url().clone(), running.plain_url().cloned()));
+                    output_marks.push(running.output_mark());
+                }
+                let running = replicas[0].lock().await;
                 // `{{env.PORT}}` is the port the service was actually given (a free one for --cmd, the URL's for
                 // --url, the container's own in Docker); `{{env.NAME}}` follows the env as steps changed it.
                 let mut env = running.env().clone();
                 if let Some(port) = running.port_given() {
                     env.insert("PORT".to_string(), port.to_string());
                 }
-                // A probe that reads the output starts reading where the output of earlier probes has arrived:
-                // a container's log stream and a buffered stdout deliver late.
-                let reads_output = plan.steps.iter().any(|s| matches!(s.action, Action::Logs(_)));
-                if reads_output {
-                    running
-                        .settle_output(Duration::from_millis(150), Duration::from_secs(1))
-                        .await;
-                }
                 let ctx = probe::Context {
                     http: &http,
-                    service: &service,
-                    base: std::sync::RwLock::new(running.base_url().clone()),
-                    plain: std::sync::RwLock::new(running.plain_url().cloned()),
-                    output_mark: running.output_mark(),
+                    replicas: &replicas,
+                    bases: std::sync::RwLock::new(bases),
+                    turn: std::sync::atomic::AtomicUsize::new(0),
+                    output_marks,
                     timeout,
                     cancel,
                     servers: &servers,
@@ -228,7 +233,7 @@ pub async fn run_challenge(
         };
         // A probe that did not pass may have killed the service (or the kernel did): say so, instead of leaving
         // every later probe with a bare connection error. (A service a step stopped on purpose is not that.)
-        if result.verdict != Verdict::Passed && !service.lock().await.stopped() {
+        if result.verdict != Verdict::Passed && !any_stopped(&replicas).await {
             // A connection that failed may mean the service is dying: give the engine a moment to say so.
             let transport = result.steps.iter().any(|s| {
                 s.error
@@ -243,7 +248,7 @@ pub async fn run_challenge(
                 if attempt > 0 {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
-                gone = service.lock().await.exited().await;
+                gone = exited(&replicas).await;
             }
             if let Some(how) = &gone {
                 let message = result.message.take().unwrap_or_default();
@@ -260,11 +265,53 @@ pub async fn run_challenge(
         });
         report.probes.push(result);
     }
-    let service = service.into_inner();
-    report.logs = service.logs();
-    service.stop().await;
+    let replicas: Vec<Service> = replicas.into_iter().map(tokio::sync::Mutex::into_inner).collect();
+    report.logs = logs(&replicas);
+    stop_all(replicas).await;
+    config.launcher.release(challenge).await;
     servers.stop().await;
     finish(report, None, challenge, events, started)
+}
+
+/// Stops every replica, side by side.
+async fn stop_all(replicas: Vec<Service>) {
+    futures::future::join_all(replicas.into_iter().map(Service::stop)).await;
+}
+
+/// Whether a step stopped a replica (it starts again before the next probe).
+async fn any_stopped(replicas: &[tokio::sync::Mutex<Service>]) -> bool {
+    for replica in replicas {
+        if replica.lock().await.stopped() {
+            return true;
+        }
+    }
+    false
+}
+
+/// How a replica that is no longer running ended (`replica N ...` when there are several).
+async fn exited(replicas: &[tokio::sync::Mutex<Service>]) -> Option<String> {
+    for (i, replica) in replicas.iter().enumerate() {
+        if let Some(how) = replica.lock().await.exited().await {
+            return Some(match replicas.len() {
+                1 => how,
+                _ => format!("(replica {}) {how}", i + 1),
+            });
+        }
+    }
+    None
+}
+
+/// The tail of the output of each replica, under a heading per replica when there are several.
+fn logs(replicas: &[Service]) -> Option<String> {
+    if let [only] = replicas {
+        return only.logs();
+    }
+    let parts: Vec<String> = replicas
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.logs().map(|text| format!("--- replica {} ---\n{text}", i + 1)))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("\n"))
 }
 
 /// Starts the servers a challenge declares where its service will reach them; the error says why they cannot

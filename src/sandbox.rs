@@ -20,7 +20,7 @@ use bollard::query_parameters::{
 use tokio::sync::OnceCell;
 
 pub use build::{BuildLimits, BuildNetwork, BuildOptions, DEFAULT_BUILD_MEMORY, MAX_BUILD_MEMORY};
-pub use container::{Container, ImageFacts};
+pub use container::{Container, ImageFacts, Slot};
 
 /// Every container, network and image proctor makes carries this label (value `1`).
 pub const MANAGED_LABEL: &str = "dev.proctor.managed";
@@ -272,20 +272,60 @@ impl Sandbox {
         self.keep
     }
 
-    fn labels(&self) -> HashMap<String, String> {
+    /// The labels of everything the run makes.
+    pub fn labels(&self) -> HashMap<String, String> {
         HashMap::from([
             (MANAGED_LABEL.to_string(), "1".to_string()),
             (RUN_LABEL.to_string(), self.run_id.clone()),
         ])
     }
 
+    /// The name of the run's network.
+    pub fn network_name(&self) -> String {
+        format!("proctor-{}", self.run_id)
+    }
+
+    /// The graded service's containers of a Compose project, in the order of their numbers (replica 1 first).
+    pub async fn compose_containers(&self, project: &str, service: &str) -> Result<Vec<String>, SandboxError> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("com.docker.compose.project={project}"),
+                format!("com.docker.compose.service={service}"),
+                format!("{RUN_LABEL}={}", self.run_id),
+            ],
+        )]);
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let mut found: Vec<(u64, String)> = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(SandboxError::Inspect)?
+            .into_iter()
+            .filter_map(|c| {
+                let number = c
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("com.docker.compose.container-number"))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                Some((number, c.id?))
+            })
+            .collect();
+        found.sort();
+        Ok(found.into_iter().map(|(_, id)| id).collect())
+    }
+
     /// The run's network, created on first use: internal (no egress) unless the mode is `Published`.
-    async fn network(&self) -> Result<&str, SandboxError> {
+    pub(crate) async fn network(&self) -> Result<&str, SandboxError> {
         let id = self
             .network
             .get_or_try_init(|| async {
                 let request = bollard::models::NetworkCreateRequest {
-                    name: format!("proctor-{}", self.run_id),
+                    name: self.network_name(),
                     driver: Some("bridge".to_string()),
                     internal: Some(self.mode == NetworkMode::Internal),
                     labels: Some(self.labels()),

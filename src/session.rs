@@ -226,66 +226,146 @@ async fn prepare_docker(
     if !docker.keep {
         *guard = Some(SweepGuard::new(run_id));
     }
-    let (image, built) = match source {
-        DockerSource::Image(image) => (image, None),
+    let launcher = match source {
+        DockerSource::Image(image) => Launcher::Container(ContainerLauncher {
+            sandbox: Arc::clone(&sandbox),
+            image,
+            limits: docker.limits,
+        }),
         DockerSource::Build(dir) => {
-            let build = BuildOptions {
-                dir,
-                max_context: docker.max_context,
-                timeout: docker.build_timeout,
-                limits: docker.build_limits,
-            };
-            let log = LogBuffer::new(1 << 20);
-            events.send(Event::BuildStarted);
-            let mut on_line = |line: &str| {
-                events.send(Event::BuildOutput {
-                    line: line.trim().to_string(),
-                })
-            };
-            let built = tokio::select! {
-                () = cancel.cancelled() => Err(None),
-                result = sandbox.build(&build, &log, &mut on_line) => result.map_err(Some),
-            };
-            events.send(Event::BuildFinished);
-            match built {
-                Ok(tag) => (tag.clone(), Some((tag, log.tail(200)))),
-                Err(error) => {
-                    if !docker.keep {
-                        sandbox.finish().await;
-                        if error.is_none() {
-                            // An interrupted build may still commit a layer or two after the connection closes
-                            // (later on a loaded engine): sweep until two sweeps in a row find nothing, for at
-                            // most about 5 s.
-                            let mut quiet = 0;
-                            for _ in 0..7 {
-                                tokio::time::sleep(Duration::from_millis(700)).await;
-                                let swept = sandbox.finish().await;
-                                quiet = if swept.images + swept.containers == 0 {
-                                    quiet + 1
-                                } else {
-                                    0
-                                };
-                                if quiet == 2 {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let reason = match error {
-                        Some(e) => error_chain(&e),
-                        None => "interrupted while building the image".to_string(),
-                    };
-                    return Err((reason, Some(log.tail(30))));
-                }
-            }
+            let (image, log) = build(&sandbox, dir, None, docker, events, cancel).await?;
+            let launcher = Launcher::Container(ContainerLauncher {
+                sandbox: Arc::clone(&sandbox),
+                image: image.clone(),
+                limits: docker.limits,
+            });
+            return Ok((launcher, sandbox, Some((image, log))));
+        }
+        DockerSource::Compose { dir, service } => {
+            return prepare_compose(&sandbox, &dir, service, docker, events, cancel)
+                .await
+                .map(|(launcher, built)| (launcher, sandbox, built));
         }
     };
-    let launcher = Launcher::Container(ContainerLauncher {
-        sandbox: Arc::clone(&sandbox),
-        image,
-        limits: docker.limits,
-    });
-    Ok((launcher, sandbox, built))
+    Ok((launcher, sandbox, None))
+}
+
+/// Reads a Compose project, picks the graded service and builds the services that have a `build`; the launcher,
+/// and the graded service's image with the tail of the build output, when proctor built it.
+async fn prepare_compose(
+    sandbox: &Arc<Sandbox>,
+    dir: &std::path::Path,
+    service: Option<String>,
+    docker: &DockerOptions,
+    events: &Events,
+    cancel: &CancellationToken,
+) -> Result<(Launcher, Option<(String, String)>), (String, Option<String>)> {
+    use crate::target::compose::{ComposeLauncher, Project, Tool};
+    let failed = |e: crate::target::TargetError| (error_chain(&e), None);
+    let loaded = tokio::select! {
+        () = cancel.cancelled() => return Err(("interrupted while reading the Compose project".to_string(), None)),
+        loaded = async {
+            let tool = Tool::detect().await?;
+            let project = Project::load(&tool, dir).await?;
+            Ok::<_, crate::target::TargetError>((tool, project))
+        } => loaded,
+    };
+    let (tool, project) = loaded.map_err(failed)?;
+    let services = project.services();
+    let service = match service {
+        Some(service) if services.contains(&service) => service,
+        Some(service) => {
+            return Err((
+                format!(
+                    "the Compose project has no service `{service}` (it has {})",
+                    services.join(", ")
+                ),
+                None,
+            ));
+        }
+        None if services.len() == 1 => services[0].clone(),
+        None => {
+            return Err((
+                format!(
+                    "the Compose project has several services ({}): name the one to grade with --service",
+                    services.join(", ")
+                ),
+                None,
+            ));
+        }
+    };
+    let mut images = std::collections::HashMap::new();
+    let mut logs = Vec::new();
+    for (name, context) in project.builds().map_err(failed)? {
+        let tag = format!("proctor-{}:service-{name}", sandbox.run_id());
+        let (image, log) = build(sandbox, context, Some(tag), docker, events, cancel).await?;
+        logs.push(format!("--- {name} ---\n{log}"));
+        images.insert(name, image);
+    }
+    let built = images.get(&service).cloned().map(|image| (image, logs.join("\n")));
+    let launcher = ComposeLauncher::new(Arc::clone(sandbox), tool, project, service, images, docker.limits);
+    Ok((Launcher::Compose(Box::new(launcher)), built))
+}
+
+/// Builds an image from a folder with the build limits: its tag and the tail of the build output. On failure:
+/// the reason and the output, and nothing of the build is left.
+async fn build(
+    sandbox: &Sandbox,
+    dir: std::path::PathBuf,
+    tag: Option<String>,
+    docker: &DockerOptions,
+    events: &Events,
+    cancel: &CancellationToken,
+) -> Result<(String, String), (String, Option<String>)> {
+    let build = BuildOptions {
+        dir,
+        max_context: docker.max_context,
+        timeout: docker.build_timeout,
+        limits: docker.build_limits,
+        tag,
+    };
+    let log = LogBuffer::new(1 << 20);
+    events.send(Event::BuildStarted);
+    let mut on_line = |line: &str| {
+        events.send(Event::BuildOutput {
+            line: line.trim().to_string(),
+        })
+    };
+    let built = tokio::select! {
+        () = cancel.cancelled() => Err(None),
+        result = sandbox.build(&build, &log, &mut on_line) => result.map_err(Some),
+    };
+    events.send(Event::BuildFinished);
+    match built {
+        Ok(tag) => Ok((tag, log.tail(200))),
+        Err(error) => {
+            if !docker.keep {
+                sandbox.finish().await;
+                if error.is_none() {
+                    // An interrupted build may still commit a layer or two after the connection closes (later on
+                    // a loaded engine): sweep until two sweeps in a row find nothing, for at most about 5 s.
+                    let mut quiet = 0;
+                    for _ in 0..7 {
+                        tokio::time::sleep(Duration::from_millis(700)).await;
+                        let swept = sandbox.finish().await;
+                        quiet = if swept.images + swept.containers == 0 {
+                            quiet + 1
+                        } else {
+                            0
+                        };
+                        if quiet == 2 {
+                            break;
+                        }
+                    }
+                }
+            }
+            let reason = match error {
+                Some(e) => error_chain(&e),
+                None => "interrupted while building the image".to_string(),
+            };
+            Err((reason, Some(log.tail(30))))
+        }
+    }
 }
 
 /// `--keep`: what was kept and how to look at it.

@@ -6,6 +6,7 @@
 //! - A [`Service`] is the running-service handle probes reach through their context: base URL, logs, whether it
 //!   has exited, restart, stop. Readiness and failure teardown are written once, here.
 
+pub mod compose;
 pub mod container;
 pub mod process;
 pub mod ready;
@@ -48,6 +49,13 @@ pub enum DockerSource {
     Image(String),
     /// Built from a folder with a Dockerfile.
     Build(PathBuf),
+    /// A service of the Compose project in a folder.
+    Compose {
+        /// The project's folder.
+        dir: PathBuf,
+        /// The service graded (may be omitted when the project has one service).
+        service: Option<String>,
+    },
 }
 
 impl DockerSource {
@@ -56,6 +64,7 @@ impl DockerSource {
         match self {
             DockerSource::Image(image) => format!("container from {image}"),
             DockerSource::Build(dir) => format!("image built from {}", dir.display()),
+            DockerSource::Compose { dir, .. } => format!("Compose project in {}", dir.display()),
         }
     }
 }
@@ -120,6 +129,9 @@ pub enum TargetError {
     /// The run's TLS certificates could not be made.
     #[error("{0}")]
     Tls(String),
+    /// A Compose tool or project failed.
+    #[error("the Compose project could not be run: {0}")]
+    Compose(String),
     /// The data folder of a process could not be made.
     #[error("failed to create the service's data folder")]
     DataDir(#[source] std::io::Error),
@@ -144,6 +156,8 @@ pub enum Launcher {
     Reference(reference::ReferenceLauncher),
     /// A container in the Docker sandbox.
     Container(container::ContainerLauncher),
+    /// A service of a Compose project in the Docker sandbox.
+    Compose(Box<compose::ComposeLauncher>),
 }
 
 impl Launcher {
@@ -159,6 +173,15 @@ impl Launcher {
             Launcher::Process(l) => l.describe(),
             Launcher::Reference(l) => l.describe(),
             Launcher::Container(l) => l.describe(),
+            Launcher::Compose(l) => l.describe(),
+        }
+    }
+
+    /// What a challenge's service leaves behind once its instances are stopped goes: a Compose project is taken
+    /// down.
+    pub async fn release(&self, challenge: &Challenge) {
+        if let Launcher::Compose(l) = self {
+            l.release(challenge).await;
         }
     }
 
@@ -166,6 +189,7 @@ impl Launcher {
     fn interface(&self) -> Option<String> {
         match self {
             Launcher::Container(l) => l.interface(),
+            Launcher::Compose(l) => l.sandbox.probe_interface(),
             _ => None,
         }
     }
@@ -178,6 +202,7 @@ impl Launcher {
             Launcher::Url(_) => Ok(None),
             Launcher::Process(_) | Launcher::Reference(_) => Ok(Some(std::net::Ipv4Addr::LOCALHOST.into())),
             Launcher::Container(l) => l.sandbox.gateway().await.map(Some).map_err(TargetError::Sandbox),
+            Launcher::Compose(l) => l.sandbox.gateway().await.map(Some).map_err(TargetError::Sandbox),
         }
     }
 
@@ -188,6 +213,7 @@ impl Launcher {
             Launcher::Process(l) => l.spawn(launch),
             Launcher::Reference(l) => l.spawn(launch).await,
             Launcher::Container(l) => l.spawn(launch).await,
+            Launcher::Compose(l) => l.spawn(launch).await,
         }
     }
 
@@ -211,6 +237,8 @@ struct Launch<'a> {
     removed: Vec<String>,
     /// Counts the instances of the service: each container has its own name.
     generation: u32,
+    /// Which replica this is (from 0): each replica's containers have their own names.
+    replica: u32,
     /// The port an earlier instance had, to keep (a process or the reference).
     port: Option<u16>,
     /// The plain-HTTP port an earlier instance had (a service with `service.tls`).
@@ -361,14 +389,16 @@ pub struct Service {
     interface: Option<String>,
     instance: Instance,
     generation: u32,
+    /// Which replica of the service this is, from 0 (a service with `service.replicas`).
+    replica: u32,
     /// The env the service runs with now (the challenge's, as changed by restarts).
     env: indexmap::IndexMap<String, String>,
     /// Variables restarts removed.
     removed: std::collections::BTreeSet<String>,
     /// The output of every instance, in order.
     logs: LogBuffer,
-    /// The data folder of a process or the reference (a container's is a volume).
-    data_dir: Option<DataDir>,
+    /// The data folder of a process or the reference (a container's is a volume), shared by the replicas.
+    data_dir: Option<Arc<DataDir>>,
 }
 
 /// A temporary data folder, removed when dropped.
@@ -376,6 +406,14 @@ pub struct Service {
 struct DataDir(std::path::PathBuf);
 
 impl DataDir {
+    /// The data folder a process or the reference needs (`service.data`; a container's is a volume).
+    fn for_target(challenge: &Challenge, launcher: &Launcher) -> Result<Option<Arc<Self>>, TargetError> {
+        match (&challenge.spec.service.data, launcher) {
+            (Some(_), Launcher::Process(_) | Launcher::Reference(_)) => Ok(Some(Arc::new(Self::create(challenge)?))),
+            _ => Ok(None),
+        }
+    }
+
     fn create(challenge: &Challenge) -> Result<Self, TargetError> {
         let path = std::env::temp_dir().join(format!(
             "proctor-{}-{}-{:08x}",
@@ -406,16 +444,61 @@ impl Service {
         start_timeout: Option<Duration>,
     ) -> Result<Self, (TargetError, Option<String>)> {
         let env = challenge.spec.service.env.clone();
-        Self::start_with_env(launcher, challenge, start_timeout, env).await
+        let data_dir = DataDir::for_target(challenge, &launcher).map_err(|e| (e, None))?;
+        Self::start_replica(launcher, challenge, start_timeout, env, 0, data_dir).await
     }
 
-    /// [`Self::start`] with the service's env given (the challenge's, with the URLs of proctor's servers filled
-    /// in).
-    pub async fn start_with_env(
+    /// Starts (or reaches) every replica of the service for one challenge (`service.replicas`, one by default),
+    /// side by side, with the service's env given (the challenge's, with the URLs of proctor's servers filled
+    /// in), and waits until all are ready. The replicas share the data folder. When one fails, the others are
+    /// stopped.
+    pub async fn start_replicas(
+        launcher: Arc<Launcher>,
+        challenge: &Challenge,
+        start_timeout: Option<Duration>,
+        env: indexmap::IndexMap<String, String>,
+    ) -> Result<Vec<Self>, (TargetError, Option<String>)> {
+        let replicas = challenge.spec.service.replicas.max(1);
+        if replicas > 1 && matches!(launcher.as_ref(), Launcher::Url(_)) {
+            // One URL is one instance: the replicas must be started, and addressed one by one, by proctor.
+            return Err((
+                TargetError::Unsupported {
+                    action: "running the service as several replicas",
+                    target: launcher.describe(),
+                },
+                None,
+            ));
+        }
+        let data_dir = DataDir::for_target(challenge, &launcher).map_err(|e| (e, None))?;
+        let started = futures::future::join_all((0..replicas).map(|replica| {
+            let (launcher, env, data_dir) = (Arc::clone(&launcher), env.clone(), data_dir.clone());
+            Self::start_replica(launcher, challenge, start_timeout, env, replica, data_dir)
+        }))
+        .await;
+        let mut ready = Vec::new();
+        let mut failure = None;
+        for result in started {
+            match result {
+                Ok(service) => ready.push(service),
+                Err(error) => failure = failure.or(Some(error)),
+            }
+        }
+        match failure {
+            None => Ok(ready),
+            Some(error) => {
+                futures::future::join_all(ready.into_iter().map(Service::stop)).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn start_replica(
         launcher: Arc<Launcher>,
         challenge: &Challenge,
         start_timeout: Option<Duration>,
         mut env: indexmap::IndexMap<String, String>,
+        replica: u32,
+        data_dir: Option<Arc<DataDir>>,
     ) -> Result<Self, (TargetError, Option<String>)> {
         let tls = match &challenge.spec.service.tls {
             Some(_) if matches!(launcher.as_ref(), Launcher::Url(_)) => {
@@ -436,12 +519,6 @@ impl Service {
             }
             None => None,
         };
-        let data_dir = match (&challenge.spec.service.data, launcher.as_ref()) {
-            (Some(_), Launcher::Process(_) | Launcher::Reference(_)) => {
-                Some(DataDir::create(challenge).map_err(|e| (e, None))?)
-            }
-            _ => None,
-        };
         let mut service = Self {
             interface: launcher.interface(),
             launcher,
@@ -453,6 +530,7 @@ impl Service {
             tls_ip: None,
             instance: Instance::Gone,
             generation: 0,
+            replica,
             env,
             removed: Default::default(),
             logs: LogBuffer::new(1 << 20),
@@ -476,6 +554,7 @@ impl Service {
             env: env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             removed: removed.iter().cloned().collect(),
             generation: self.generation,
+            replica: self.replica,
             port,
             http_port,
             data_dir: self.data_dir.as_ref().map(|d| d.0.as_path()),
@@ -511,7 +590,7 @@ impl Service {
     /// probes reach.
     pub fn port_given(&self) -> Option<u16> {
         match self.launcher.as_ref() {
-            Launcher::Container(_) => Some(self.challenge.spec.service.port),
+            Launcher::Container(_) | Launcher::Compose(_) => Some(self.challenge.spec.service.port),
             _ => self.base_url.port_or_known_default(),
         }
     }
@@ -637,6 +716,12 @@ impl Service {
         if let Some(error) = self.unsupported("starting the service with other settings") {
             return Err(error);
         }
+        if matches!(self.launcher.as_ref(), Launcher::Compose(_)) {
+            return Err(TargetError::Unsupported {
+                action: "starting another instance of a service of a Compose project with other settings",
+                target: self.launcher.describe(),
+            });
+        }
         let (mut env, mut removed) = (self.env.clone(), self.removed.clone());
         apply(&mut env, &mut removed, changes);
         self.generation += 1;
@@ -710,6 +795,13 @@ impl Service {
                     .await
                     .map_err(TargetError::Sandbox),
             ),
+            Launcher::Compose(launcher) => Some(match launcher.image() {
+                Some(image) => launcher.sandbox.image_facts(&image).await.map_err(TargetError::Sandbox),
+                None => Err(TargetError::Compose(format!(
+                    "service `{}` has no image",
+                    launcher.service
+                ))),
+            }),
             _ => None,
         }
     }

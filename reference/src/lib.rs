@@ -21,6 +21,7 @@ mod orders;
 mod pagination;
 mod proxy;
 mod ratelimit;
+mod replicas;
 mod resource;
 mod sessions;
 mod shutdown;
@@ -980,6 +981,41 @@ pub const DEFECTS: &[(&str, &str)] = &[
         "http-served",
         "the plain-HTTP port serves the app instead of redirecting",
     ),
+    // stateless-replicas
+    (
+        "replica-memory-carts",
+        "carts are kept in the replica's memory: another replica sees an empty cart",
+    ),
+    (
+        "replica-cached-carts",
+        "a replica caches each cart it has read and updates only its own copy: changes made through another \
+         replica are not seen",
+    ),
+    (
+        "replica-memory-tokens",
+        "session tokens are kept in the replica's memory: another replica answers 401",
+    ),
+    (
+        "replica-token-cache",
+        "a replica remembers tokens it has checked: a sign-out through another replica leaves the token valid there",
+    ),
+    (
+        "replica-local-ids",
+        "order ids come from a counter in the replica's memory: two replicas hand out the same id, and reading it \
+         finds the earlier order",
+    ),
+    (
+        "replica-local-limit",
+        "the order limit is counted in the replica's memory: with two replicas, a user places twice as many orders",
+    ),
+    (
+        "token-last-64",
+        "the token is read as the Authorization header's last 64 characters: a made-up longer token passes",
+    ),
+    (
+        "schema-reset-on-start",
+        "the tables are dropped and created again at every start: a restarted replica wipes the shared data",
+    ),
     // graphql-endpoint
     (
         "gql-content-type-html",
@@ -1145,6 +1181,7 @@ pub(crate) struct App {
     pub(crate) customers: injection::Customers,
     pub(crate) library: graphql::Library,
     pub(crate) integrity: integrity::Database,
+    pub(crate) shop: replicas::Shop,
     /// The client for calls to other services (redirects are not followed).
     pub(crate) http: reqwest::Client,
     /// A client that follows redirects, as most do by default (the `redirects-followed` defect).
@@ -1214,6 +1251,7 @@ fn router_with(
         memos: memos::open(&config),
         library: graphql::Library::new(&config),
         integrity: integrity::Database::new(&config),
+        shop: replicas::Shop::open(&config),
         observe: Default::default(),
         config,
         items: Default::default(),
@@ -1260,6 +1298,7 @@ fn router_with(
         .merge(injection::routes())
         .merge(graphql::routes())
         .merge(integrity::routes())
+        .merge(replicas::routes())
         .merge(tls::routes())
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe::observe))
         .fallback(|axum::extract::State(app): axum::extract::State<Shared>| async move {

@@ -18,14 +18,16 @@ use crate::vars::Vars;
 pub struct Context<'a> {
     /// The HTTP client.
     pub http: &'a Http,
-    /// The running service: base URL, output, whether it exited, restart, stop.
-    pub service: &'a tokio::sync::Mutex<crate::target::Service>,
-    /// The service's base URL (changes when a restarted container gets a new address).
-    pub base: std::sync::RwLock<Url>,
-    /// Where the plain-HTTP listener of a service with `service.tls` answers.
-    pub plain: std::sync::RwLock<Option<Url>>,
-    /// The service's output mark when the probe began: `logs` steps read what came after it.
-    pub output_mark: u64,
+    /// The running service, one handle per replica (one unless `service.replicas`): base URL, output, whether it
+    /// exited, restart, stop.
+    pub replicas: &'a [tokio::sync::Mutex<crate::target::Service>],
+    /// Each replica's base URL (changes when a restarted container gets a new address), and where the
+    /// plain-HTTP listener of a service with `service.tls` answers.
+    pub bases: std::sync::RwLock<Vec<(Url, Option<Url>)>>,
+    /// Counts requests that name no replica: they go to the replicas in turn.
+    pub turn: std::sync::atomic::AtomicUsize,
+    /// Each replica's output mark when the probe began: `logs` steps read what came after it.
+    pub output_marks: Vec<u64>,
     /// The per-request timeout.
     pub timeout: Duration,
     /// Cancelled on Ctrl-C.
@@ -35,26 +37,46 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// The service's base URL now.
-    pub fn base(&self) -> Url {
-        read(&self.base)
+    /// The index of a replica a step names (from 1), the first when it names none.
+    fn index(&self, replica: Option<u32>) -> usize {
+        let last = self.replicas.len().saturating_sub(1);
+        replica.map_or(0, |n| (n as usize).saturating_sub(1).min(last))
     }
 
-    /// Where a request goes: the plain-HTTP listener for `plain: true`, else the base URL.
-    pub fn base_for(&self, request: &crate::spec::model::RequestSpec) -> Url {
-        match read(&self.plain) {
-            Some(plain) if request.plain => plain,
-            _ => self.base(),
+    /// The replica a step names (from 1; validation made sure it exists), the first when it names none.
+    pub fn service(&self, replica: Option<u32>) -> &tokio::sync::Mutex<crate::target::Service> {
+        &self.replicas[self.index(replica)]
+    }
+
+    /// Where the output of a replica had arrived when the probe began.
+    pub fn output_mark(&self, replica: Option<u32>) -> u64 {
+        self.output_marks.get(self.index(replica)).copied().unwrap_or(0)
+    }
+
+    /// Where a request goes: to the replica it names, else to `fallback`, else to the next replica in turn; there
+    /// to the plain-HTTP listener for `plain: true`, else to the base URL.
+    pub fn base_for(&self, request: &crate::spec::model::RequestSpec, fallback: Option<u32>) -> Url {
+        let bases = read(&self.bases);
+        let index = match request.replica.or(fallback) {
+            Some(_) => self.index(request.replica.or(fallback)),
+            None => self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % bases.len().max(1),
+        };
+        match bases.get(index) {
+            Some((_, Some(plain))) if request.plain => plain.clone(),
+            Some((base, _)) => base.clone(),
+            None => Url::parse("http://127.0.0.1:0/").unwrap_or_else(|_| unreachable!("a loopback URL parses")),
         }
     }
 
-    /// Records where the service answers after a restart.
-    pub fn set_base(&self, url: Url, plain: Option<Url>) {
-        if let Ok(mut base) = self.base.write() {
-            *base = url;
-        }
-        if let Ok(mut old) = self.plain.write() {
-            *old = plain;
+    /// Records where a replica answers after a restart.
+    pub fn set_base(&self, replica: Option<u32>, url: Url, plain: Option<Url>) {
+        let index = self.index(replica);
+        let mut bases = match self.bases.write() {
+            Ok(bases) => bases,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(slot) = bases.get_mut(index) {
+            *slot = (url, plain);
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct BuildOptions {
     pub timeout: Duration,
     /// Limits and network of the build's `RUN` steps.
     pub limits: BuildLimits,
+    /// The image's tag (default `proctor-<run>:submission`).
+    pub tag: Option<String>,
 }
 
 /// What a candidate's `RUN` steps may use: they run code proctor does not trust.
@@ -137,7 +139,10 @@ impl Sandbox {
                 ));
             }
         });
-        let tag = format!("proctor-{}:submission", self.run_id);
+        let tag = options
+            .tag
+            .clone()
+            .unwrap_or_else(|| format!("proctor-{}:submission", self.run_id));
         let labels = self.labels();
         let limits = options.limits;
         let memory = i32::try_from(limits.memory.min(MAX_BUILD_MEMORY)).unwrap_or(i32::MAX);

@@ -31,6 +31,7 @@ pub struct Container {
     pub plain_url: Option<Url>,
     /// The container's output (the last MiB, control sequences stripped when read).
     pub logs: LogBuffer,
+    /// Left in place when stopped: `--keep`, or a Compose project's container (it goes with the project).
     keep: bool,
     log_task: tokio::task::JoinHandle<()>,
 }
@@ -57,6 +58,15 @@ pub struct ImageFacts {
     pub env: Vec<String>,
     /// The image's size in bytes.
     pub size: u64,
+}
+
+/// Which instance of a challenge's service a container is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Slot {
+    /// Which replica (from 0).
+    pub replica: u32,
+    /// How many instances of that replica came before (restarts, start attempts).
+    pub generation: u32,
 }
 
 impl Sandbox {
@@ -166,22 +176,25 @@ impl Sandbox {
     }
 
     /// Creates and starts the container for a challenge with `env` (the challenge's, possibly changed) and finds
-    /// the address probes will use. `generation` counts instances: each has its own name
-    /// (`proctor-<run>-<challenge>`, then `-1`, `-2`, ...).
+    /// the address probes will use. Each instance has its own name: `proctor-<run>-<challenge>`, with `-r2`, `-r3`,
+    /// ... for replicas after the first, and `-1`, `-2`, ... for later instances of one (see [`Slot`]).
     pub async fn start(
         &self,
         image: &str,
         challenge: &Challenge,
         limits: Resolved,
-        generation: u32,
+        slot: Slot,
         env: &[(String, String)],
         logs: LogBuffer,
     ) -> Result<Container, SandboxError> {
         let network = self.network().await?.to_string();
-        let name = match generation {
-            0 => format!("proctor-{}-{}", self.run_id, challenge.id),
-            n => format!("proctor-{}-{}-{n}", self.run_id, challenge.id),
-        };
+        let mut name = format!("proctor-{}-{}", self.run_id, challenge.id);
+        if slot.replica > 0 {
+            name.push_str(&format!("-r{}", slot.replica + 1));
+        }
+        if slot.generation > 0 {
+            name.push_str(&format!("-{}", slot.generation));
+        }
         if challenge.spec.service.data.is_some() {
             // Creating a volume that exists returns it: every instance of the challenge shares the one volume.
             let volume = VolumeCreateRequest {
@@ -208,23 +221,66 @@ impl Sandbox {
             self.remove(&name).await;
             return Err(SandboxError::StartContainer(e));
         }
-        let log_task = tokio::spawn(follow_logs(self.docker.clone(), created.id.clone(), logs.clone()));
+        self.attach(&created.id, name, challenge, true, None, logs).await
+    }
+
+    /// Takes over a running container of a Compose project (`again`: started once more after a stop), following
+    /// its output from now on. It is not removed when stopped: the project's teardown removes it.
+    pub async fn adopt(
+        &self,
+        id: &str,
+        challenge: &Challenge,
+        again: bool,
+        logs: LogBuffer,
+    ) -> Result<Container, SandboxError> {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i32);
+        if again {
+            self.docker
+                .start_container(id, None)
+                .await
+                .map_err(SandboxError::StartContainer)?;
+        }
+        let name = self
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(SandboxError::Inspect)?
+            .name
+            .unwrap_or_else(|| id.to_string())
+            .trim_start_matches('/')
+            .to_string();
+        // A restarted container's earlier output was read already.
+        self.attach(id, name, challenge, false, again.then_some(since), logs)
+            .await
+    }
+
+    /// Follows a started container's output and finds where probes reach it.
+    async fn attach(
+        &self,
+        id: &str,
+        name: String,
+        challenge: &Challenge,
+        owned: bool,
+        since: Option<i32>,
+        logs: LogBuffer,
+    ) -> Result<Container, SandboxError> {
+        let network = self.network().await?.to_string();
+        let log_task = tokio::spawn(follow_logs(self.docker.clone(), id.to_string(), since, logs.clone()));
         let mut container = Container {
             docker: self.docker.clone(),
             name,
             base_url: None,
             plain_url: None,
             logs,
-            keep: self.keep,
+            keep: self.keep || !owned,
             log_task,
         };
         let http_port = challenge.spec.service.tls.as_ref().map(|tls| tls.http_port);
-        let addresses = match self.address(&created.id, &network, challenge.spec.service.port).await {
+        let addresses = match self.address(id, &network, challenge.spec.service.port).await {
             Ok(url) => match http_port {
-                Some(port) => self
-                    .address(&created.id, &network, port)
-                    .await
-                    .map(|plain| (url, Some(plain))),
+                Some(port) => self.address(id, &network, port).await.map(|plain| (url, Some(plain))),
                 None => Ok((url, None)),
             },
             Err(e) => Err(e),
@@ -279,11 +335,12 @@ impl Sandbox {
     }
 }
 
-async fn follow_logs(docker: Docker, id: String, logs: LogBuffer) {
+async fn follow_logs(docker: Docker, id: String, since: Option<i32>, logs: LogBuffer) {
     let options = LogsOptionsBuilder::default()
         .follow(true)
         .stdout(true)
         .stderr(true)
+        .since(since.unwrap_or(0))
         .build();
     let mut stream = docker.logs(&id, Some(options));
     while let Some(Ok(output)) = stream.next().await {

@@ -42,7 +42,10 @@ impl ContainerLauncher {
                 &self.image,
                 challenge,
                 resolved,
-                launch.generation,
+                crate::sandbox::Slot {
+                    replica: launch.replica,
+                    generation: launch.generation,
+                },
                 &launch.env,
                 launch.logs.clone(),
             )

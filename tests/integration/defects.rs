@@ -1004,6 +1004,54 @@ const MATRIX: &[(&str, &str, &[&str])] = &[
             "plain-http-writes-keep-their-method@1",
         ],
     ),
+    (
+        "stateless-replicas",
+        "replica-memory-carts",
+        &[
+            "a-cart-is-shared-and-read-fresh@4",
+            "the-order-limit-counts-every-replica@11",
+            "a-restarted-replica-loses-nothing@7",
+        ],
+    ),
+    (
+        "stateless-replicas",
+        "replica-cached-carts",
+        &["a-cart-is-shared-and-read-fresh@6"],
+    ),
+    (
+        "stateless-replicas",
+        "replica-memory-tokens",
+        &[
+            "a-token-works-on-every-replica@2",
+            "a-sign-out-ends-the-session-everywhere@2",
+            "a-restarted-replica-loses-nothing@7",
+        ],
+    ),
+    (
+        "stateless-replicas",
+        "replica-token-cache",
+        &["a-sign-out-ends-the-session-everywhere@5"],
+    ),
+    (
+        "stateless-replicas",
+        "replica-local-ids",
+        &["order-ids-are-unique-across-replicas@8"],
+    ),
+    (
+        "stateless-replicas",
+        "replica-local-limit",
+        &["the-order-limit-counts-every-replica@10"],
+    ),
+    (
+        "stateless-replicas",
+        "schema-reset-on-start",
+        &["a-restarted-replica-loses-nothing@7"],
+    ),
+    (
+        "stateless-replicas",
+        "token-last-64",
+        &["a-token-works-on-every-replica@4"],
+    ),
 ];
 
 // Several threads: the reference services run in this runtime, and one run's busy moment (hashing, a burst of

@@ -742,6 +742,7 @@ async fn the_container_reaches_proctor_listeners_on_the_gateway_of_its_internal_
         max_context: 200 << 20,
         timeout: Duration::from_secs(120),
         limits: Default::default(),
+        tag: None,
     };
     let log = proctor::logs::LogBuffer::new(1 << 16);
     let image = sandbox.build(&options, &log, &mut |_| {}).await.expect("build");
@@ -752,7 +753,7 @@ async fn the_container_reaches_proctor_listeners_on_the_gateway_of_its_internal_
     let limits = proctor::limits::resolve(&Default::default(), &Default::default());
     let env: Vec<(String, String)> = challenge.spec.service.env.clone().into_iter().collect();
     let container = sandbox
-        .start(&image, &challenge, limits, 0, &env, log.clone())
+        .start(&image, &challenge, limits, Default::default(), &env, log.clone())
         .await
         .expect("container starts");
     let accepted = tokio::time::timeout(Duration::from_secs(20), listener.accept()).await;
@@ -980,6 +981,7 @@ async fn a_container_restarts_as_a_new_instance_and_the_old_one_is_gone() {
         max_context: 200 << 20,
         timeout: Duration::from_secs(120),
         limits: Default::default(),
+        tag: None,
     };
     let log = proctor::logs::LogBuffer::new(1 << 16);
     let image = sandbox.build(&options, &log, &mut |_| {}).await.expect("build");
@@ -1122,4 +1124,177 @@ fn ctrl_c_during_a_restart_or_a_stop_leaves_no_container_volume_or_network() {
         stubborn.path(),
         volume_in_use,
     );
+}
+
+/// Copies a test image's folder into `dir/name`.
+fn copy_into(from: &Path, dir: &Path, name: &str) {
+    let to = dir.join(name);
+    std::fs::create_dir_all(&to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_into(&entry.path(), &to, &entry.file_name().to_string_lossy());
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// A Compose project: `api` (built from `api`, with the ports, privileges and host paths a careless project
+/// has) and `store` (the hostile fixture, sleeping, with a named volume and a read-only file of the project)
+/// standing in for its database.
+fn compose_project(api: &Path) -> tempfile::TempDir {
+    let dir = temp_dir(&[(
+        "compose.yaml",
+        concat!(
+            "services:\n",
+            "  api:\n",
+            "    build: ./api\n",
+            "    ports: [\"8080:8080\"]\n",
+            "    cap_add: [NET_ADMIN]\n",
+            "    environment: [STORE_HOST=store]\n",
+            "    depends_on: [store]\n",
+            "    deploy: { resources: { limits: { memory: 200M } } }\n",
+            "  store:\n",
+            "    build: ./store\n",
+            "    volumes: [\"storedata:/var/lib/store\", \"./seed.sql:/seed.sql\"]\n",
+            "volumes:\n",
+            "  storedata: {}\n",
+        ),
+    )]);
+    std::fs::write(dir.path().join("seed.sql"), "-- seed\n").expect("seed");
+    copy_into(api, dir.path(), "api");
+    let store = submission("hostile", &["sleep"], "");
+    copy_into(store.path(), dir.path(), "store");
+    dir
+}
+
+#[test]
+fn a_compose_project_is_graded_with_replicas_and_nothing_of_it_is_left() {
+    if !docker() {
+        return;
+    }
+    let api = reference_image(crate::support::SOUND_IMAGE);
+    let project = compose_project(api.path());
+    let out = temp_dir(&[]);
+    let report = out.path().join("report.json");
+    let output = proctor()
+        .args(["run", "stateless-replicas", "rate-limiter", "--compose"])
+        .arg(project.path())
+        .args(["--service", "api", "--report"])
+        .arg(format!("json={}", report.display()))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let report = read_report(&report);
+    let failed: Vec<(String, String)> = verdicts(&report)
+        .into_iter()
+        .filter(|(_, verdict)| verdict != "\"passed\"")
+        .collect();
+    assert!(failed.is_empty(), "not passed: {failed:?}\n{stderr}");
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let target = report["challenges"][0]["target"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(target.contains("service `api` of the Compose project"), "{target}");
+    let run_id = report["run_id"].as_str().expect("run id");
+    assert!(leftovers(run_id).is_empty(), "left {:?}", leftovers(run_id));
+    // The candidate's files are as they were.
+    let file = std::fs::read_to_string(project.path().join("compose.yaml")).expect("read");
+    assert!(file.contains("8080:8080") && file.contains("NET_ADMIN"));
+}
+
+#[test]
+fn a_compose_project_with_a_host_path_or_without_its_service_is_refused_clearly() {
+    if !docker() {
+        return;
+    }
+    let project = temp_dir(&[(
+        "compose.yaml",
+        "services:\n  api:\n    image: proctor-no-such-image:never\n    volumes: [\"/var/run/docker.sock:/var/run/docker.sock\"]\n  db:\n    image: proctor-no-such-image:never\n",
+    )]);
+    let run = |service: Option<&str>| {
+        let mut command = proctor();
+        command.args(["run", "rate-limiter", "--compose"]).arg(project.path());
+        if let Some(service) = service {
+            command.args(["--service", service]);
+        }
+        command.env("NO_COLOR", "1").output().expect("runs")
+    };
+    let several = run(None);
+    let said = String::from_utf8_lossy(&several.stdout).to_string() + &String::from_utf8_lossy(&several.stderr);
+    assert!(
+        said.contains("several services (api, db): name the one to grade with --service"),
+        "{said}"
+    );
+    let socket = run(Some("api"));
+    let said = String::from_utf8_lossy(&socket.stdout).to_string() + &String::from_utf8_lossy(&socket.stderr);
+    assert!(said.contains("outside the project folder"), "{said}");
+    assert_eq!(socket.status.code(), Some(3), "{said}");
+}
+
+/// Runs `challenge` on a Compose project until `ready`, then interrupts proctor: it ends with 130 and leaves
+/// nothing of the run on the engine.
+fn interrupt_compose_when(name: &str, spec: &str, project: &Path, ready: impl Fn(&str) -> bool) {
+    let dir = temp_dir(&[(&format!("{name}.yaml"), spec)]);
+    let report = dir.path().join("report.json");
+    let mut child = StdCommand::new(proctor_path())
+        .arg("run")
+        .arg(dir.path().join(format!("{name}.yaml")))
+        .arg("--compose")
+        .arg(project)
+        .args(["--service", "api", "--report"])
+        .arg(format!("json={}", report.display()))
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("proctor starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready(name) {
+        assert!(Instant::now() < deadline, "{name}: the phase was never reached");
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "{name}: proctor ended before the phase"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, stdout) = crate::support::signal(&mut child, nix::sys::signal::Signal::SIGINT, Duration::from_secs(60));
+    assert_eq!(code, Some(130), "{name}: {stdout}");
+    let run_id = read_report(&report)["run_id"].as_str().expect("run id").to_string();
+    assert!(leftovers(&run_id).is_empty(), "{name} left {:?}", leftovers(&run_id));
+}
+
+#[test]
+fn ctrl_c_while_a_compose_project_builds_starts_or_is_probed_leaves_nothing_behind() {
+    if !docker() {
+        return;
+    }
+    let slow_probe = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { tcp: true }, start_timeout: 90s }\nprobes:\n  - id: p\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - wait: { duration: 60s }\n";
+    // Building: the api's context is large enough that sending it takes a while.
+    let big = submission("hostile", &["sleep"], "COPY data.bin /data.bin\n");
+    let data: Vec<u8> = (0..150usize << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(big.path().join("data.bin"), data).expect("write");
+    let building = compose_project(big.path());
+    let started = Instant::now();
+    interrupt_compose_when("compose-building", slow_probe, building.path(), |_| {
+        started.elapsed() > Duration::from_millis(400)
+    });
+    // Starting: the project is up, but the api never listens.
+    let never = submission("hostile", &["never-listen"], "");
+    let starting = compose_project(never.path());
+    interrupt_compose_when("compose-starting", slow_probe, starting.path(), container_running);
+    // Probing: the api is ready and a 60 s wait is under way.
+    let reference = submission("proctor-reference", &[], "");
+    let probing = compose_project(reference.path());
+    interrupt_compose_when("compose-probing", slow_probe, probing.path(), |name| {
+        container_running(name) && {
+            std::thread::sleep(Duration::from_millis(800));
+            true
+        }
+    });
 }

@@ -11,6 +11,34 @@ use crate::support::{available, proctor_path};
 
 /// (challenge, bug — empty for the correct service —, the probes it must fail; none: it must score 100%).
 const CANDIDATES: &[(&str, &str, &[&str])] = &[
+    ("stateless-replicas", "", &[]),
+    (
+        "stateless-replicas",
+        "sessions-in-process",
+        &[
+            "a-restarted-replica-loses-nothing",
+            "a-sign-out-ends-the-session-everywhere",
+            "a-token-works-on-every-replica",
+        ],
+    ),
+    (
+        "stateless-replicas",
+        "lru-cart-cache",
+        &["a-cart-is-shared-and-read-fresh"],
+    ),
+    (
+        "stateless-replicas",
+        "limit-in-process",
+        &["the-order-limit-counts-every-replica"],
+    ),
+    (
+        "stateless-replicas",
+        "process-counter-ids",
+        &[
+            "order-ids-are-unique-across-replicas",
+            "the-order-limit-counts-every-replica",
+        ],
+    ),
     ("data-integrity", "", &[]),
     (
         "data-integrity",

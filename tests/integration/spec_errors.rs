@@ -308,3 +308,56 @@ fn timings_need_a_repeat_and_bound_by_a_recorded_time() {
         ]
     );
 }
+
+/// The fields and messages of a spec's problems.
+fn problems(name: &str, text: String) -> Vec<(String, String)> {
+    let errors = spec::load(&Source {
+        name: format!("{name}.yaml"),
+        id: name.into(),
+        text,
+    })
+    .expect_err("invalid");
+    errors
+        .iter()
+        .map(|e| (e.field.clone().unwrap_or_default(), e.message.clone()))
+        .collect()
+}
+
+#[test]
+fn replicas_are_counted_from_one_and_lifecycle_steps_name_theirs() {
+    let steps = concat!(
+        "      - request: { path: /x, replica: 3 }\n",
+        "      - request: { path: /x, replica: 0 }\n",
+        "      - request: { path: /x, replica: 2 }\n",
+        "      - restart: {}\n",
+        "      - logs: { contains: [x] }\n",
+        "      - stop: { replica: 1 }\n",
+    );
+    let text = probe(steps).replace("probes:\n", "service: { replicas: 2 }\nprobes:\n");
+    let problem = |field: &str, message: &str| (field.to_string(), message.to_string());
+    let numbered = "replicas are numbered from 1 to 2 (`service.replicas`)";
+    let name_one = "the service runs as 2 replicas: say which one with `replica`";
+    assert_eq!(
+        problems("replicas", text),
+        vec![
+            problem("probes[0].steps[0].request.replica", numbered),
+            problem("probes[0].steps[1].request.replica", numbered),
+            problem("probes[0].steps[3].restart", name_one),
+            problem("probes[0].steps[4].logs", name_one),
+        ]
+    );
+    // One replica is the default; more than four, or replicas with TLS, are refused.
+    let one = probe("      - request: { path: /x, replica: 2 }\n");
+    assert_eq!(
+        problems("one", one),
+        vec![problem(
+            "probes[0].steps[0].request.replica",
+            "replicas are numbered from 1 to 1 (`service.replicas`)"
+        )]
+    );
+    let many = probe("      - request: { path: /x }\n").replace("probes:\n", "service: { replicas: 5 }\nprobes:\n");
+    assert_eq!(
+        problems("many", many),
+        vec![problem("service.replicas", "a service runs as 1 to 4 replicas")]
+    );
+}

@@ -92,6 +92,15 @@ pub struct ServiceSpec {
     /// (`TLS_CERT`, `TLS_KEY`, PEM) and probes trust only that authority. The service then serves HTTPS on its
     /// port and plain HTTP on a second one.
     pub tls: Option<TlsSpec>,
+    /// How many instances of the service run side by side (1 to 4; default 1), as replicas behind a load
+    /// balancer: each has its own port (its own container), all share the `data` folder (one volume). Requests
+    /// without `replica` go to the replicas in turn; `replica: N` (from 1) sends one to the N-th.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+}
+
+fn default_replicas() -> u32 {
+    1
 }
 
 /// A service that serves HTTPS on its port and plain HTTP on another.
@@ -114,6 +123,7 @@ impl Default for ServiceSpec {
             limits: Limits::default(),
             data: None,
             tls: None,
+            replicas: default_replicas(),
         }
     }
 }
@@ -537,6 +547,8 @@ pub struct RestartSpec {
     /// Changes to the env for the restarted service (and later restarts), e.g. `{ APP_VERSION: "2" }`.
     #[serde(default)]
     pub env: EnvChanges,
+    /// Which replica to restart, from 1 (required when the service has `replicas`).
+    pub replica: Option<u32>,
 }
 
 /// A stop: SIGTERM to PID 1 of a container or to the process group of a process.
@@ -555,6 +567,9 @@ pub struct StopSpec {
     /// A new request sent while the in-flight ones drain: it must be refused (no answer) or answered with one
     /// of `statuses`.
     pub during: Option<DuringSpec>,
+    /// Which replica to stop, from 1 (required when the service has `replicas`); it starts again before the
+    /// next probe.
+    pub replica: Option<u32>,
 }
 
 /// A request sent after SIGTERM, while the service drains.
@@ -616,6 +631,8 @@ pub struct LogsSpec {
     pub json_lines: Option<Vec<String>>,
     /// How many non-empty lines the output since the probe began must have (one per request, say).
     pub lines: Option<u32>,
+    /// Whose output to read, from 1 (required when the service has `replicas`).
+    pub replica: Option<u32>,
 }
 
 /// An HTTP request. Strings may use `{{...}}` placeholders.
@@ -645,6 +662,8 @@ pub struct RequestSpec {
     /// Send over plain HTTP to the service's HTTP port instead of HTTPS (challenges with `service.tls`).
     #[serde(default)]
     pub plain: bool,
+    /// Send to this replica, from 1 (a service with `replicas`); without it, requests go to the replicas in turn.
+    pub replica: Option<u32>,
 }
 
 fn default_method() -> String {

@@ -34,6 +34,8 @@ pub const RESERVED_ENV: &[&str] = &[
 /// The longest grace period a stop step may give (the Docker API call that waits for it must end well before
 /// the client's own timeout).
 pub const MAX_GRACE: Duration = Duration::from_secs(100);
+/// The most replicas a service runs as.
+pub const MAX_REPLICAS: u32 = 4;
 
 /// The longest a runner-hosted server may delay an answer (or hang).
 pub const MAX_SERVER_DELAY: Duration = Duration::from_secs(60);
@@ -158,6 +160,14 @@ impl Validator<'_> {
                 "service.tls.http_port",
                 "the plain-HTTP port is a port from 1 to 65535 other than `service.port` (which serves HTTPS)",
             );
+        }
+        if !(1..=MAX_REPLICAS).contains(&spec.service.replicas) {
+            self.problem(
+                "service.replicas",
+                format!("a service runs as 1 to {MAX_REPLICAS} replicas"),
+            );
+        } else if spec.service.replicas > 1 && spec.service.tls.is_some() {
+            self.problem("service.replicas", "a service with `service.tls` runs as one instance");
         }
         for (field, message) in crate::limits::check(&spec.service.limits) {
             self.problem(format!("service.limits.{field}"), message);
@@ -792,6 +802,7 @@ impl Validator<'_> {
             }
         }
         self.lifecycle(at, step, scope);
+        self.replicas(at, step);
         let tls = self.spec.service.tls.is_some();
         if step.burst.is_some() && tls {
             self.problem(
@@ -1132,6 +1143,31 @@ impl Validator<'_> {
                 }
             },
             _ => {}
+        }
+    }
+
+    /// `replica` names one of the service's replicas; a restart, stop or logs step of a replicated service names
+    /// one.
+    fn replicas(&mut self, at: &str, step: &StepSpec) {
+        let replicas = self.spec.service.replicas;
+        let named = [
+            ("request", step.request.as_ref().map(|r| r.replica), false),
+            ("restart", step.restart.as_ref().map(|r| r.replica), true),
+            ("stop", step.stop.as_ref().map(|s| s.replica), true),
+            ("logs", step.logs.as_ref().map(|l| l.replica), true),
+        ];
+        for (kind, replica, needed) in named {
+            match replica {
+                Some(Some(n)) if n == 0 || n > replicas => self.problem(
+                    format!("{at}.{kind}.replica"),
+                    format!("replicas are numbered from 1 to {replicas} (`service.replicas`)"),
+                ),
+                Some(None) if needed && replicas > 1 => self.problem(
+                    format!("{at}.{kind}"),
+                    format!("the service runs as {replicas} replicas: say which one with `replica`"),
+                ),
+                _ => {}
+            }
         }
     }
 

@@ -30,9 +30,11 @@ pub(super) async fn run(
     );
     let mut prepared = Vec::with_capacity(count);
     let mut body_bytes = 0usize;
+    // A burst goes to one replica: its connections are opened to one address.
+    let base = ctx.base_for(request, None);
     for i in 0..count {
         vars.index = Some(i);
-        let one = prepare(request, vars, &ctx.base_for(request));
+        let one = prepare(request, vars, &base);
         vars.index = None;
         match one {
             Ok(p) => {

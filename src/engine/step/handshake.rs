@@ -14,7 +14,7 @@ pub(super) async fn run(number: usize, spec: &HandshakeSpec, ctx: &Context<'_>) 
     let label = format!("a {} handshake", spec.version);
     let mut report = step_report(number, label, StepKind::Handshake);
     let (tls, addr, interface) = {
-        let service = ctx.service.lock().await;
+        let service = ctx.service(None).lock().await;
         let addr = service.client_tls().and_then(|client| {
             let port = service.base_url().port_or_known_default()?;
             Some(std::net::SocketAddr::new(client.ip, port))

@@ -11,7 +11,7 @@ use crate::spec::model::ImageSpec;
 
 pub(super) async fn run(number: usize, spec: &ImageSpec, ctx: &Context<'_>) -> (StepReport, Ending) {
     let mut report = step_report(number, "the service's image".into(), StepKind::Image);
-    let facts = match ctx.service.lock().await.image().await {
+    let facts = match ctx.service(None).lock().await.image().await {
         None => {
             report.error = Some("only a container has an image to inspect (--path or --image)".into());
             return (report, Ending::NotApplicable);

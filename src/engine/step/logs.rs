@@ -27,7 +27,11 @@ pub(super) async fn run(number: usize, spec: &LogsSpec, vars: &mut Vars, ctx: &C
     // Text that must appear ends the wait as soon as it has; text that must not appear, and an exact number of
     // lines, are looked for until the end of the wait (a late flush must not hide a line too many).
     let checks = loop {
-        let output = ctx.service.lock().await.output_since(ctx.output_mark);
+        let output = ctx
+            .service(spec.replica)
+            .lock()
+            .await
+            .output_since(ctx.output_mark(spec.replica));
         let Some(output) = output else {
             report.error = Some(
                 "proctor does not see the output of a service it did not start: grade this challenge with --cmd, \

@@ -40,7 +40,7 @@ pub(super) async fn run(
     let mut seen: Vec<String> = Vec::new();
     let mut requests = 0u32;
     loop {
-        let prepared = match prepare(request, vars, &ctx.base_for(request)) {
+        let prepared = match prepare(request, vars, &ctx.base_for(request, None)) {
             Ok(p) => p,
             Err(e) => {
                 report.error = Some(e);

@@ -13,16 +13,16 @@ pub(super) async fn run(number: usize, spec: &RestartSpec, vars: &mut Vars, ctx:
     let changes = render_changes(&spec.env, vars);
     let mut report = step_report(
         number,
-        format!("restart the service{}", describe(&changes)),
+        format!("restart the service{}{}", of_replica(spec.replica), describe(&changes)),
         StepKind::Restart,
     );
-    let mut service = ctx.service.lock().await;
+    let mut service = ctx.service(spec.replica).lock().await;
     match service.restart(&changes).await {
         Ok(()) => {
             for (name, value) in &changes {
                 vars.set_env(name, value.clone());
             }
-            ctx.set_base(service.base_url().clone(), service.plain_url().cloned());
+            ctx.set_base(spec.replica, service.base_url().clone(), service.plain_url().cloned());
             report.passed = true;
             (report, Ending::Passed)
         }
@@ -53,6 +53,11 @@ pub(super) fn render_changes(changes: &EnvChanges, vars: &mut Vars) -> EnvChange
             (name.clone(), value)
         })
         .collect()
+}
+
+/// ` (replica N)`, or nothing.
+pub(super) fn of_replica(replica: Option<u32>) -> String {
+    replica.map(|n| format!(" (replica {n})")).unwrap_or_default()
 }
 
 /// ` with A=1, B removed`, or nothing.

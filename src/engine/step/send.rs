@@ -18,11 +18,12 @@ pub(super) async fn run(
 ) -> (StepReport, Ending) {
     let request = &send.request;
     let times = send.repeat.unwrap_or(1) as usize;
-    let suffix = if times > 1 {
+    let mut suffix = if times > 1 {
         format!(" (× {times})")
     } else {
         String::new()
     };
+    suffix.push_str(&super::restart::of_replica(request.replica));
     let kind = match send.repeat {
         Some(times) => StepKind::Repeat { times },
         None => StepKind::Request,
@@ -31,7 +32,7 @@ pub(super) async fn run(
     let mut elapsed = Vec::with_capacity(if send.timing.is_some() { times } else { 0 });
     for i in 0..times {
         vars.index = send.repeat.map(|_| i);
-        let prepared = prepare(request, vars, &ctx.base_for(request));
+        let prepared = prepare(request, vars, &ctx.base_for(request, None));
         vars.index = None;
         let prepared = match prepared {
             Ok(mut p) => {

@@ -22,7 +22,7 @@ pub(super) async fn run(number: usize, spec: &StartSpec, vars: &mut Vars, ctx: &
         format!("start another instance{}", describe(&changes)),
         StepKind::Start,
     );
-    let attempt = ctx.service.lock().await.attempt(&changes, within).await;
+    let attempt = ctx.service(None).lock().await.attempt(&changes, within).await;
     let attempt = match attempt {
         Ok(attempt) => attempt,
         Err(error) => {

@@ -20,14 +20,18 @@ pub(super) async fn run(number: usize, stop: &Stop, vars: &mut Vars, ctx: &Conte
     let spec = &stop.spec;
     let grace = spec.grace.map_or(DEFAULT_GRACE, |d| d.0);
     let mut prepared = Vec::new();
-    let mut label = "stop the service (SIGTERM)".to_string();
+    let mut label = format!("stop the service{} (SIGTERM)", super::restart::of_replica(spec.replica));
     let mut signal_after = Duration::ZERO;
     if let Some(in_flight) = &spec.in_flight {
         let count = in_flight.count.unwrap_or(1) as usize;
         signal_after = in_flight.signal_after.map_or(DEFAULT_SIGNAL_AFTER, |d| d.0);
         for i in 0..count {
             vars.index = Some(i);
-            let one = prepare(&in_flight.request, vars, &ctx.base_for(&in_flight.request));
+            let one = prepare(
+                &in_flight.request,
+                vars,
+                &ctx.base_for(&in_flight.request, spec.replica),
+            );
             vars.index = None;
             match one {
                 Ok(p) => prepared.push(p),
@@ -40,7 +44,8 @@ pub(super) async fn run(number: usize, stop: &Stop, vars: &mut Vars, ctx: &Conte
         }
         if let Some(first) = prepared.first() {
             label = format!(
-                "stop the service (SIGTERM) while {count} × {} {} {} in flight",
+                "stop the service{} (SIGTERM) while {count} × {} {} {} in flight",
+                super::restart::of_replica(spec.replica),
                 first.method,
                 first.target(),
                 if count == 1 { "is" } else { "are" }
@@ -50,7 +55,7 @@ pub(super) async fn run(number: usize, stop: &Stop, vars: &mut Vars, ctx: &Conte
     let mut report = step_report(number, label, StepKind::Stop);
     report.request = prepared.first().map(|p| p.record());
     let during = match &spec.during {
-        Some(during) => match prepare(&during.request, vars, &ctx.base_for(&during.request)) {
+        Some(during) => match prepare(&during.request, vars, &ctx.base_for(&during.request, spec.replica)) {
             Ok(p) => Some((p, during.after.map_or(Duration::from_millis(300), |d| d.0), during)),
             Err(e) => {
                 report.error = Some(e);
@@ -63,7 +68,7 @@ pub(super) async fn run(number: usize, stop: &Stop, vars: &mut Vars, ctx: &Conte
     let signalled = tokio::sync::Notify::new();
     let signal = async {
         tokio::time::sleep(signal_after).await;
-        let mut service = ctx.service.lock().await;
+        let mut service = ctx.service(spec.replica).lock().await;
         signalled.notify_one();
         service.terminate(grace).await
     };

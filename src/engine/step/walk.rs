@@ -27,7 +27,7 @@ pub(super) async fn run(
         label(name, &request.method, &request.path, " (walk)"),
         StepKind::Walk,
     );
-    let first = match prepare(request, vars, &ctx.base_for(request)) {
+    let first = match prepare(request, vars, &ctx.base_for(request, None)) {
         Ok(p) => p,
         Err(e) => {
             report.error = Some(e);
@@ -81,7 +81,7 @@ pub(super) async fn run(
         if pages == 1
             && let Some(insert) = &walk.spec.after_first_page
         {
-            let sent = match prepare(insert, vars, &ctx.base_for(insert)) {
+            let sent = match prepare(insert, vars, &ctx.base_for(insert, None)) {
                 Ok(p) => ctx.http.send(&p).await,
                 Err(e) => Err(NoResponse::service(e)),
             };
