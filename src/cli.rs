@@ -215,6 +215,13 @@ pub struct RunArgs {
     /// With --compose: the service to grade (needed when the project has several); it listens on the spec's port.
     #[arg(long, value_name = "NAME", requires = "compose", help_heading = "Target (one of)")]
     pub service: Option<String>,
+    /// With --compose: the most memory the limits of all the project's containers may add up to (e.g. 350MiB,
+    /// as Rinha de Backend allows); a project over it is refused, with what each service takes.
+    #[arg(long, value_name = "SIZE", value_parser = bytes, requires = "compose", help_heading = "Target (one of)")]
+    pub budget_memory: Option<u64>,
+    /// With --compose: the most CPUs the limits of all the project's containers may add up to (e.g. 1.5).
+    #[arg(long, value_name = "CPUS", requires = "compose", help_heading = "Target (one of)")]
+    pub budget_cpus: Option<f64>,
     /// Listen with proctor's server NAME (a challenge's upstream or webhook receiver) on 127.0.0.1:PORT
     /// (repeatable); needed with --url, where the service must be started knowing the servers' addresses.
     #[arg(long, value_name = "NAME=PORT", value_parser = server_port)]
@@ -239,9 +246,16 @@ impl RunArgs {
                     .unwrap_or_default();
                 return Err(format!("--compose {dir}: no such folder"));
             }
+            _ if self.budget_cpus.is_some_and(|c| !(c > 0.0 && c <= 1024.0)) => {
+                return Err("--budget-cpus: a number of CPUs greater than 0".into());
+            }
             _ if self.compose.is_some() => DockerSource::Compose {
                 dir: self.compose.clone().unwrap_or_default(),
                 service: self.service.clone(),
+                budget: proctor::target::compose::Budget {
+                    memory: self.budget_memory,
+                    cpus: self.budget_cpus,
+                },
             },
             (Some(url), ..) if !matches!(url.scheme(), "http" | "https") => {
                 return Err(format!(

@@ -241,8 +241,8 @@ async fn prepare_docker(
             });
             return Ok((launcher, sandbox, Some((image, log))));
         }
-        DockerSource::Compose { dir, service } => {
-            return prepare_compose(&sandbox, &dir, service, docker, events, cancel)
+        DockerSource::Compose { dir, service, budget } => {
+            return prepare_compose(&sandbox, (&dir, service, budget), docker, events, cancel)
                 .await
                 .map(|(launcher, built)| (launcher, sandbox, built));
         }
@@ -254,8 +254,7 @@ async fn prepare_docker(
 /// and the graded service's image with the tail of the build output, when proctor built it.
 async fn prepare_compose(
     sandbox: &Arc<Sandbox>,
-    dir: &std::path::Path,
-    service: Option<String>,
+    (dir, service, budget): (&std::path::Path, Option<String>, crate::target::compose::Budget),
     docker: &DockerOptions,
     events: &Events,
     cancel: &CancellationToken,
@@ -303,7 +302,15 @@ async fn prepare_compose(
         images.insert(name, image);
     }
     let built = images.get(&service).cloned().map(|image| (image, logs.join("\n")));
-    let launcher = ComposeLauncher::new(Arc::clone(sandbox), tool, project, service, images, docker.limits);
+    let launcher = ComposeLauncher::new(
+        Arc::clone(sandbox),
+        tool,
+        project,
+        service,
+        images,
+        docker.limits,
+        budget,
+    );
     Ok((Launcher::Compose(Box::new(launcher)), built))
 }
 

@@ -55,6 +55,8 @@ pub enum DockerSource {
         dir: PathBuf,
         /// The service graded (may be omitted when the project has one service).
         service: Option<String>,
+        /// What the limits of all its containers may add up to.
+        budget: compose::Budget,
     },
 }
 
@@ -696,6 +698,18 @@ impl Service {
         let ready = self.ready_instance(port, http_port).await?;
         self.adopt(ready);
         Ok(())
+    }
+
+    /// Restarts another service of the submission's Compose project (`docker compose restart`); only a Compose
+    /// target has other services.
+    pub async fn restart_dependency(&self, name: &str) -> Result<(), TargetError> {
+        match self.launcher.as_ref() {
+            Launcher::Compose(launcher) => launcher.restart_service(&self.challenge, name).await,
+            _ => Err(TargetError::Unsupported {
+                action: "restarting another service of a Compose project",
+                target: self.launcher.describe(),
+            }),
+        }
     }
 
     /// Sends SIGTERM (to PID 1 of a container, to the process group of a process; the in-process reference shuts

@@ -215,6 +215,17 @@ pub struct Plan<'a> {
     pub images: &'a HashMap<String, String>,
     /// Publish the graded port on 127.0.0.1 (remote engines).
     pub publish: Option<u16>,
+    /// The most the limits of all containers may add up to.
+    pub budget: Budget,
+}
+
+/// A cap on the sum of the limits of every container of a project, as Rinha de Backend sets one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Budget {
+    /// Memory, in bytes.
+    pub memory: Option<u64>,
+    /// CPUs.
+    pub cpus: Option<f64>,
 }
 
 /// Keys of a service that would reach past the sandbox or undo its hardening: removed.
@@ -268,6 +279,8 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
         )));
     }
     let mut hardened = Mapping::new();
+    // Each service's limits times its containers, for the budget.
+    let mut spent: Vec<(String, u32, u64, f64)> = Vec::new();
     for (name, service) in services {
         let name = name.as_str().unwrap_or_default().to_string();
         let mut service = service.as_mapping().cloned().unwrap_or_default();
@@ -312,6 +325,12 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
         }
         let memory = own.0.map_or(plan.limits.memory, |m| m.min(plan.limits.memory));
         let cpus = own.1.map_or(plan.limits.cpus, |c| c.min(plan.limits.cpus));
+        spent.push((
+            name.clone(),
+            if graded { plan.replicas.max(1) } else { 1 },
+            memory,
+            cpus,
+        ));
         let mut labels = labels_of(service.remove("labels"));
         for (key, value) in plan.labels {
             labels.insert(key.as_str().into(), value.as_str().into());
@@ -355,6 +374,7 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
         }
         hardened.insert(name.into(), Value::Mapping(service));
     }
+    check_budget(&spent, plan.budget)?;
     let mut volumes = Mapping::new();
     let declared = config
         .get("volumes")
@@ -393,6 +413,33 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
     serde_json::to_value(Value::Mapping(file))
         .and_then(|json| serde_json::to_string_pretty(&json))
         .map_err(|e| TargetError::Compose(e.to_string()))
+}
+
+/// Refuses a project whose containers' limits add up to more than the budget, saying what each takes.
+fn check_budget(spent: &[(String, u32, u64, f64)], budget: Budget) -> Result<(), TargetError> {
+    let memory: u64 = spent.iter().map(|(_, n, m, _)| u64::from(*n) * m).sum();
+    let cpus: f64 = spent.iter().map(|(_, n, _, c)| f64::from(*n) * c).sum();
+    let over_memory = budget.memory.is_some_and(|b| memory > b);
+    let over_cpus = budget.cpus.is_some_and(|b| cpus > b + 1e-9);
+    if !over_memory && !over_cpus {
+        return Ok(());
+    }
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    let each: Vec<String> = spent
+        .iter()
+        .map(|(name, n, m, c)| format!("{name}: {n} × ({:.0} MiB, {c} CPUs)", mib(*m)))
+        .collect();
+    let allowed = format!(
+        "{} MiB and {} CPUs",
+        budget.memory.map_or("any".to_string(), |b| format!("{:.0}", mib(b))),
+        budget.cpus.map_or("any".to_string(), |c| c.to_string())
+    );
+    Err(TargetError::Compose(format!(
+        "the project's limits add up to {:.0} MiB and {cpus} CPUs, over the budget of {allowed} ({}): give its \
+         services lower `deploy.resources.limits`",
+        mib(memory),
+        each.join(", ")
+    )))
 }
 
 /// A service's own memory (bytes) and CPU limits, from `deploy.resources.limits` or `mem_limit` and `cpus`.
@@ -523,6 +570,8 @@ pub struct ComposeLauncher {
     pub images: HashMap<String, String>,
     /// Limits from the command line (over the spec's, over the defaults), for each container.
     pub limits: Limits,
+    /// What the limits of all the project's containers may add up to.
+    pub budget: Budget,
     projects: tokio::sync::Mutex<HashMap<String, Arc<Up>>>,
 }
 
@@ -535,6 +584,7 @@ impl ComposeLauncher {
         service: String,
         images: HashMap<String, String>,
         limits: Limits,
+        budget: Budget,
     ) -> Self {
         Self {
             sandbox,
@@ -543,6 +593,7 @@ impl ComposeLauncher {
             service,
             images,
             limits,
+            budget,
             projects: Default::default(),
         }
     }
@@ -592,6 +643,7 @@ impl ComposeLauncher {
             limits: limits::resolve(&spec.limits, &self.limits),
             images: &self.images,
             publish: (self.sandbox.mode() == crate::sandbox::NetworkMode::Published).then_some(spec.port),
+            budget: self.budget,
         };
         let text = harden(&self.project, &plan)?;
         let dir = tempfile::Builder::new()
@@ -667,6 +719,28 @@ impl ComposeLauncher {
         }
     }
 
+    /// Restarts another service of a challenge's project (stop, then start, waiting up to 5 s for it to stop).
+    pub(super) async fn restart_service(&self, challenge: &Challenge, service: &str) -> Result<(), TargetError> {
+        if !self.project.services().iter().any(|s| s == service) {
+            return Err(TargetError::Compose(format!(
+                "the project has no service `{service}` (it has {})",
+                self.project.services().join(", ")
+            )));
+        }
+        let up = self.projects.lock().await.get(&challenge.id).cloned();
+        let up = up.ok_or_else(|| TargetError::Compose("the project is not running".to_string()))?;
+        let file = up.dir.path().join("compose.yaml").display().to_string();
+        self.tool
+            .run(
+                None,
+                &["-p", &up.name, "-f", &file, "restart", "-t", "5", service],
+                COMPOSE_TIMEOUT,
+            )
+            .await
+            .map(|_| ())
+            .map_err(TargetError::Compose)
+    }
+
     async fn down_named(&self, name: &str, file: &str) -> Result<String, String> {
         self.tool
             .run(
@@ -722,6 +796,7 @@ mod tests {
             },
             images,
             publish: None,
+            budget: Budget::default(),
         }
     }
 
@@ -828,6 +903,42 @@ volumes:
         assert!(refused(secrets).contains("`secrets`"));
         let other = "services:\n  web:\n    image: x\n";
         assert!(refused(other).contains("no service `api`"));
+    }
+
+    #[test]
+    fn a_project_over_its_budget_is_refused_with_what_each_service_takes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let root = dir.path().canonicalize().expect("canonical");
+        let yaml = concat!(
+            "services:\n",
+            "  api: { image: x, deploy: { resources: { limits: { memory: 100M, cpus: '0.4' } } } }\n",
+            "  db: { image: y, mem_limit: 150m, cpus: 0.5 }\n",
+        );
+        let (env, labels, images) = (Vec::new(), HashMap::new(), HashMap::new());
+        let mut plan = plan(&env, &labels, &images);
+        // Two api replicas and the database: 350 MiB and 1.3 CPUs, as Rinha de Backend's budget allows.
+        plan.budget = Budget {
+            memory: Some(350 << 20),
+            cpus: Some(1.5),
+        };
+        assert!(harden(&project(yaml, &root), &plan).is_ok());
+        plan.budget.cpus = Some(1.2);
+        let Err(TargetError::Compose(message)) = harden(&project(yaml, &root), &plan) else {
+            panic!("over the CPU budget");
+        };
+        assert!(
+            message.contains("350 MiB and 1.3 CPUs, over the budget of 350 MiB and 1.2 CPUs"),
+            "{message}"
+        );
+        assert!(
+            message.contains("api: 2 × (100 MiB, 0.4 CPUs), db: 1 × (150 MiB, 0.5 CPUs)"),
+            "{message}"
+        );
+        plan.budget = Budget {
+            memory: Some(300 << 20),
+            cpus: None,
+        };
+        assert!(harden(&project(yaml, &root), &plan).is_err());
     }
 
     #[test]

@@ -1142,8 +1142,8 @@ fn copy_into(from: &Path, dir: &Path, name: &str) {
 }
 
 /// A Compose project: `api` (built from `api`, with the ports, privileges and host paths a careless project
-/// has) and `store` (the hostile fixture, sleeping, with a named volume and a read-only file of the project)
-/// standing in for its database.
+/// has) and its database `store` (the fixture's key-value store, keeping its data in a named volume, with a
+/// read-only file of the project).
 fn compose_project(api: &Path) -> tempfile::TempDir {
     let dir = temp_dir(&[(
         "compose.yaml",
@@ -1165,7 +1165,13 @@ fn compose_project(api: &Path) -> tempfile::TempDir {
     )]);
     std::fs::write(dir.path().join("seed.sql"), "-- seed\n").expect("seed");
     copy_into(api, dir.path(), "api");
-    let store = submission("hostile", &["sleep"], "");
+    let store = submission(
+        "hostile",
+        &["store"],
+        "COPY --chown=65534:65534 data /var/lib/store\nUSER 65534:65534\n",
+    );
+    std::fs::create_dir(store.path().join("data")).expect("mkdir");
+    std::fs::write(store.path().join("data/.keep"), "").expect("keep");
     copy_into(store.path(), dir.path(), "store");
     dir
 }
@@ -1229,6 +1235,20 @@ fn a_compose_project_with_a_host_path_or_without_its_service_is_refused_clearly(
         said.contains("several services (api, db): name the one to grade with --service"),
         "{said}"
     );
+    // Without either Compose tool on the PATH, proctor says which to install.
+    let mut bare = proctor();
+    bare.args(["run", "rate-limiter", "--compose"]).arg(project.path());
+    let none = bare
+        .args(["--service", "api"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&none.stdout).to_string() + &String::from_utf8_lossy(&none.stderr);
+    assert!(
+        said.contains("neither the Compose plugin (`docker compose`) nor `docker-compose` is installed"),
+        "{said}"
+    );
+    assert_eq!(none.status.code(), Some(3), "{said}");
     let socket = run(Some("api"));
     let said = String::from_utf8_lossy(&socket.stdout).to_string() + &String::from_utf8_lossy(&socket.stderr);
     assert!(said.contains("outside the project folder"), "{said}");
@@ -1297,4 +1317,79 @@ fn ctrl_c_while_a_compose_project_builds_starts_or_is_probed_leaves_nothing_behi
             true
         }
     });
+}
+
+#[test]
+fn a_compose_step_restarts_the_database_and_a_project_over_its_budget_is_refused() {
+    if !docker() {
+        return;
+    }
+    let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { http: /health } }\nprobes:\n  - id: p\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - restart: { service: store }\n      - request: { path: /health }\n        expect: { status: 200 }\n";
+    let dir = temp_dir(&[("db-restart.yaml", spec)]);
+    let api = reference_image(crate::support::SOUND_IMAGE);
+    let project = compose_project(api.path());
+    let report = dir.path().join("report.json");
+    let output = proctor()
+        .arg("run")
+        .arg(dir.path().join("db-restart.yaml"))
+        .arg("--compose")
+        .arg(project.path())
+        .args(["--service", "api", "--report"])
+        .arg(format!("json={}", report.display()))
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&output.stderr).to_string();
+    let report = read_report(&report);
+    let probe = &report["challenges"][0]["probes"][0];
+    assert_eq!(probe["verdict"], "passed", "{probe}\n{said}");
+    assert_eq!(probe["steps"][0]["label"], "restart service `store` of the project");
+    let run_id = report["run_id"].as_str().expect("run id");
+    assert!(leftovers(run_id).is_empty(), "left {:?}", leftovers(run_id));
+    // The store itself, graded: it writes into its named volume under a read-only root, and what it wrote is
+    // there after a restart (and after the api's).
+    let store_spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { ready: { http: /health } }\nprobes:\n  - id: p\n    title: t\n    category: c\n    rules: [r]\n    why: w\n    hint: h\n    steps:\n      - request: { method: PUT, path: /kv/k, body: kept }\n        expect: { status: 204 }\n      - restart: {}\n      - restart: { service: api }\n      - request: { path: /kv/k }\n        expect: { status: 200, body: { equals: kept } }\n";
+    std::fs::write(dir.path().join("store.yaml"), store_spec).expect("write");
+    let stored = dir.path().join("store.json");
+    proctor()
+        .arg("run")
+        .arg(dir.path().join("store.yaml"))
+        .arg("--compose")
+        .arg(project.path())
+        .args(["--service", "store", "--report"])
+        .arg(format!("json={}", stored.display()))
+        .output()
+        .expect("runs");
+    let stored = read_report(&stored);
+    let probe = &stored["challenges"][0]["probes"][0];
+    assert_eq!(probe["verdict"], "passed", "{probe}");
+    // Without a Compose project there is no database to restart: the probe is not applicable.
+    let local = dir.path().join("local.json");
+    proctor()
+        .arg("run")
+        .arg(dir.path().join("db-restart.yaml"))
+        .args([
+            "--cmd",
+            &static_bin("proctor-reference").display().to_string(),
+            "--report",
+        ])
+        .arg(format!("json={}", local.display()))
+        .output()
+        .expect("runs");
+    assert_eq!(
+        read_report(&local)["challenges"][0]["probes"][0]["verdict"],
+        "not_applicable"
+    );
+    // Two services at 512 MiB each do not fit in 700 MiB.
+    let over = proctor()
+        .arg("run")
+        .arg(dir.path().join("db-restart.yaml"))
+        .arg("--compose")
+        .arg(project.path())
+        .args(["--service", "api", "--memory", "512MiB", "--budget-memory", "700MiB"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&over.stdout).to_string() + &String::from_utf8_lossy(&over.stderr);
+    assert!(said.contains("over the budget of 700 MiB"), "{said}");
+    assert_eq!(over.status.code(), Some(3), "{said}");
 }

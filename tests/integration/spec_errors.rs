@@ -332,6 +332,8 @@ fn replicas_are_counted_from_one_and_lifecycle_steps_name_theirs() {
         "      - restart: {}\n",
         "      - logs: { contains: [x] }\n",
         "      - stop: { replica: 1 }\n",
+        "      - restart: { service: db }\n",
+        "      - restart: { service: db, replica: 1 }\n",
     );
     let text = probe(steps).replace("probes:\n", "service: { replicas: 2 }\nprobes:\n");
     let problem = |field: &str, message: &str| (field.to_string(), message.to_string());
@@ -344,6 +346,10 @@ fn replicas_are_counted_from_one_and_lifecycle_steps_name_theirs() {
             problem("probes[0].steps[1].request.replica", numbered),
             problem("probes[0].steps[3].restart", name_one),
             problem("probes[0].steps[4].logs", name_one),
+            problem(
+                "probes[0].steps[7].restart.service",
+                "a restart of another service of the project takes neither `replica` nor `env`"
+            ),
         ]
     );
     // One replica is the default; more than four, or replicas with TLS, are refused.

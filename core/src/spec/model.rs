@@ -549,6 +549,9 @@ pub struct RestartSpec {
     pub env: EnvChanges,
     /// Which replica to restart, from 1 (required when the service has `replicas`).
     pub replica: Option<u32>,
+    /// Restart another service of the submission's Compose project instead (its database, say): stopped and
+    /// started again while the graded service runs. Not applicable to other targets.
+    pub service: Option<String>,
 }
 
 /// A stop: SIGTERM to PID 1 of a container or to the process group of a process.

@@ -944,6 +944,20 @@ impl Validator<'_> {
         };
         if let Some(restart) = &step.restart {
             env_changes(self, format!("{at}.restart.env"), &restart.env);
+            if restart.service.is_some() && (restart.replica.is_some() || !restart.env.is_empty()) {
+                self.problem(
+                    format!("{at}.restart.service"),
+                    "a restart of another service of the project takes neither `replica` nor `env`",
+                );
+            }
+            if restart.service.as_deref().is_some_and(|name| {
+                name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            }) {
+                self.problem(
+                    format!("{at}.restart.service"),
+                    "a Compose service name is letters, digits, `.`, `_` and `-`",
+                );
+            }
         }
         if let Some(start) = &step.start {
             env_changes(self, format!("{at}.start.env"), &start.env);
@@ -1152,7 +1166,11 @@ impl Validator<'_> {
         let replicas = self.spec.service.replicas;
         let named = [
             ("request", step.request.as_ref().map(|r| r.replica), false),
-            ("restart", step.restart.as_ref().map(|r| r.replica), true),
+            (
+                "restart",
+                step.restart.as_ref().map(|r| r.replica),
+                step.restart.as_ref().is_some_and(|r| r.service.is_none()),
+            ),
             ("stop", step.stop.as_ref().map(|s| s.replica), true),
             ("logs", step.logs.as_ref().map(|l| l.replica), true),
         ];

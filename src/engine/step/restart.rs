@@ -10,6 +10,9 @@ use crate::target::{EnvChanges, TargetError};
 use crate::vars::Vars;
 
 pub(super) async fn run(number: usize, spec: &RestartSpec, vars: &mut Vars, ctx: &Context<'_>) -> (StepReport, Ending) {
+    if let Some(name) = &spec.service {
+        return restart_dependency(number, name, ctx).await;
+    }
     let changes = render_changes(&spec.env, vars);
     let mut report = step_report(
         number,
@@ -40,6 +43,29 @@ pub(super) async fn run(number: usize, spec: &RestartSpec, vars: &mut Vars, ctx:
                 error_chain(&error)
             ));
             (report, FAILED)
+        }
+    }
+}
+
+/// Restarts another service of the submission's Compose project; not applicable to other targets.
+async fn restart_dependency(number: usize, name: &str, ctx: &Context<'_>) -> (StepReport, Ending) {
+    let mut report = step_report(
+        number,
+        format!("restart service `{name}` of the project"),
+        StepKind::Restart,
+    );
+    match ctx.service(None).lock().await.restart_dependency(name).await {
+        Ok(()) => {
+            report.passed = true;
+            (report, Ending::Passed)
+        }
+        Err(error @ TargetError::Unsupported { .. }) => {
+            report.error = Some(error.to_string());
+            (report, Ending::NotApplicable)
+        }
+        Err(error) => {
+            report.error = Some(error_chain(&error));
+            (report, ERRORED)
         }
     }
 }
