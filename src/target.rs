@@ -687,6 +687,16 @@ impl Service {
         if let Some(error) = self.unsupported("restarting the service") {
             return Err((error, None));
         }
+        if matches!(self.launcher.as_ref(), Launcher::Compose(_)) && !changes.is_empty() {
+            // Refused before the instance is stopped: the project's containers keep the env they were made with.
+            return Err((
+                TargetError::Unsupported {
+                    action: "changing the env of a service of a Compose project",
+                    target: self.launcher.describe(),
+                },
+                None,
+            ));
+        }
         let port = self.base_url.port_or_known_default();
         let http_port = self.plain_url.as_ref().and_then(::url::Url::port_or_known_default);
         // Gracefully, as a deploy would: SIGTERM, then SIGKILL after the grace period (a container included).

@@ -62,6 +62,16 @@ impl Tool {
     /// Runs the tool in `dir` with `args`; its output (the last 64 KiB), or why it failed with that output.
     async fn run(&self, dir: Option<&Path>, args: &[&str], timeout: Duration) -> Result<String, String> {
         let mut command = tokio::process::Command::new(&self.command[0]);
+        // Compose fills `${VARIABLES}` and valueless `environment` entries from its own environment: it gets
+        // only what it needs to find the engine, never proctor's (a CI job's tokens).
+        command.env_clear();
+        for (name, value) in std::env::vars_os() {
+            let text = name.to_string_lossy();
+            let needed = matches!(text.as_ref(), "PATH" | "HOME" | "LANG" | "LC_ALL" | "TMPDIR");
+            if needed || text.starts_with("DOCKER_") {
+                command.env(&name, value);
+            }
+        }
         command
             .args(&self.command[1..])
             .args(args)
@@ -162,11 +172,11 @@ impl Project {
                     build.get("dockerfile").and_then(Value::as_str),
                 ),
             };
-            if dockerfile.is_some_and(|f| f != "Dockerfile") {
+            if build.get("dockerfile_inline").is_some() || dockerfile.is_some_and(|f| f != "Dockerfile") {
                 return Err(TargetError::Compose(format!(
                     "service `{name}` builds from `{}`: proctor builds a service from the `Dockerfile` at the root \
                      of its build context",
-                    dockerfile.unwrap_or_default()
+                    dockerfile.unwrap_or("dockerfile_inline")
                 )));
             }
             let context = self.inside(&name, &context)?;
@@ -228,30 +238,66 @@ pub struct Budget {
     pub cpus: Option<f64>,
 }
 
-/// Keys of a service that would reach past the sandbox or undo its hardening: removed.
-const REMOVED: [&str; 22] = [
+/// Keys of a service kept as the project wrote them: nothing in them reaches past the sandbox.
+const KEPT: [&str; 22] = [
+    "image",
+    "command",
+    "entrypoint",
+    "environment",
+    "working_dir",
+    "user",
+    "healthcheck",
+    "depends_on",
+    "expose",
+    "hostname",
+    "domainname",
+    "stop_signal",
+    "stop_grace_period",
+    "tty",
+    "stdin_open",
+    "labels",
+    "tmpfs",
+    "volumes",
+    "extra_hosts",
+    "links",
+    "shm_size",
+    "platform",
+];
+
+/// Keys of a service dropped: proctor's hardening, limits, network and build take their place, and privileges
+/// the project asks for are simply not given.
+const DROPPED: [&str; 31] = [
+    "build",
     "ports",
-    "network_mode",
     "networks",
-    "privileged",
-    "cap_add",
-    "cap_drop",
-    "devices",
-    "pid",
-    "ipc",
-    "uts",
-    "userns_mode",
-    "container_name",
-    "security_opt",
+    "network_mode",
     "restart",
     "deploy",
-    "sysctls",
-    "cgroup_parent",
-    "runtime",
-    "volumes_from",
-    "external_links",
+    "container_name",
     "scale",
-    "build",
+    "profiles",
+    "pull_policy",
+    "mem_limit",
+    "memswap_limit",
+    "mem_reservation",
+    "mem_swappiness",
+    "cpus",
+    "cpu_shares",
+    "cpu_quota",
+    "cpu_period",
+    "cpu_count",
+    "cpu_percent",
+    "cpuset",
+    "pids_limit",
+    "ulimits",
+    "logging",
+    "security_opt",
+    "cap_add",
+    "cap_drop",
+    "privileged",
+    "read_only",
+    "init",
+    "dns",
 ];
 
 /// The hardened project, as the text of a Compose file (format 2.4, which both Compose tools read; the
@@ -271,6 +317,11 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
         .and_then(Value::as_mapping)
         .cloned()
         .unwrap_or_default();
+    let declared: Vec<String> = config
+        .get("volumes")
+        .and_then(Value::as_mapping)
+        .map(|volumes| volumes.keys().filter_map(|k| k.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
     if !services.contains_key(plan.service) {
         return Err(TargetError::Compose(format!(
             "the project has no service `{}` (it has {})",
@@ -285,8 +336,28 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
         let name = name.as_str().unwrap_or_default().to_string();
         let mut service = service.as_mapping().cloned().unwrap_or_default();
         let own = own_limits(&service);
-        for key in REMOVED {
+        for key in DROPPED {
             service.remove(key);
+        }
+        // Anything else (devices, host namespaces, the API socket, hooks, GPUs, OOM settings, ...) is refused:
+        // proctor gives a service only what it knows to be harmless.
+        if let Some(key) = service
+            .keys()
+            .filter_map(Value::as_str)
+            .find(|key| !KEPT.contains(key) && !key.starts_with("x-"))
+        {
+            return Err(TargetError::Compose(format!(
+                "service `{name}` uses `{key}`, which proctor does not give services in its sandbox"
+            )));
+        }
+        if let Some(Value::Mapping(env)) = service.get("environment")
+            && let Some((key, _)) = env.iter().find(|(_, value)| value.is_null())
+        {
+            // A name without a value takes the value of Compose's own environment: proctor's, not the project's.
+            return Err(TargetError::Compose(format!(
+                "service `{name}` passes `{}` without a value: give it one in the project",
+                key.as_str().unwrap_or_default()
+            )));
         }
         if let Some(image) = plan.images.get(&name) {
             service.insert("image".into(), image.as_str().into());
@@ -302,17 +373,17 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
             .and_then(|v| v.as_sequence().cloned())
             .unwrap_or_default()
         {
-            volumes.push(mount(project, &name, &volume)?);
+            volumes.push(mount(project, &name, &volume, &declared)?);
         }
         let graded = name == plan.service;
         if graded {
             let mut env = environment(service.remove("environment"));
             for (key, value) in plan.env {
-                env.insert(key.as_str().into(), value.as_str().into());
+                env.insert(key.as_str().into(), escaped(value).into());
             }
             if let Some(path) = plan.data {
-                env.insert("DATA_DIR".into(), path.into());
-                volumes.push(format!("proctor-data:{path}").into());
+                env.insert("DATA_DIR".into(), escaped(path).into());
+                volumes.push(long_mount("volume", "proctor-data", path, false));
             }
             service.insert("environment".into(), Value::Mapping(env));
             service.insert("scale".into(), u64::from(plan.replicas.max(1)).into());
@@ -332,6 +403,11 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
             cpus,
         ));
         let mut labels = labels_of(service.remove("labels"));
+        // proctor's labels, and Compose's own, are not the project's to set.
+        labels.retain(|key, _| {
+            key.as_str()
+                .is_some_and(|k| !k.starts_with("dev.proctor.") && !k.starts_with("com.docker.compose."))
+        });
         for (key, value) in plan.labels {
             labels.insert(key.as_str().into(), value.as_str().into());
         }
@@ -376,11 +452,6 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
     }
     check_budget(&spent, plan.budget)?;
     let mut volumes = Mapping::new();
-    let declared = config
-        .get("volumes")
-        .and_then(Value::as_mapping)
-        .cloned()
-        .unwrap_or_default();
     let labels: Mapping = plan
         .labels
         .iter()
@@ -388,13 +459,11 @@ pub fn harden(project: &Project, plan: &Plan<'_>) -> Result<String, TargetError>
         .collect();
     // Every named volume is a fresh, labelled one of the project: no external volumes, no driver options (a
     // `local` volume with `o: bind` is a host path in disguise).
-    for name in declared
-        .keys()
-        .chain(plan.data.is_some().then_some(&Value::from("proctor-data")))
-    {
+    let data = plan.data.map(|_| "proctor-data".to_string());
+    for name in declared.iter().chain(&data) {
         let mut volume = Mapping::new();
         volume.insert("labels".into(), Value::Mapping(labels.clone()));
-        volumes.insert(name.clone(), Value::Mapping(volume));
+        volumes.insert(name.as_str().into(), Value::Mapping(volume));
     }
     let mut file = Mapping::new();
     file.insert("version".into(), "2.4".into());
@@ -488,9 +557,28 @@ fn labels_of(value: Option<Value>) -> Mapping {
     environment(value)
 }
 
-/// One of a service's volumes, as proctor mounts it: a named volume as it is, a host path inside the project
-/// read-only, anything else refused.
-fn mount(project: &Project, service: &str, volume: &Value) -> Result<Value, TargetError> {
+/// A value as Compose must be given it: `$` doubled, so that it is not read as a variable.
+fn escaped(value: &str) -> String {
+    value.replace('$', "$$")
+}
+
+/// A mount in Compose's long syntax (which never reads a source as a host path unless `type` says so).
+fn long_mount(kind: &str, source: &str, target: &str, read_only: bool) -> Value {
+    let mut mount = Mapping::new();
+    mount.insert("type".into(), kind.into());
+    if !source.is_empty() {
+        mount.insert("source".into(), source.into());
+    }
+    mount.insert("target".into(), target.into());
+    if read_only {
+        mount.insert("read_only".into(), true.into());
+    }
+    Value::Mapping(mount)
+}
+
+/// One of a service's volumes, as proctor mounts it: a volume the project declares as it is, an anonymous one,
+/// a host path inside the project read-only; anything else refused.
+fn mount(project: &Project, service: &str, volume: &Value, declared: &[String]) -> Result<Value, TargetError> {
     let (source, target, kind) = match volume {
         Value::String(short) => {
             let mut parts = short.splitn(3, ':');
@@ -528,14 +616,22 @@ fn mount(project: &Project, service: &str, volume: &Value) -> Result<Value, Targ
             )));
         }
     };
+    if !target.starts_with('/') {
+        return Err(TargetError::Compose(format!(
+            "service `{service}` mounts at `{target}`, which is not an absolute path in the container"
+        )));
+    }
     match (kind, source) {
         ("bind", Some(source)) => {
             let inside = project.inside(service, &source)?;
-            Ok(format!("{}:{target}:ro", inside.display()).into())
+            Ok(long_mount("bind", &inside.display().to_string(), &target, true))
         }
-        ("volume", Some(source)) => Ok(format!("{source}:{target}").into()),
-        ("volume", None) => Ok(target.into()),
-        ("tmpfs", _) => Ok(volume.clone()),
+        ("volume", Some(source)) if declared.contains(&source) => Ok(long_mount("volume", &source, &target, false)),
+        ("volume", Some(source)) => Err(TargetError::Compose(format!(
+            "service `{service}` mounts `{source}`, which is neither a volume the project declares nor a path in it"
+        ))),
+        ("volume", None) => Ok(long_mount("volume", "", &target, false)),
+        ("tmpfs", _) => Ok(long_mount("tmpfs", "", &target, false)),
         _ => Err(TargetError::Compose(format!(
             "service `{service}` has a volume proctor cannot read"
         ))),
@@ -662,12 +758,20 @@ impl ComposeLauncher {
                 COMPOSE_TIMEOUT,
             )
             .await;
+        let containers = match started {
+            Ok(_) => self
+                .sandbox
+                .compose_containers(&name, &self.service)
+                .await
+                .map_err(TargetError::Sandbox),
+            Err(message) => Err(TargetError::Compose(message)),
+        };
         let up = Up {
-            containers: match started {
-                Ok(_) => self.sandbox.compose_containers(&name, &self.service).await?,
-                Err(message) => {
+            containers: match containers {
+                Ok(containers) => containers,
+                Err(error) => {
                     let _ = self.down_named(&name, &file).await;
-                    return Err(TargetError::Compose(message));
+                    return Err(error);
                 }
             },
             name,
@@ -721,6 +825,11 @@ impl ComposeLauncher {
 
     /// Restarts another service of a challenge's project (stop, then start, waiting up to 5 s for it to stop).
     pub(super) async fn restart_service(&self, challenge: &Challenge, service: &str) -> Result<(), TargetError> {
+        if service == self.service {
+            return Err(TargetError::Compose(format!(
+                "`{service}` is the service graded: restart it with a `restart` step without `service`"
+            )));
+        }
         if !self.project.services().iter().any(|s| s == service) {
             return Err(TargetError::Compose(format!(
                 "the project has no service `{service}` (it has {})",
@@ -825,7 +934,7 @@ volumes:
 "#,
             root = root.display()
         );
-        let env = vec![("ORDER_LIMIT".to_string(), "3".to_string())];
+        let env = vec![("ORDER_LIMIT".to_string(), "3$".to_string())];
         let labels = HashMap::from([("dev.proctor.run".to_string(), "run1".to_string())]);
         let images = HashMap::from([("api".to_string(), "proctor-run1:api".to_string())]);
         let text = harden(&project(&yaml, &root), &plan(&env, &labels, &images)).expect("hardened");
@@ -857,19 +966,20 @@ volumes:
         assert_eq!(db["mem_limit"], Value::from(512u64 << 20));
         assert_eq!(api["image"], Value::from("proctor-run1:api"));
         assert_eq!(api["scale"], Value::from(2));
-        assert_eq!(api["environment"]["ORDER_LIMIT"], Value::from("3"));
+        assert_eq!(api["environment"]["ORDER_LIMIT"], Value::from("3$$"));
         assert_eq!(api["environment"]["FROM_PROJECT"], Value::from("1"));
         assert_eq!(api["environment"]["DATA_DIR"], Value::from("/data"));
         assert!(db.get("environment").is_none() && db.get("scale").is_none());
         assert_eq!(db["labels"]["team"], Value::from("x"));
         // A host path inside the project is mounted read-only; named volumes are fresh and labelled.
+        assert_eq!(db["volumes"][0]["type"], Value::from("volume"));
+        assert_eq!(db["volumes"][0]["source"], Value::from("dbdata"));
+        assert_eq!(db["volumes"][1]["type"], Value::from("bind"));
         assert_eq!(
-            db["volumes"][1],
-            Value::from(format!(
-                "{}:/docker-entrypoint-initdb.d:ro",
-                root.join("init").display()
-            ))
+            db["volumes"][1]["source"],
+            Value::from(root.join("init").display().to_string())
         );
+        assert_eq!(db["volumes"][1]["read_only"], Value::from(true));
         assert_eq!(
             file["volumes"]["dbdata"]["labels"]["dev.proctor.run"],
             Value::from("run1")
@@ -903,6 +1013,27 @@ volumes:
         assert!(refused(secrets).contains("`secrets`"));
         let other = "services:\n  web:\n    image: x\n";
         assert!(refused(other).contains("no service `api`"));
+        // Keys that reach the host are refused by name, not dropped silently.
+        for key in [
+            "devices: [\"/dev/sda\"]",
+            "use_api_socket: true",
+            "pid: host",
+            "oom_score_adj: -1000",
+        ] {
+            let yaml = format!("services:\n  api:\n    image: x\n    {key}\n");
+            let name = key.split(':').next().unwrap_or_default();
+            assert!(refused(&yaml).contains(&format!("uses `{name}`")), "{}", refused(&yaml));
+        }
+        // A volume source that is no declared volume would be read as a host path by Compose.
+        let dots = "services:\n  api:\n    image: x\n    volumes: [{ type: volume, source: \"..\", target: /h }]\nvolumes:\n  other: {}\n";
+        assert!(
+            refused(dots).contains("neither a volume the project declares"),
+            "{}",
+            refused(dots)
+        );
+        // A variable without a value would be filled from proctor's environment.
+        let bare = "services:\n  api:\n    image: x\n    environment: { GITHUB_TOKEN: null }\n";
+        assert!(refused(bare).contains("passes `GITHUB_TOKEN` without a value"));
     }
 
     #[test]
