@@ -26,6 +26,13 @@ macro_rules! exit_codes {
 
 const EXIT_CODES: &str = exit_codes!();
 
+/// The exit codes of `grade`: a submission's verdict is in the leaderboard, not in the exit code.
+const BATCH_EXIT_CODES: &str = "Exit codes:
+  0    every submission was graded or skipped (whatever its verdict: see the leaderboard)
+  2    usage error, invalid challenge spec, or no submissions found
+  3    the output folder could not be written
+  130  interrupted (Ctrl-C, SIGTERM or SIGHUP)";
+
 /// Grades hands-on backend challenges with HTTP conformance probes.
 #[derive(Debug, Parser)]
 #[command(name = "proctor", version, about, long_about = None, after_help = EXIT_CODES)]
@@ -84,6 +91,20 @@ pub enum Command {
     /// Grade a service against challenges.
     #[command(after_help = EXIT_CODES)]
     Run(Box<RunArgs>),
+    /// Grade a folder of submissions in the Docker sandbox, several at once, into per-submission reports (every
+    /// format, and candidate-facing copies with hidden probes redacted) and a leaderboard (table, CSV, JSON,
+    /// HTML index). A rerun skips submissions already graded with the same inputs.
+    #[command(after_help = BATCH_EXIT_CODES)]
+    Grade(Box<BatchArgs>),
+    /// Join the leaderboards of partitions (`grade --partition`) into one: leaderboard.json, .csv and index.html.
+    Merge {
+        /// The partitions' leaderboard.json files.
+        #[arg(required = true)]
+        leaderboards: Vec<PathBuf>,
+        /// Where the merged leaderboard goes.
+        #[arg(long, value_name = "DIR", default_value = "proctor-results")]
+        out: PathBuf,
+    },
     /// Grade the bundled reference service against the catalog (no Docker, nothing to install).
     #[command(after_help = EXIT_CODES)]
     Demo(DemoArgs),
@@ -278,7 +299,15 @@ impl RunArgs {
             (_, _, _, Some(image)) => DockerSource::Image(image.clone()),
             _ => return Err("give one of --url, --cmd, --path, --image or --compose".into()),
         };
-        let d = &self.docker;
+        let docker = self.docker.options()?;
+        Ok(Target::Docker { source, docker })
+    }
+}
+
+impl DockerArgs {
+    /// The sandbox options these flags ask for, checked.
+    pub fn options(&self) -> Result<DockerOptions, String> {
+        let d = self;
         let limits = Limits {
             memory: d.memory.map(ByteSize),
             cpus: d.cpus,
@@ -287,7 +316,7 @@ impl RunArgs {
         if let Some((field, message)) = proctor::limits::check(&limits).into_iter().next() {
             return Err(format!("--{field}: {message}"));
         }
-        let docker = DockerOptions {
+        Ok(DockerOptions {
             network: match d.docker_network {
                 NetworkChoice::Auto => None,
                 NetworkChoice::Internal => Some(NetworkMode::Internal),
@@ -305,8 +334,56 @@ impl RunArgs {
                     BuildNetworkChoice::None => BuildNetwork::None,
                 },
             },
-        };
-        Ok(Target::Docker { source, docker })
+        })
+    }
+}
+
+/// `proctor grade`: a folder of submissions.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Catalog ids, spec files or folders of spec files.
+    #[arg(required = true)]
+    pub challenges: Vec<String>,
+    /// A folder with one subfolder per submission (a Dockerfile, or a Compose project), or a file listing one
+    /// image per line (`NAME IMAGE`, or just `IMAGE`).
+    #[arg(long, value_name = "PATH")]
+    pub submissions: PathBuf,
+    /// Where the per-submission reports and the leaderboard go.
+    #[arg(long, value_name = "DIR", default_value = "proctor-results")]
+    pub out: PathBuf,
+    /// Grade only partition I of N (the i-th submission in name order goes to partition i mod N, as nextest's
+    /// `--partition count:I/N`); `proctor merge` joins the partitions' leaderboards.
+    #[arg(long, value_name = "I/N", value_parser = partition)]
+    pub partition: Option<(usize, usize)>,
+    /// Grade again submissions already graded with the same inputs (by default they are skipped).
+    #[arg(long)]
+    pub force: bool,
+    /// For Compose submissions: the service to grade.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// For Compose submissions: the most memory the limits of all a project's containers may add up to.
+    #[arg(long, value_name = "SIZE", value_parser = bytes)]
+    pub budget_memory: Option<u64>,
+    /// For Compose submissions: the most CPUs the limits of all a project's containers may add up to.
+    #[arg(long, value_name = "CPUS")]
+    pub budget_cpus: Option<f64>,
+    /// Docker sandbox options, for every submission.
+    #[command(flatten)]
+    pub docker: DockerArgs,
+    /// Options shared with run (`--jobs` is the number of submissions graded at once, default 2; `--report`
+    /// does not apply: every format is written into --out).
+    #[command(flatten)]
+    pub grade: GradeArgs,
+}
+
+/// `I/N` with 1 ≤ I ≤ N.
+fn partition(text: &str) -> Result<(usize, usize), String> {
+    let parsed = text
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.trim().parse::<usize>().ok()?, n.trim().parse::<usize>().ok()?)));
+    match parsed {
+        Some((i, n)) if (1..=n).contains(&i) => Ok((i, n)),
+        _ => Err(format!("`{text}` is not a partition like 1/3 (from 1 to the count)")),
     }
 }
 

@@ -9,6 +9,7 @@ pub use proctor_core::{
     catalog, event, exit, expect, limits, neutral, outcome, report, score, spec, types, vars, webhook,
 };
 
+pub mod batch;
 pub mod engine;
 pub mod http;
 pub mod logs;

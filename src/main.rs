@@ -123,6 +123,11 @@ async fn dispatch(command: Command, color: bool) -> u8 {
             Err(message) => usage(&message),
         },
         Command::Clean { run } => commands::clean(run.as_deref()).await,
+        Command::Grade(args) => grade_batch(*args, color).await,
+        Command::Merge { leaderboards, out } => match proctor::batch::merge(&leaderboards, &out) {
+            Ok(board) => emit(&neutral::terminal(&board.table())),
+            Err(message) => usage(&message),
+        },
         Command::Demo(args) if args.list_defects => emit(
             &proctor_reference::DEFECTS
                 .iter()
@@ -234,4 +239,95 @@ async fn grade(
     tokio::spawn(proctor::signals::watch(cancel.clone(), docker_run));
     let report = session::run(&challenges, target, &options, &Events::new(reporters), &cancel).await;
     exit::for_run(&report)
+}
+
+/// `proctor grade`: every submission graded into the output folder, a line on stderr as each finishes, the
+/// leaderboard's table on stdout at the end.
+async fn grade_batch(args: cli::BatchArgs, color: bool) -> u8 {
+    let challenges = match load(&args.challenges, color).map(|c| proctor::spec::select_probes(c, &args.grade.probe)) {
+        Ok(Ok(c)) => c,
+        Ok(Err(message)) => return usage(&message),
+        Err(code) => return code,
+    };
+    if args.budget_cpus.is_some_and(|c| !(c > 0.0 && c <= 1024.0)) {
+        return usage("--budget-cpus: a number of CPUs greater than 0");
+    }
+    let budget = proctor::target::compose::Budget {
+        memory: args.budget_memory,
+        cpus: args.budget_cpus,
+    };
+    let mut submissions = match proctor::batch::discover(&args.submissions, args.service.as_deref(), budget) {
+        Ok(found) => found,
+        Err(message) => return usage(&message),
+    };
+    if let Some((index, count)) = args.partition {
+        submissions = proctor::batch::partition(submissions, index, count);
+    }
+    if submissions.is_empty() {
+        return usage(&format!("no submissions in {}", args.submissions.display()));
+    }
+    let docker = match args.docker.options() {
+        Ok(docker) => docker,
+        Err(message) => return usage(&message),
+    };
+    let options = proctor::batch::BatchOptions {
+        out: args.out.clone(),
+        jobs: args.grade.jobs.map_or(2, usize::from),
+        force: args.force,
+        docker,
+        session: proctor::session::Options {
+            jobs: None,
+            ..args.grade.options()
+        },
+    };
+    let quiet = args.grade.quiet;
+    let total = submissions.len();
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let done = |graded: &proctor::batch::Graded| {
+        let n = finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if quiet {
+            return;
+        }
+        let e = &graded.entry;
+        let how = if graded.skipped {
+            "unchanged, not graded again"
+        } else {
+            e.verdict.as_str()
+        };
+        let line = format!(
+            "[{n}/{total}] {}: {:.1}% ({}/{}), {how}, {:.1} s{}",
+            e.submission,
+            e.percent,
+            e.earned,
+            e.total,
+            e.duration_ms as f64 / 1000.0,
+            e.error
+                .as_deref()
+                .map(|m| format!(" — {}", proctor::expect::clip(m, 120)))
+                .unwrap_or_default()
+        );
+        say!("{}", neutral::terminal(&line));
+    };
+    let cancel = CancellationToken::new();
+    tokio::spawn(proctor::signals::watch(cancel.clone(), None));
+    match proctor::batch::run(&challenges, submissions, &options, &done, &cancel).await {
+        Ok(board) => {
+            if !quiet {
+                say!(
+                    "leaderboard: {} (also leaderboard.csv, leaderboard.json)",
+                    args.out.join("index.html").display()
+                );
+            }
+            let code = emit(&neutral::terminal(&board.table()));
+            if cancel.is_cancelled() {
+                proctor::exit::INTERRUPTED
+            } else {
+                code
+            }
+        }
+        Err(e) => {
+            say!("error: cannot write the results into {}: {e}", args.out.display());
+            proctor::exit::TARGET
+        }
+    }
 }

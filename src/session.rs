@@ -71,7 +71,8 @@ impl Default for Options {
 }
 
 /// A fresh run id: 8 hex digits.
-fn new_run_id() -> String {
+/// A fresh run id: eight hex digits.
+pub fn new_run_id() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
 

@@ -6,6 +6,7 @@ pub mod curl;
 pub mod github;
 pub mod html;
 pub mod junit;
+pub mod leaderboard;
 pub mod markdown;
 pub mod terminal;
 

@@ -1393,3 +1393,108 @@ fn a_compose_step_restarts_the_database_and_a_project_over_its_budget_is_refused
     assert!(said.contains("over the budget of 700 MiB"), "{said}");
     assert_eq!(over.status.code(), Some(3), "{said}");
 }
+
+#[test]
+fn a_folder_of_submissions_is_graded_into_reports_and_a_leaderboard_and_a_rerun_skips_it() {
+    if !docker() {
+        return;
+    }
+    let submissions = temp_dir(&[]);
+    let alice = reference_image(crate::support::SOUND_IMAGE);
+    copy_into(alice.path(), submissions.path(), "alice");
+    // A build that fails, and a service that exits at start: each its own verdict, not the batch's.
+    std::fs::create_dir(submissions.path().join("bob")).expect("mkdir");
+    std::fs::write(
+        submissions.path().join("bob/Dockerfile"),
+        "FROM scratch\nCOPY missing /app\n",
+    )
+    .expect("write");
+    let carol = submission("hostile", &["exit-now"], "");
+    copy_into(carol.path(), submissions.path(), "carol");
+    let out = temp_dir(&[]);
+    let grade = |out: &Path, extra: &[&str]| {
+        proctor()
+            .args(["grade", "status-codes", "--submissions"])
+            .arg(submissions.path())
+            .arg("--out")
+            .arg(out)
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("runs")
+    };
+    let first = grade(out.path(), &["--jobs", "3"]);
+    let said = String::from_utf8_lossy(&first.stderr).to_string();
+    assert_eq!(first.status.code(), Some(0), "{said}");
+    let table = String::from_utf8_lossy(&first.stdout).to_string();
+    let csv = std::fs::read_to_string(out.path().join("leaderboard.csv")).expect("csv");
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.splitn(7, ',').collect()).collect();
+    assert_eq!(rows[0][..2], ["1", "alice"], "{csv}");
+    assert_eq!(rows[0][5], "passed", "{csv}");
+    let bob = rows.iter().find(|r| r[1] == "bob").expect("bob");
+    assert_eq!(bob[5], "not graded");
+    assert!(csv.contains("the image build failed"), "{csv}");
+    assert!(rows.iter().any(|r| r[1] == "carol" && r[5] == "not graded"), "{csv}");
+    assert!(table.contains("alice") && table.contains("100.0%"), "{table}");
+    for name in ["alice", "bob", "carol"] {
+        for file in [
+            "report.json",
+            "report.xml",
+            "report.md",
+            "report.html",
+            "candidate.html",
+            "entry.json",
+        ] {
+            assert!(out.path().join(name).join(file).is_file(), "{name}/{file} missing");
+        }
+        let run_id = read_report(&out.path().join(name).join("report.json"))["run_id"]
+            .as_str()
+            .expect("run id")
+            .to_string();
+        assert!(leftovers(&run_id).is_empty(), "{name} left {:?}", leftovers(&run_id));
+    }
+    let index = std::fs::read_to_string(out.path().join("index.html")).expect("index");
+    assert!(index.contains("href=\"alice/report.html\""), "{index}");
+    // Nothing changed: nothing is graded again.
+    let again = grade(out.path(), &[]);
+    let said = String::from_utf8_lossy(&again.stderr).to_string();
+    assert_eq!(said.matches("unchanged, not graded again").count(), 3, "{said}");
+    // A submission that changed is graded again.
+    std::fs::write(
+        submissions.path().join("bob/Dockerfile"),
+        "FROM scratch\nCOPY nothing /app\n",
+    )
+    .expect("write");
+    let changed = grade(out.path(), &[]);
+    let said = String::from_utf8_lossy(&changed.stderr).to_string();
+    assert_eq!(said.matches("unchanged, not graded again").count(), 2, "{said}");
+    // Two partitions, merged, rank as the whole batch did.
+    let parts = temp_dir(&[]);
+    for i in ["1/2", "2/2"] {
+        let dir = parts.path().join(i.replace('/', "-of-"));
+        assert_eq!(grade(&dir, &["--partition", i]).status.code(), Some(0));
+    }
+    let merged = parts.path().join("merged");
+    let merge = proctor()
+        .arg("merge")
+        .arg(parts.path().join("1-of-2/leaderboard.json"))
+        .arg(parts.path().join("2-of-2/leaderboard.json"))
+        .arg("--out")
+        .arg(&merged)
+        .output()
+        .expect("runs");
+    assert_eq!(merge.status.code(), Some(0));
+    let board: serde_json::Value = read_report(&merged.join("leaderboard.json"));
+    let order: Vec<&str> = board["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["submission"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(order, ["alice", "bob", "carol"]);
+    // Each entry still leads to its reports, wherever the partition wrote them.
+    for entry in board["entries"].as_array().expect("entries") {
+        let reports = merged.join(entry["reports"].as_str().expect("reports"));
+        assert!(reports.join("report.html").is_file(), "{}", reports.display());
+    }
+}
