@@ -247,6 +247,11 @@ pub struct RunArgs {
     /// (repeatable); needed with --url, where the service must be started knowing the servers' addresses.
     #[arg(long, value_name = "NAME=PORT", value_parser = server_port)]
     pub server_port: Vec<(String, u16)>,
+    /// With --cmd or --url: grade again whenever a file below PATH changes (default: the current folder),
+    /// showing only what changed since the previous run (newly passing, newly failing); with --url, Enter
+    /// grades again too. --cmd starts the service afresh each time. Ctrl-C ends it.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = ".")]
+    pub watch: Option<PathBuf>,
     /// Docker sandbox options.
     #[command(flatten)]
     pub docker: DockerArgs,

@@ -20,3 +20,4 @@ pub mod session;
 pub mod signals;
 pub mod target;
 pub mod tls;
+pub mod watch;

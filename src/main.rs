@@ -116,6 +116,14 @@ async fn dispatch(command: Command, color: bool) -> u8 {
             }
         }
         Command::Run(args) => match args.target() {
+            Ok(target) if args.watch.is_some() => {
+                if !matches!(target, Target::Command(_) | Target::Url(_)) {
+                    return usage("--watch works with --cmd or --url (a container is rebuilt by running again)");
+                }
+                let watched = args.watch.clone().unwrap_or_default();
+                let ports = args.server_port.into_iter().collect();
+                watch(&args.challenges, target, &watched, args.grade, ports, color).await
+            }
             Ok(target) => {
                 let ports = args.server_port.into_iter().collect();
                 grade(&args.challenges, target, args.grade, ports, color).await
@@ -328,6 +336,95 @@ async fn grade_batch(args: cli::BatchArgs, color: bool) -> u8 {
         Err(e) => {
             say!("error: cannot write the results into {}: {e}", args.out.display());
             proctor::exit::TARGET
+        }
+    }
+}
+
+/// `run --watch`: grades, then again whenever a file below `watched` changes (or, for a `--url` service, when
+/// Enter is pressed), printing the whole report the first time and only what changed afterwards.
+async fn watch(
+    names: &[String],
+    target: Target,
+    watched: &std::path::Path,
+    args: GradeArgs,
+    server_ports: std::collections::BTreeMap<String, u16>,
+    color: bool,
+) -> u8 {
+    let challenges = match load(names, color).map(|c| proctor::spec::select_probes(c, &args.probe)) {
+        Ok(Ok(c)) => c,
+        Ok(Err(message)) => return usage(&message),
+        Err(code) => return code,
+    };
+    if !watched.exists() {
+        return usage(&format!("--watch {}: no such file or folder", watched.display()));
+    }
+    let cancel = CancellationToken::new();
+    tokio::spawn(proctor::signals::watch(cancel.clone(), None));
+    // Enter on standard input asks for another run (the way to rerun a --url service after a deploy).
+    let (enter, mut entered) = tokio::sync::mpsc::unbounded_channel::<()>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
+            line.clear();
+            if enter.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    let total = challenges.iter().map(|c| c.spec.probes.len() as u64).sum();
+    let mut previous: Option<proctor::outcome::RunReport> = None;
+    let mut files = proctor::watch::snapshot(watched);
+    loop {
+        let mut reporters: Vec<Box<dyn Reporter>> = match cli::report_files(&args.report) {
+            Ok(files) => files,
+            Err(e) => return usage(&e),
+        };
+        reporters.insert(
+            0,
+            Box::new(proctor::progress::Progress::new(
+                total,
+                std::io::stderr().is_terminal(),
+                args.quiet,
+            )),
+        );
+        if previous.is_none() && !args.quiet {
+            reporters.insert(
+                1,
+                Box::new(TerminalReporter {
+                    color,
+                    to_stderr: false,
+                }),
+            );
+        }
+        let options = proctor::session::Options {
+            server_ports: server_ports.clone(),
+            ..args.options()
+        };
+        let report = session::run(&challenges, target.clone(), &options, &Events::new(reporters), &cancel).await;
+        if cancel.is_cancelled() {
+            return proctor::exit::INTERRUPTED;
+        }
+        if let Some(before) = &previous {
+            emit(&neutral::terminal(&proctor::watch::changes(before, &report)));
+        }
+        previous = Some(report);
+        say!(
+            "watching {} for changes (Ctrl-C ends; Enter grades again)",
+            watched.display()
+        );
+        // Wait for a change that has settled: files written in a burst (a save, a checkout) make one run.
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return proctor::exit::INTERRUPTED,
+                Some(()) = entered.recv() => break,
+                () = tokio::time::sleep(std::time::Duration::from_millis(400)) => {}
+            }
+            let now = proctor::watch::snapshot(watched);
+            if now != files {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                files = proctor::watch::snapshot(watched);
+                break;
+            }
         }
     }
 }

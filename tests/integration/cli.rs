@@ -407,3 +407,66 @@ fn a_project_folder_named_after_a_challenge_does_not_hide_it() {
         .success()
         .stdout(predicate::str::contains("# rest-resource — Build a REST resource"));
 }
+
+#[test]
+fn watch_grades_again_on_a_change_and_shows_only_what_changed() {
+    use std::io::{BufRead, Write};
+    let dir = temp_dir(&[("defects", "")]);
+    let proctor_bin = crate::support::proctor_path();
+    let cmd = format!(
+        "REFERENCE_DEFECTS=$(cat {}/defects) exec {} reference",
+        dir.path().display(),
+        proctor_bin.display()
+    );
+    let mut child = std::process::Command::new(&proctor_bin)
+        .args(["run", "rest-resource", "--cmd", &cmd, "--watch"])
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("proctor starts");
+    let (lines, read) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().expect("stdout");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for = |what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = read.recv_timeout(std::time::Duration::from_millis(200)) {
+                if line.contains(what) {
+                    return line;
+                }
+                seen.push(line);
+            }
+        }
+        panic!("never saw {what:?}; saw:\n{}", seen.join("\n"));
+    };
+    // The first run prints the whole report.
+    wait_for("score");
+    // A change below the watched folder grades again, showing only what changed.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::write(dir.path().join("defects"), "create-200").expect("write");
+    let failing = wait_for("newly failing");
+    assert!(failing.contains("rest-resource/create-returns-201"), "{failing}");
+    std::fs::write(dir.path().join("defects"), "").expect("write");
+    let passing = wait_for("newly passing");
+    assert!(passing.contains("rest-resource/create-returns-201"), "{passing}");
+    // Enter grades again; nothing changed.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"\n").expect("enter");
+    wait_for("nothing changed");
+    let (code, _) = crate::support::signal(
+        &mut child,
+        nix::sys::signal::Signal::SIGINT,
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(130));
+}
