@@ -5,6 +5,8 @@
 #   3. start-up: `proctor validate challenges/` and `proctor list`
 #   4. peak memory (max RSS) of proctor for 1 and 2
 #   5. Docker: `proctor run --image` to the first probe, against a bare `docker run` of the same image
+#   6. batch: `proctor grade` of BATCH_N submissions against a shell loop of `proctor run --path`, in one run
+#      (BATCH_N=20 and BATCH_CHALLENGES=challenges is the issue's target; smaller values for a quick look)
 # Needs hyperfine (apt install hyperfine) and hurl (apt install libxml2-dev libclang-dev; cargo install hurl).
 # SMOKE=1 runs everything once with few requests, to check the script still works.
 set -euo pipefail
@@ -13,7 +15,10 @@ cd "$(dirname "$0")/.."
 SMOKE=${SMOKE:-0}
 RUNS=${RUNS:-15}
 REQUESTS=${REQUESTS:-1000}
-if [ "$SMOKE" = 1 ]; then RUNS=2; REQUESTS=20; fi
+BATCH_N=${BATCH_N:-20}
+BATCH_CHALLENGES=${BATCH_CHALLENGES:-challenges}
+BATCH_JOBS=${BATCH_JOBS:-4}
+if [ "$SMOKE" = 1 ]; then RUNS=2; REQUESTS=20; BATCH_N=2; BATCH_CHALLENGES=status-codes; fi
 command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing (apt install hyperfine)" >&2; exit 1; }
 HAVE_HURL=1
 command -v hurl >/dev/null || { HAVE_HURL=0; echo "bench: hurl is missing; item 1 measures proctor alone" >&2; }
@@ -106,7 +111,7 @@ RSS_ENGINE=$(max_rss_mib "$P" run "$WORK/engine.yaml" --url "$BASE" --color neve
 RSS_DEMO=$(max_rss_mib "$P" demo --color never)
 
 # 5. Docker: time to the first probe, against a bare docker run that polls until the service answers.
-T_DOCKER="-"; T_BARE="-"
+T_DOCKER="-"; T_BARE="-"; T_LOOP="-"; T_BATCH="-"; RSS_BATCH="-"
 if docker version >/dev/null 2>&1; then
   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -q --target x86_64-unknown-linux-gnu \
     -p proctor-reference --target-dir target/static
@@ -140,13 +145,35 @@ SH
   docker rm -f proctor-bench-bare >/dev/null 2>&1 || true
   "$P" clean >/dev/null
   docker rmi proctor-bench-reference >/dev/null
+
+  # 6. The same BATCH_N submissions (the reference, as a non-root scratch image), graded by a shell loop of
+  #    `proctor run --path` and by one `proctor grade --submissions`, one after the other.
+  mkdir -p "$WORK/subs"
+  for i in $(seq -w "$BATCH_N"); do
+    mkdir -p "$WORK/subs/s$i"
+    cp "$WORK/image/app" "$WORK/subs/s$i/app"
+    printf 'FROM scratch\nCOPY app /app\nUSER 65534:65534\nENTRYPOINT ["/app"]\n' > "$WORK/subs/s$i/Dockerfile"
+  done
+  cat > "$WORK/loop.sh" <<SH
+#!/usr/bin/env bash
+for d in "$WORK"/subs/*; do "$P" run $BATCH_CHALLENGES --path "\$d" -q; done
+exit 0
+SH
+  chmod +x "$WORK/loop.sh"
+  hyperfine -N --runs 1 --export-json "$WORK/batch.json" -n loop "$WORK/loop.sh" \
+    -n grade "$P grade $BATCH_CHALLENGES --submissions $WORK/subs --out $WORK/out --force --jobs $BATCH_JOBS -q" >&2
+  read -r T_LOOP T_BATCH <<<"$(median "$WORK/batch.json")"
+  RSS_BATCH=$(max_rss_mib "$P" grade $BATCH_CHALLENGES --submissions "$WORK/subs" --out "$WORK/out" --force \
+    --jobs "$BATCH_JOBS" -q)
+  "$P" clean >/dev/null
 fi
 
 python3 - "$T_PROCTOR" "$T_HURL" "$T_DEMO" "$LONGEST" "$WAITING" "$T_VALIDATE" "$T_LIST" "$RSS_ENGINE" "$RSS_DEMO" \
-  "$T_DOCKER" "$T_BARE" "$REQUESTS" "$RUNS" "$SMOKE" <<'PY' > bench/RESULTS.new.md
+  "$T_DOCKER" "$T_BARE" "$REQUESTS" "$RUNS" "$SMOKE" "$T_LOOP" "$T_BATCH" "$RSS_BATCH" "$BATCH_N" \
+  "$BATCH_CHALLENGES" "$BATCH_JOBS" <<'PY' > bench/RESULTS.new.md
 import datetime, os, platform, subprocess, sys
 (t_proctor, t_hurl, t_demo, longest, waiting, t_validate, t_list, rss_engine, rss_demo, t_docker, t_bare,
- requests, runs, smoke) = sys.argv[1:]
+ requests, runs, smoke, t_loop, t_batch, rss_batch, batch_n, batch_challenges, batch_jobs) = sys.argv[1:]
 num = lambda x: None if x == "-" else float(x)
 ms = lambda x: "-" if x is None else "%.1f ms" % (x * 1000)
 ok = lambda c: "✓" if c else "✗"
@@ -166,6 +193,11 @@ if t_docker is not None:
     rows.append(("5. `run --image` to first probe", "proctor %s · bare docker run %s · difference %s" % (ms(t_docker), ms(t_bare), ms(t_docker - t_bare)), "≤ bare + 300 ms", ok(t_docker - t_bare <= 0.3)))
 else:
     rows.append(("5. `run --image` to first probe", "no Docker engine", "≤ bare + 300 ms", "?"))
+t_loop, t_batch = num(t_loop), num(t_batch)
+if t_batch is not None:
+    rows.append(("6. batch: %s submissions × `%s`, --jobs %s" % (batch_n, batch_challenges, batch_jobs), "grade %.1f s · shell loop of `run` %.1f s · ratio %.2f · grade's max RSS %s MiB" % (t_batch, t_loop, t_batch / t_loop, rss_batch), "≤ 0.5 × loop, < 150 MiB", ok(t_batch <= 0.5 * t_loop and float(rss_batch) < 150)))
+else:
+    rows.append(("6. batch grading", "no Docker engine", "≤ 0.5 × loop, < 150 MiB", "?"))
 kernel = platform.release()
 print("# Benchmark results\n")
 print("Measured by `bench/run.sh` on %s (UTC)%s." % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), " — SMOKE RUN, not representative" if smoke == "1" else ""))
