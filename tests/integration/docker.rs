@@ -1186,7 +1186,7 @@ fn a_compose_project_is_graded_with_replicas_and_nothing_of_it_is_left() {
     let out = temp_dir(&[]);
     let report = out.path().join("report.json");
     let output = proctor()
-        .args(["run", "stateless-replicas", "rate-limiter", "--compose"])
+        .args(["run", "stateless-replicas", "--compose"])
         .arg(project.path())
         .args(["--service", "api", "--report"])
         .arg(format!("json={}", report.display()))
