@@ -272,16 +272,10 @@ impl RunArgs {
                     .unwrap_or_default();
                 return Err(format!("--compose {dir}: no such folder"));
             }
-            _ if self.budget_cpus.is_some_and(|c| !(c > 0.0 && c <= 1024.0)) => {
-                return Err("--budget-cpus: a number of CPUs greater than 0".into());
-            }
             _ if self.compose.is_some() => DockerSource::Compose {
                 dir: self.compose.clone().unwrap_or_default(),
                 service: self.service.clone(),
-                budget: proctor::target::compose::Budget {
-                    memory: self.budget_memory,
-                    cpus: self.budget_cpus,
-                },
+                budget: budget(self.budget_memory, self.budget_cpus)?,
             },
             (Some(url), ..) if !matches!(url.scheme(), "http" | "https") => {
                 return Err(format!(
@@ -379,6 +373,14 @@ pub struct BatchArgs {
     /// does not apply: every format is written into --out).
     #[command(flatten)]
     pub grade: GradeArgs,
+}
+
+/// A Compose project's budget from `--budget-memory` and `--budget-cpus`, checked.
+pub fn budget(memory: Option<u64>, cpus: Option<f64>) -> Result<proctor::target::compose::Budget, String> {
+    if cpus.is_some_and(|c| !(c > 0.0 && c <= 1024.0)) {
+        return Err("--budget-cpus: a number of CPUs greater than 0".into());
+    }
+    Ok(proctor::target::compose::Budget { memory, cpus })
 }
 
 /// `I/N` with 1 ≤ I ≤ N.

@@ -172,6 +172,11 @@ fn load(names: &[String], color: bool) -> Result<Vec<Challenge>, u8> {
     }
 }
 
+/// Loads challenges (as [`load`]) and keeps the probes `--probe` selects.
+fn load_probes(names: &[String], probes: &[String], color: bool) -> Result<Vec<Challenge>, u8> {
+    proctor::spec::select_probes(load(names, color)?, probes).map_err(|message| usage(&message))
+}
+
 fn print_spec_errors(errors: &[proctor::spec::SpecError], color: bool) -> u8 {
     let mut stderr = std::io::stderr().lock();
     for error in errors {
@@ -203,9 +208,8 @@ async fn grade(
     server_ports: std::collections::BTreeMap<String, u16>,
     color: bool,
 ) -> u8 {
-    let challenges = match load(names, color).map(|c| proctor::spec::select_probes(c, &args.probe)) {
-        Ok(Ok(c)) => c,
-        Ok(Err(message)) => return usage(&message),
+    let challenges = match load_probes(names, &args.probe, color) {
+        Ok(c) => c,
         Err(code) => return code,
     };
     let mut reporters: Vec<Box<dyn Reporter>> = match cli::report_files(&args.report) {
@@ -252,17 +256,13 @@ async fn grade(
 /// `proctor grade`: every submission graded into the output folder, a line on stderr as each finishes, the
 /// leaderboard's table on stdout at the end.
 async fn grade_batch(args: cli::BatchArgs, color: bool) -> u8 {
-    let challenges = match load(&args.challenges, color).map(|c| proctor::spec::select_probes(c, &args.grade.probe)) {
-        Ok(Ok(c)) => c,
-        Ok(Err(message)) => return usage(&message),
+    let challenges = match load_probes(&args.challenges, &args.grade.probe, color) {
+        Ok(c) => c,
         Err(code) => return code,
     };
-    if args.budget_cpus.is_some_and(|c| !(c > 0.0 && c <= 1024.0)) {
-        return usage("--budget-cpus: a number of CPUs greater than 0");
-    }
-    let budget = proctor::target::compose::Budget {
-        memory: args.budget_memory,
-        cpus: args.budget_cpus,
+    let budget = match cli::budget(args.budget_memory, args.budget_cpus) {
+        Ok(budget) => budget,
+        Err(message) => return usage(&message),
     };
     let mut submissions = match proctor::batch::discover(&args.submissions, args.service.as_deref(), budget) {
         Ok(found) => found,
@@ -350,9 +350,8 @@ async fn watch(
     server_ports: std::collections::BTreeMap<String, u16>,
     color: bool,
 ) -> u8 {
-    let challenges = match load(names, color).map(|c| proctor::spec::select_probes(c, &args.probe)) {
-        Ok(Ok(c)) => c,
-        Ok(Err(message)) => return usage(&message),
+    let challenges = match load_probes(names, &args.probe, color) {
+        Ok(c) => c,
         Err(code) => return code,
     };
     if !watched.exists() {
