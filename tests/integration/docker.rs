@@ -608,13 +608,26 @@ fn signal_when(
     sub: &Path,
     ready: impl Fn(&str) -> bool,
 ) {
+    let target = [std::ffi::OsStr::new("--path"), sub.as_os_str()];
+    signal_run(signal, spec_name, spec, &target, (60, 30), ready);
+}
+
+/// Runs the spec against `target` until `ready` (waiting at most `patience.0` seconds), then sends `signal`:
+/// proctor must end with 130 within `patience.1` seconds and leave nothing of the run on the engine.
+fn signal_run(
+    signal: nix::sys::signal::Signal,
+    spec_name: &str,
+    spec: &str,
+    target: &[&std::ffi::OsStr],
+    patience: (u64, u64),
+    ready: impl Fn(&str) -> bool,
+) {
     let dir = temp_dir(&[(&format!("{spec_name}.yaml"), spec)]);
     let report = dir.path().join("report.json");
     let mut child = StdCommand::new(proctor_path())
         .arg("run")
         .arg(dir.path().join(format!("{spec_name}.yaml")))
-        .arg("--path")
-        .arg(sub)
+        .args(target)
         .arg("--report")
         .arg(format!("json={}", report.display()))
         .env("NO_COLOR", "1")
@@ -622,7 +635,7 @@ fn signal_when(
         .stderr(Stdio::null())
         .spawn()
         .expect("proctor starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(patience.0);
     while !ready(spec_name) {
         assert!(Instant::now() < deadline, "{spec_name}: the phase was never reached");
         assert!(
@@ -631,7 +644,7 @@ fn signal_when(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let (code, stdout) = crate::support::signal(&mut child, signal, Duration::from_secs(30));
+    let (code, stdout) = crate::support::signal(&mut child, signal, Duration::from_secs(patience.1));
     assert_eq!(code, Some(130), "{spec_name} ({signal}): {stdout}");
     let run_id = read_report(&report)["run_id"].as_str().expect("run id").to_string();
     assert!(
@@ -1258,33 +1271,13 @@ fn a_compose_project_with_a_host_path_or_without_its_service_is_refused_clearly(
 /// Runs `challenge` on a Compose project until `ready`, then interrupts proctor: it ends with 130 and leaves
 /// nothing of the run on the engine.
 fn interrupt_compose_when(name: &str, spec: &str, project: &Path, ready: impl Fn(&str) -> bool) {
-    let dir = temp_dir(&[(&format!("{name}.yaml"), spec)]);
-    let report = dir.path().join("report.json");
-    let mut child = StdCommand::new(proctor_path())
-        .arg("run")
-        .arg(dir.path().join(format!("{name}.yaml")))
-        .arg("--compose")
-        .arg(project)
-        .args(["--service", "api", "--report"])
-        .arg(format!("json={}", report.display()))
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("proctor starts");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !ready(name) {
-        assert!(Instant::now() < deadline, "{name}: the phase was never reached");
-        assert!(
-            child.try_wait().expect("wait").is_none(),
-            "{name}: proctor ended before the phase"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let (code, stdout) = crate::support::signal(&mut child, nix::sys::signal::Signal::SIGINT, Duration::from_secs(60));
-    assert_eq!(code, Some(130), "{name}: {stdout}");
-    let run_id = read_report(&report)["run_id"].as_str().expect("run id").to_string();
-    assert!(leftovers(&run_id).is_empty(), "{name} left {:?}", leftovers(&run_id));
+    let target = [
+        "--compose".as_ref(),
+        project.as_os_str(),
+        "--service".as_ref(),
+        "api".as_ref(),
+    ];
+    signal_run(nix::sys::signal::Signal::SIGINT, name, spec, &target, (120, 60), ready);
 }
 
 #[test]
