@@ -775,6 +775,8 @@ impl Service {
             }
             Err(e) => return Err(e),
         };
+        // The bound counts from when the instance runs: the engine's time to create it is not the service's.
+        let started = std::time::Instant::now();
         let deadline = started + within;
         let mut ready = false;
         let ended = loop {

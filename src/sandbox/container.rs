@@ -195,6 +195,9 @@ impl Sandbox {
         if slot.generation > 0 {
             name.push_str(&format!("-{}", slot.generation));
         }
+        // Asked for many containers at once, the engine creates them slowly and in no particular order: a few at a
+        // time, the challenges that pause longest first, the run's longest challenge does not start seconds late.
+        let _starting = self.starting.acquire(challenge.planned_pause()).await;
         if challenge.spec.service.data.is_some() {
             // Creating a volume that exists returns it: every instance of the challenge shares the one volume.
             let volume = VolumeCreateRequest {

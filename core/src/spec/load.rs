@@ -29,6 +29,11 @@ impl Challenge {
             .iter()
             .fold(0u32, |sum, p| sum.saturating_add(p.points))
     }
+
+    /// The time its probes spend on purpose (see [`crate::spec::plan::ProbePlan::planned_pause`]).
+    pub fn planned_pause(&self) -> std::time::Duration {
+        self.plan.iter().map(crate::spec::plan::ProbePlan::planned_pause).sum()
+    }
 }
 
 /// The largest spec file proctor reads (the catalog's are under 20 KiB).

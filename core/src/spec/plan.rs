@@ -22,6 +22,24 @@ pub struct ProbePlan {
     pub steps: Vec<Step>,
 }
 
+impl ProbePlan {
+    /// The time this probe spends on purpose, whatever the service does: its fixed waits, the quiet periods its
+    /// `calls` steps wait out, and a nominal half second per restart, stop or start (a container's start costs
+    /// that much). A lower bound of how long it takes, used to start the longest challenges first.
+    pub fn planned_pause(&self) -> std::time::Duration {
+        const LIFECYCLE: std::time::Duration = std::time::Duration::from_millis(500);
+        self.steps
+            .iter()
+            .map(|step| match &step.action {
+                Action::Wait(wait) => wait.duration.map(|d| d.0).unwrap_or_default(),
+                Action::Calls(calls) => calls.spec.quiet.map(|d| d.0).unwrap_or_default(),
+                Action::Restart(_) | Action::Stop(_) | Action::Start(_) => LIFECYCLE,
+                _ => std::time::Duration::ZERO,
+            })
+            .sum()
+    }
+}
+
 /// One step, compiled.
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -399,5 +417,22 @@ mod tests {
         let wait = step("{ name: pause, wait: { duration: 1s } }");
         assert_eq!(wait.name.as_deref(), Some("pause"));
         assert!(matches!(wait.action, Action::Wait(_)));
+    }
+
+    #[test]
+    fn the_planned_pause_counts_waits_quiet_periods_and_lifecycle_steps() {
+        let plan = ProbePlan {
+            id: "p".to_string(),
+            steps: [
+                "{ wait: { duration: 1s } }",
+                "{ wait: { seconds: '{{retry_after}}' } }",
+                "{ calls: { server: s, count: 1, quiet: 300ms } }",
+                "{ restart: {} }",
+                "{ request: { path: /a }, repeat: 5 }",
+            ]
+            .map(step)
+            .to_vec(),
+        };
+        assert_eq!(plan.planned_pause(), std::time::Duration::from_millis(1800));
     }
 }
