@@ -901,13 +901,15 @@ async fn ready_instance(
     tls: Option<&crate::tls::RunTls>,
 ) -> Result<Ready, (TargetError, Option<String>)> {
     let timeout = start_timeout.unwrap_or_else(|| launcher.start_timeout(launch.challenge));
-    let deadline = Instant::now() + timeout;
     let mark = launch.logs.mark();
     let Spawned {
         base_url,
         plain_url,
         mut instance,
     } = launcher.spawn(launch).await.map_err(|e| (e, None))?;
+    // The start time-out is the service's: it counts from when the instance runs, not while a busy engine
+    // creates its container (or other challenges' containers go first).
+    let deadline = Instant::now() + timeout;
     let (base_url, plain_url, client_tls) = tls_addresses(base_url, plain_url, tls);
     // Readiness requests go where the probes will go: for a sandboxed target, through the run network's bridge;
     // over TLS, trusting only the run's authority.
