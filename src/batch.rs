@@ -94,8 +94,11 @@ pub fn partition(submissions: Vec<Submission>, index: usize, count: usize) -> Ve
 pub struct BatchOptions {
     /// Where the reports and the leaderboard go.
     pub out: PathBuf,
-    /// How many submissions are graded at once.
+    /// How many submissions are graded at once, at most.
     pub jobs: usize,
+    /// What the submissions graded at once may take together: the sum of their containers' memory and CPU
+    /// limits (a submission that takes more than the whole budget is graded alone).
+    pub budget: compose::Budget,
     /// Grade again submissions whose inputs have not changed since they were graded.
     pub force: bool,
     /// The Docker sandbox's options, for every submission.
@@ -124,9 +127,11 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> std::io::Result<Leaderboard> {
     std::fs::create_dir_all(&options.out)?;
+    let budget = Shares::new(options.budget);
+    let budget = &budget;
     let graded: Vec<std::io::Result<Graded>> = futures::stream::iter(submissions)
         .map(|submission| async move {
-            let graded = grade_one(challenges, submission, options, cancel).await?;
+            let graded = grade_one(challenges, submission, options, budget, cancel).await?;
             done(&graded);
             Ok(graded)
         })
@@ -211,6 +216,7 @@ async fn grade_one(
     challenges: &[Challenge],
     submission: Submission,
     options: &BatchOptions,
+    budget: &Shares,
     cancel: &CancellationToken,
 ) -> std::io::Result<Graded> {
     let folder = folder_name(&submission.name);
@@ -234,7 +240,13 @@ async fn grade_one(
         source: submission.source.clone(),
         docker: options.docker.clone(),
     };
-    let report = session::run(challenges, target, &session, &Events::new(Vec::new()), cancel).await;
+    let report = {
+        let _share = tokio::select! {
+            share = budget.take(footprint(challenges, &submission, &options.docker.limits)) => share,
+            () = cancel.cancelled() => None,
+        };
+        session::run(challenges, target, &session, &Events::new(Vec::new()), cancel).await
+    };
     write_reports(&report, &dir)?;
     let entry = Entry::from_run(&submission.name, &report, &folder);
     let json = serde_json::to_string_pretty(&entry).map_err(std::io::Error::other)?;
@@ -247,6 +259,61 @@ async fn grade_one(
         }
     }
     Ok(Graded { entry, skipped: false })
+}
+
+/// What grading a submission takes at most, as the sum of its containers' limits while every challenge runs at
+/// once: per challenge, its service's memory and CPU limits (the command line's over the spec's over the
+/// defaults) times its replicas. A Compose project with a budget of its own takes that budget instead (when it
+/// has none, its graded service's limits stand for it).
+pub fn footprint(challenges: &[Challenge], submission: &Submission, cli: &crate::spec::model::Limits) -> (u64, f64) {
+    let (mut memory, mut cpus) = (0u64, 0f64);
+    for challenge in challenges {
+        let limits = crate::limits::resolve(&challenge.spec.service.limits, cli);
+        let replicas = challenge.spec.service.replicas.max(1);
+        memory = memory.saturating_add(limits.memory.saturating_mul(u64::from(replicas)));
+        cpus += limits.cpus * f64::from(replicas);
+    }
+    if let DockerSource::Compose { budget, .. } = &submission.source {
+        let n = challenges.len().max(1);
+        memory = budget.memory.map_or(memory, |m| m.saturating_mul(n as u64));
+        cpus = budget.cpus.map_or(cpus, |c| c * n as f64);
+    }
+    (memory, cpus)
+}
+
+/// The batch's budget, shared out to the submissions being graded: memory in MiB and CPUs in hundredths.
+struct Shares {
+    memory: Option<(tokio::sync::Semaphore, u32)>,
+    cpus: Option<(tokio::sync::Semaphore, u32)>,
+}
+
+impl Shares {
+    fn new(budget: compose::Budget) -> Self {
+        let pool = |units: u64| {
+            let units = u32::try_from(units.clamp(1, u64::from(u32::MAX >> 3))).unwrap_or(1);
+            (tokio::sync::Semaphore::new(units as usize), units)
+        };
+        Self {
+            memory: budget.memory.map(|bytes| pool(bytes >> 20)),
+            cpus: budget.cpus.map(|cpus| pool((cpus * 100.0).round() as u64)),
+        }
+    }
+
+    /// Waits until `(memory, cpus)` fit beside what the submissions being graded hold (at most the whole budget:
+    /// a submission larger than it is graded alone). Memory first, then CPUs, always in that order.
+    async fn take(&self, (memory, cpus): (u64, f64)) -> Option<Vec<tokio::sync::SemaphorePermit<'_>>> {
+        let mut held = Vec::new();
+        for (pool, need) in [
+            (&self.memory, memory >> 20),
+            (&self.cpus, (cpus * 100.0).round() as u64),
+        ] {
+            if let Some((semaphore, total)) = pool {
+                let need = u32::try_from(need.clamp(1, u64::from(*total))).unwrap_or(*total);
+                held.push(semaphore.acquire_many(need).await.ok()?);
+            }
+        }
+        Some(held)
+    }
 }
 
 /// Every report of a submission, and the candidate-facing ones with hidden probes redacted.
@@ -318,6 +385,8 @@ fn hash_tree(root: &Path, dir: &Path, hasher: &mut sha2::Sha256) -> std::io::Res
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn named(names: &[&str]) -> Vec<Submission> {
@@ -340,6 +409,59 @@ mod tests {
         assert_eq!(partition(all.clone(), 1, 3).len(), 2);
         seen.sort();
         assert_eq!(seen, vec!["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_submission_takes_its_challenges_limits_times_their_replicas() {
+        let mut challenges = crate::catalog::challenges().expect("catalog");
+        challenges.retain(|c| ["status-codes", "stateless-replicas"].contains(&c.id.as_str()));
+        let image = &named(&["a"])[0];
+        let none = crate::spec::model::Limits::default();
+        // status-codes: one 512 MiB, 1-CPU service; stateless-replicas: two of them.
+        assert_eq!(footprint(&challenges, image, &none), ((3 * 512) << 20, 3.0));
+        let cli = crate::spec::model::Limits {
+            memory: Some(crate::types::ByteSize(256 << 20)),
+            cpus: Some(0.5),
+            ..Default::default()
+        };
+        assert_eq!(footprint(&challenges, image, &cli), ((3 * 256) << 20, 1.5));
+        let compose = Submission {
+            name: "c".to_string(),
+            source: DockerSource::Compose {
+                dir: PathBuf::from("c"),
+                service: None,
+                budget: compose::Budget {
+                    memory: Some(350 << 20),
+                    cpus: None,
+                },
+            },
+        };
+        // A project's own budget stands for each challenge's project; without one, the service's limits do.
+        assert_eq!(footprint(&challenges, &compose, &none), ((2 * 350) << 20, 3.0));
+    }
+
+    #[tokio::test]
+    async fn submissions_wait_for_their_share_of_the_budget_and_a_big_one_gets_all_of_it() {
+        let shares = Shares::new(compose::Budget {
+            memory: Some(1 << 30),
+            cpus: Some(2.0),
+        });
+        let first = shares.take((600 << 20, 1.0)).await.expect("fits");
+        // 600 + 600 MiB is over 1 GiB: the second waits for the first.
+        let waits = tokio::time::timeout(Duration::from_millis(100), shares.take((600 << 20, 1.0))).await;
+        assert!(waits.is_err(), "the second submission did not wait");
+        drop(first);
+        let second = shares
+            .take((600 << 20, 1.0))
+            .await
+            .expect("fits once the first is done");
+        // Two small ones fit side by side within what is left.
+        let small = tokio::time::timeout(Duration::from_millis(100), shares.take((100 << 20, 0.5))).await;
+        assert!(small.is_ok(), "a submission that fits waited");
+        drop((second, small));
+        // Larger than the whole budget: graded alone, not never.
+        let huge = tokio::time::timeout(Duration::from_secs(1), shares.take((64 << 30, 99.0))).await;
+        assert!(huge.expect("a submission over the budget still runs").is_some());
     }
 
     #[test]

@@ -94,7 +94,10 @@ pub enum Command {
     /// Grade a folder of submissions in the Docker sandbox, several at once, into per-submission reports (every
     /// format, and candidate-facing copies with hidden probes redacted) and a leaderboard (table, CSV, JSON,
     /// HTML index). A rerun skips submissions already graded with the same inputs.
-    #[command(after_help = BATCH_EXIT_CODES)]
+    #[command(
+        after_help = BATCH_EXIT_CODES,
+        mut_arg("jobs", |a| a.help("How many submissions to grade at once, at most, 1 to 256 (default: one per CPU of the Docker engine)")),
+    )]
     Grade(Box<BatchArgs>),
     /// Join the leaderboards of partitions (`grade --partition`) into one: leaderboard.json, .csv and index.html.
     Merge {
@@ -366,11 +369,19 @@ pub struct BatchArgs {
     /// For Compose submissions: the most CPUs the limits of all a project's containers may add up to.
     #[arg(long, value_name = "CPUS")]
     pub budget_cpus: Option<f64>,
+    /// The most memory the submissions graded at once may take together, as the sum of their containers'
+    /// memory limits (e.g. 16GiB; a submission over it is graded alone). By default only --jobs bounds them.
+    #[arg(long, value_name = "SIZE", value_parser = bytes)]
+    pub max_memory: Option<u64>,
+    /// The most CPUs the submissions graded at once may take together, as the sum of their containers' CPU
+    /// limits (a submission over it is graded alone). By default only --jobs bounds them.
+    #[arg(long, value_name = "CPUS")]
+    pub max_cpus: Option<f64>,
     /// Docker sandbox options, for every submission.
     #[command(flatten)]
     pub docker: DockerArgs,
-    /// Options shared with run (`--jobs` is the number of submissions graded at once, default 2; `--report`
-    /// does not apply: every format is written into --out).
+    /// Options shared with run (`--jobs` counts submissions; `--report` does not apply: every format is written
+    /// into --out).
     #[command(flatten)]
     pub grade: GradeArgs,
 }

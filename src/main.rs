@@ -278,9 +278,20 @@ async fn grade_batch(args: cli::BatchArgs, color: bool) -> u8 {
         Ok(docker) => docker,
         Err(message) => return usage(&message),
     };
+    let batch_budget = match cli::budget(args.max_memory, args.max_cpus) {
+        Ok(budget) => budget,
+        Err(message) => return usage(&message.replace("--budget-cpus", "--max-cpus")),
+    };
+    let jobs = match args.grade.jobs {
+        Some(jobs) => usize::from(jobs),
+        // One submission per CPU of the engine: a grading waits on the services most of the time, and more at
+        // once would starve timing probes.
+        None => proctor::sandbox::engine_cpus().await.unwrap_or(2).clamp(1, 64),
+    };
     let options = proctor::batch::BatchOptions {
         out: args.out.clone(),
-        jobs: args.grade.jobs.map_or(2, usize::from),
+        jobs,
+        budget: batch_budget,
         force: args.force,
         docker,
         session: proctor::session::Options {

@@ -184,6 +184,16 @@ async fn labelled(docker: &Docker, run: Option<&str>) -> Result<Labelled, bollar
     })
 }
 
+/// How many CPUs the engine has; `None` when it cannot be asked (each submission's run then says why).
+pub async fn engine_cpus() -> Option<usize> {
+    let docker = connect().await.ok()?;
+    let info = tokio::time::timeout(Duration::from_secs(10), docker.info())
+        .await
+        .ok()?
+        .ok()?;
+    info.ncpu.and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0)
+}
+
 /// Removes every container, network and image labelled as proctor's (of one run, or all of them).
 pub async fn sweep(docker: &Docker, run: Option<&str>) -> Swept {
     let found = labelled(docker, run).await.unwrap_or_default();

@@ -1461,11 +1461,14 @@ fn a_folder_of_submissions_is_graded_into_reports_and_a_leaderboard_and_a_rerun_
     let changed = grade(out.path(), &[]);
     let said = String::from_utf8_lossy(&changed.stderr).to_string();
     assert_eq!(said.matches("unchanged, not graded again").count(), 2, "{said}");
-    // Two partitions, merged, rank as the whole batch did.
+    // Two partitions, merged, rank as the whole batch did. Within a budget one submission fits (512 MiB of
+    // 1 GiB) and one does not (1 CPU of 0.5): graded one at a time, the one over the budget alone, none never.
     let parts = temp_dir(&[]);
     for i in ["1/2", "2/2"] {
         let dir = parts.path().join(i.replace('/', "-of-"));
-        assert_eq!(grade(&dir, &["--partition", i]).status.code(), Some(0));
+        let budget = ["--max-memory", "1GiB", "--max-cpus", "0.5", "--jobs", "2"];
+        let part = grade(&dir, &[&["--partition", i][..], &budget[..]].concat());
+        assert_eq!(part.status.code(), Some(0), "{}", String::from_utf8_lossy(&part.stderr));
     }
     let merged = parts.path().join("merged");
     let merge = proctor()
