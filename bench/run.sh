@@ -7,6 +7,8 @@
 #   5. Docker: `proctor run --image` to the first probe, against a bare `docker run` of the same image
 #   6. batch: `proctor grade` of BATCH_N submissions against a shell loop of `proctor run --path`, in one run
 #      (BATCH_N=20 and BATCH_CHALLENGES=challenges is the issue's target; smaller values for a quick look)
+#   7. one submission's whole catalog in Docker (`run --image`) against the same catalog in-process (`demo`),
+#      side by side, DOCKER_RUNS times each
 # Needs hyperfine (apt install hyperfine) and hurl (apt install libxml2-dev libclang-dev; cargo install hurl).
 # SMOKE=1 runs everything once with few requests, to check the script still works.
 set -euo pipefail
@@ -18,7 +20,11 @@ REQUESTS=${REQUESTS:-1000}
 BATCH_N=${BATCH_N:-20}
 BATCH_CHALLENGES=${BATCH_CHALLENGES:-challenges}
 BATCH_JOBS=${BATCH_JOBS:-4}
-if [ "$SMOKE" = 1 ]; then RUNS=2; REQUESTS=20; BATCH_N=2; BATCH_CHALLENGES=status-codes; fi
+DOCKER_RUNS=${DOCKER_RUNS:-5}
+CATALOG=${CATALOG:-challenges}
+if [ "$SMOKE" = 1 ]; then
+  RUNS=2; REQUESTS=20; BATCH_N=2; BATCH_CHALLENGES=status-codes; DOCKER_RUNS=1; CATALOG=status-codes
+fi
 command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing (apt install hyperfine)" >&2; exit 1; }
 HAVE_HURL=1
 command -v hurl >/dev/null || { HAVE_HURL=0; echo "bench: hurl is missing; item 1 measures proctor alone" >&2; }
@@ -111,13 +117,17 @@ RSS_ENGINE=$(max_rss_mib "$P" run "$WORK/engine.yaml" --url "$BASE" --color neve
 RSS_DEMO=$(max_rss_mib "$P" demo --color never)
 
 # 5. Docker: time to the first probe, against a bare docker run that polls until the service answers.
-T_DOCKER="-"; T_BARE="-"; T_LOOP="-"; T_BATCH="-"; RSS_BATCH="-"
+T_DOCKER="-"; T_BARE="-"; T_LOOP="-"; T_BATCH="-"; RSS_BATCH="-"; T_CAT_DOCKER="-"; T_CAT_INPROC="-"
 if docker version >/dev/null 2>&1; then
   RUSTFLAGS="-C target-feature=+crt-static" cargo build --release -q --target x86_64-unknown-linux-gnu \
     -p proctor-reference --target-dir target/static
-  mkdir -p "$WORK/image"
+  # The reference as a sound image (as the Docker tests build it): a non-root user, a health check, and a /data
+  # folder that user owns, so that every challenge of the catalog can pass in Docker.
+  mkdir -p "$WORK/image/data"
+  touch "$WORK/image/data/.keep"
   cp target/static/x86_64-unknown-linux-gnu/release/proctor-reference "$WORK/image/app"
-  printf 'FROM scratch\nCOPY app /app\nENTRYPOINT ["/app"]\n' > "$WORK/image/Dockerfile"
+  printf '%s\n' 'FROM scratch' 'COPY app /app' 'COPY --chown=65534:65534 data /data' 'USER 65534:65534' \
+    'HEALTHCHECK --interval=5m CMD ["/app", "healthcheck"]' 'ENTRYPOINT ["/app"]' > "$WORK/image/Dockerfile"
   DOCKER_BUILDKIT=0 docker build -q -t proctor-bench-reference "$WORK/image" >/dev/null
   cat > "$WORK/first.yaml" <<'YAML'
 title: first probe
@@ -141,18 +151,14 @@ SH
     --prepare "$P clean" -n proctor "$P run $WORK/first.yaml --image proctor-bench-reference --keep --color never" \
     --prepare "docker rm -f proctor-bench-bare" -n bare "$WORK/bare.sh" >&2
   read -r T_DOCKER T_BARE <<<"$(median "$WORK/docker.json")"
-  # Containers first, so removing the image removes its layers too instead of leaving them dangling.
   docker rm -f proctor-bench-bare >/dev/null 2>&1 || true
   "$P" clean >/dev/null
-  docker rmi proctor-bench-reference >/dev/null
 
   # 6. The same BATCH_N submissions (the reference, as a non-root scratch image), graded by a shell loop of
   #    `proctor run --path` and by one `proctor grade --submissions`, one after the other.
   mkdir -p "$WORK/subs"
   for i in $(seq -w "$BATCH_N"); do
-    mkdir -p "$WORK/subs/s$i"
-    cp "$WORK/image/app" "$WORK/subs/s$i/app"
-    printf 'FROM scratch\nCOPY app /app\nUSER 65534:65534\nENTRYPOINT ["/app"]\n' > "$WORK/subs/s$i/Dockerfile"
+    cp -r "$WORK/image" "$WORK/subs/s$i"
   done
   cat > "$WORK/loop.sh" <<SH
 #!/usr/bin/env bash
@@ -166,14 +172,23 @@ SH
   RSS_BATCH=$(max_rss_mib "$P" grade $BATCH_CHALLENGES --submissions "$WORK/subs" --out "$WORK/out" --force \
     --jobs "$BATCH_JOBS" -q)
   "$P" clean >/dev/null
+
+  # 7. One submission's catalog in Docker against the same catalog in-process, side by side.
+  hyperfine -N --warmup 1 --runs "$DOCKER_RUNS" --export-json "$WORK/catalog.json" \
+    -n docker "$P run $CATALOG --image proctor-bench-reference -q" -n in-process "$P demo $CATALOG -q" >&2
+  read -r T_CAT_DOCKER T_CAT_INPROC <<<"$(median "$WORK/catalog.json")"
+  # Containers first, so removing the image removes its layers too instead of leaving them dangling.
+  "$P" clean >/dev/null
+  docker rmi proctor-bench-reference >/dev/null
 fi
 
 python3 - "$T_PROCTOR" "$T_HURL" "$T_DEMO" "$LONGEST" "$WAITING" "$T_VALIDATE" "$T_LIST" "$RSS_ENGINE" "$RSS_DEMO" \
   "$T_DOCKER" "$T_BARE" "$REQUESTS" "$RUNS" "$SMOKE" "$T_LOOP" "$T_BATCH" "$RSS_BATCH" "$BATCH_N" \
-  "$BATCH_CHALLENGES" "$BATCH_JOBS" <<'PY' > bench/RESULTS.new.md
+  "$BATCH_CHALLENGES" "$BATCH_JOBS" "$T_CAT_DOCKER" "$T_CAT_INPROC" "$DOCKER_RUNS" <<'PY' > bench/RESULTS.new.md
 import datetime, os, platform, subprocess, sys
 (t_proctor, t_hurl, t_demo, longest, waiting, t_validate, t_list, rss_engine, rss_demo, t_docker, t_bare,
- requests, runs, smoke, t_loop, t_batch, rss_batch, batch_n, batch_challenges, batch_jobs) = sys.argv[1:]
+ requests, runs, smoke, t_loop, t_batch, rss_batch, batch_n, batch_challenges, batch_jobs, t_cat_docker,
+ t_cat_inproc, docker_runs) = sys.argv[1:]
 num = lambda x: None if x == "-" else float(x)
 ms = lambda x: "-" if x is None else "%.1f ms" % (x * 1000)
 ok = lambda c: "✓" if c else "✗"
@@ -198,6 +213,11 @@ if t_batch is not None:
     rows.append(("6. batch: %s submissions × `%s`, --jobs %s" % (batch_n, batch_challenges, batch_jobs), "grade %.1f s · shell loop of `run` %.1f s · ratio %.2f · grade's max RSS %s MiB" % (t_batch, t_loop, t_batch / t_loop, rss_batch), "≤ 0.5 × loop, < 150 MiB", ok(t_batch <= 0.5 * t_loop and float(rss_batch) < 150)))
 else:
     rows.append(("6. batch grading", "no Docker engine", "≤ 0.5 × loop, < 150 MiB", "?"))
+t_cat_docker, t_cat_inproc = num(t_cat_docker), num(t_cat_inproc)
+if t_cat_docker is not None:
+    rows.append(("7. catalog in Docker vs in-process (%s runs each)" % docker_runs, "`run --image` %.1f s · `demo` %.1f s · ratio %.2f" % (t_cat_docker, t_cat_inproc, t_cat_docker / t_cat_inproc), "≤ 1.1 × in-process", ok(t_cat_docker <= 1.1 * t_cat_inproc)))
+else:
+    rows.append(("7. catalog in Docker vs in-process", "no Docker engine", "≤ 1.1 × in-process", "?"))
 kernel = platform.release()
 print("# Benchmark results\n")
 print("Measured by `bench/run.sh` on %s (UTC)%s." % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), " — SMOKE RUN, not representative" if smoke == "1" else ""))

@@ -244,11 +244,7 @@ async fn grade(
         ..args.options()
     };
     let cancel = CancellationToken::new();
-    let docker_run = match &target {
-        Target::Docker { docker, .. } if !docker.keep => Some(options.run_id.clone()),
-        _ => None,
-    };
-    tokio::spawn(proctor::signals::watch(cancel.clone(), docker_run));
+    tokio::spawn(proctor::signals::watch(cancel.clone()));
     let report = session::run(&challenges, target, &options, &Events::new(reporters), &cancel).await;
     exit::for_run(&report)
 }
@@ -328,7 +324,7 @@ async fn grade_batch(args: cli::BatchArgs, color: bool) -> u8 {
         say!("{}", neutral::terminal(&line));
     };
     let cancel = CancellationToken::new();
-    tokio::spawn(proctor::signals::watch(cancel.clone(), None));
+    tokio::spawn(proctor::signals::watch(cancel.clone()));
     match proctor::batch::run(&challenges, submissions, &options, &done, &cancel).await {
         Ok(board) => {
             if !quiet {
@@ -369,7 +365,7 @@ async fn watch(
         return usage(&format!("--watch {}: no such file or folder", watched.display()));
     }
     let cancel = CancellationToken::new();
-    tokio::spawn(proctor::signals::watch(cancel.clone(), None));
+    tokio::spawn(proctor::signals::watch(cancel.clone()));
     // Enter on standard input asks for another run (the way to rerun a --url service after a deploy).
     let (enter, mut entered) = tokio::sync::mpsc::unbounded_channel::<()>();
     std::thread::spawn(move || {

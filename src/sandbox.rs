@@ -38,9 +38,34 @@ const START_AT_ONCE: usize = 2;
 pub enum NetworkMode {
     /// An internal bridge network (no egress); probes use the container's address on it. Linux engines.
     Internal,
-    /// A normal bridge network with the port published on 127.0.0.1: for engines whose container addresses are
-    /// not routable from the host (Docker Desktop, remote engines). Egress is not blocked.
+    /// A normal bridge network with the port published (see [`published_host`]): for engines whose container
+    /// addresses are not routable from the host (Docker Desktop, remote engines). Egress is not blocked.
     Published,
+}
+
+/// Where published ports are reached: the engine's machine when `DOCKER_HOST` names another one over TCP (the
+/// ports are then published on all of its addresses, since proctor cannot know which of them reaches this
+/// one), else 127.0.0.1 (a local socket, Docker Desktop, or an engine tunnelled to a port of this machine).
+/// `None` for 127.0.0.1.
+pub fn published_host(docker_host: &str) -> Option<String> {
+    let url = url::Url::parse(docker_host).ok()?;
+    if !["tcp", "http", "https"].contains(&url.scheme()) {
+        return None;
+    }
+    let host = url.host()?;
+    let loopback = match &host {
+        // `tcp://` is not a special scheme: its IPv4 hosts come as names.
+        url::Host::Domain(name) => match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => name.eq_ignore_ascii_case("localhost"),
+        },
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    (!loopback).then(|| match host {
+        url::Host::Ipv6(ip) => format!("[{ip}]"),
+        other => other.to_string(),
+    })
 }
 
 /// Errors of Docker operations: one variant per operation, each saying what to do next.
@@ -95,6 +120,8 @@ pub struct Sandbox {
     run_id: String,
     mode: NetworkMode,
     network: OnceCell<String>,
+    /// Where published ports are reached, when not on 127.0.0.1 (see [`published_host`]).
+    published: Option<String>,
     keep: bool,
     /// Containers being created and started (see [`Sandbox::start`]).
     starting: gate::PriorityGate,
@@ -246,14 +273,51 @@ pub async fn sweep_run(docker: &Docker, run: &str, patience: Duration) -> Swept 
     }
 }
 
+/// The runs of this process whose Docker resources may exist (not kept with `--keep`): what a forced exit sweeps.
+static OPEN_RUNS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn open_runs() -> std::sync::MutexGuard<'static, Vec<String>> {
+    OPEN_RUNS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The runs of this process whose Docker resources may exist.
+pub fn open_run_ids() -> Vec<String> {
+    open_runs().clone()
+}
+
+/// Sweeps runs side by side from synchronous code (a forced exit: `grade` may have several open).
+pub fn sweep_runs_blocking(runs: &[String]) {
+    let workers: Vec<_> = runs
+        .iter()
+        .map(|run| {
+            let run = run.clone();
+            std::thread::spawn(move || sweep_blocking(&run))
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.join();
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        open_runs().retain(|run| run != &self.run_id);
+    }
+}
+
 impl Sandbox {
     /// Connects for a run.
     pub async fn connect(run_id: &str, mode: NetworkMode, keep: bool) -> Result<Self, SandboxError> {
+        let docker = connect().await?;
+        if !keep {
+            open_runs().push(run_id.to_string());
+        }
         Ok(Self {
-            docker: connect().await?,
+            docker,
             run_id: run_id.to_string(),
             mode,
             network: OnceCell::new(),
+            published: published_host(&std::env::var("DOCKER_HOST").unwrap_or_default()),
             keep,
             starting: gate::PriorityGate::new(START_AT_ONCE),
         })
@@ -267,6 +331,11 @@ impl Sandbox {
     /// How probes reach containers.
     pub fn mode(&self) -> NetworkMode {
         self.mode
+    }
+
+    /// The host published ports are reached on: 127.0.0.1, or the remote engine's machine.
+    pub fn published_host(&self) -> &str {
+        self.published.as_deref().unwrap_or("127.0.0.1")
     }
 
     /// The host-side device of the run's network (at most 15 characters, as Linux requires).
@@ -440,4 +509,24 @@ pub fn sweep_blocking(run: &str) {
         });
     });
     let _ = worker.join();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::published_host;
+
+    #[test]
+    fn published_ports_are_reached_on_the_remote_engines_machine_else_on_loopback() {
+        assert_eq!(published_host(""), None);
+        assert_eq!(published_host("unix:///var/run/docker.sock"), None);
+        assert_eq!(published_host("tcp://127.0.0.1:2375"), None);
+        assert_eq!(published_host("tcp://localhost:2375"), None);
+        assert_eq!(published_host("tcp://[::1]:2375"), None);
+        assert_eq!(published_host("tcp://10.1.2.3:2376").as_deref(), Some("10.1.2.3"));
+        assert_eq!(published_host("tcp://[fd00::5]:2376").as_deref(), Some("[fd00::5]"));
+        assert_eq!(
+            published_host("https://builder.example:2376").as_deref(),
+            Some("builder.example")
+        );
+    }
 }

@@ -111,6 +111,7 @@ pub async fn run(
             }
         }
     };
+    let compose = matches!(launcher, Launcher::Compose(_));
     let launcher = Arc::new(launcher);
     let config = RunConfig {
         jobs: options
@@ -135,7 +136,12 @@ pub async fn run(
         build_log = built.as_ref().map(|(_, log)| log.clone());
         if sandbox.keep() {
             events.send(Event::Notice {
-                message: kept(&sandbox, challenges, built.as_ref().map(|(tag, _)| tag.as_str())),
+                message: kept(
+                    &sandbox,
+                    challenges,
+                    built.as_ref().map(|(tag, _)| tag.as_str()),
+                    compose,
+                ),
             });
         } else {
             sandbox.finish().await;
@@ -377,14 +383,20 @@ async fn build(
 }
 
 /// `--keep`: what was kept and how to look at it.
-fn kept(sandbox: &Sandbox, challenges: &[Challenge], built: Option<&str>) -> String {
+fn kept(sandbox: &Sandbox, challenges: &[Challenge], built: Option<&str>, compose: bool) -> String {
     let run = sandbox.run_id();
     let mut lines = vec![format!("kept for inspection (run {run}):")];
     for challenge in challenges {
         let name = format!("proctor-{run}-{}", challenge.id);
-        lines.push(format!(
-            "  container {name}: docker logs {name} · docker inspect {name} · docker exec -it {name} sh (if the image has a shell)"
-        ));
+        lines.push(if compose {
+            format!(
+                "  Compose project {name}: docker ps -a --filter label=com.docker.compose.project={name} · docker logs CONTAINER"
+            )
+        } else {
+            format!(
+                "  container {name}: docker logs {name} · docker inspect {name} · docker exec -it {name} sh (if the image has a shell)"
+            )
+        });
     }
     lines.push(format!("  network proctor-{run}"));
     if let Some(tag) = built {

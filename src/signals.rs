@@ -3,9 +3,9 @@
 use tokio_util::sync::CancellationToken;
 
 /// First Ctrl-C, SIGTERM or SIGHUP: cancel (the session stops the services and still reports). Second: kill
-/// what proctor started, sweep the Docker run `docker_run` if given, and exit at once with
-/// [`crate::exit::INTERRUPTED`].
-pub async fn watch(cancel: CancellationToken, docker_run: Option<String>) {
+/// what proctor started, sweep the Docker runs still open (every submission being graded, for `grade`), and exit
+/// at once with [`crate::exit::INTERRUPTED`].
+pub async fn watch(cancel: CancellationToken) {
     use std::io::Write as _;
     use tokio::signal::unix::{SignalKind, signal};
     // A closed terminal or SSH session (SIGHUP) ends the run like Ctrl-C or SIGTERM: cleanly, with reports.
@@ -31,9 +31,10 @@ pub async fn watch(cancel: CancellationToken, docker_run: Option<String>) {
         }
     }
     crate::target::process::kill_all_now();
-    if let Some(run) = docker_run {
-        let _ = writeln!(std::io::stderr(), "forced: removing this run's containers and network");
-        crate::sandbox::sweep_blocking(&run);
+    let runs = crate::sandbox::open_run_ids();
+    if !runs.is_empty() {
+        let _ = writeln!(std::io::stderr(), "forced: removing the run's containers and networks");
+        crate::sandbox::sweep_runs_blocking(&runs);
     }
     std::process::exit(i32::from(crate::exit::INTERRUPTED));
 }

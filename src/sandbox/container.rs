@@ -149,7 +149,15 @@ impl Sandbox {
                     .iter()
                     .map(|key| {
                         let binding = PortBinding {
-                            host_ip: Some("127.0.0.1".to_string()),
+                            // On a remote engine, on all its addresses: the one that reaches proctor is unknown.
+                            host_ip: Some(
+                                if self.published.is_some() {
+                                    "0.0.0.0"
+                                } else {
+                                    "127.0.0.1"
+                                }
+                                .to_string(),
+                            ),
                             host_port: Some(String::new()),
                         };
                         (key.clone(), Some(vec![binding]))
@@ -331,7 +339,7 @@ impl Sandbox {
                     .into_iter()
                     .find_map(|b| b.host_port)
                     .ok_or(SandboxError::NoAddress)?;
-                format!("127.0.0.1:{host_port}")
+                format!("{}:{host_port}", self.published_host())
             }
         };
         Url::parse(&format!("http://{address}/")).map_err(|_| SandboxError::NoAddress)

@@ -23,8 +23,9 @@ impl ContainerLauncher {
         match self.sandbox.mode() {
             NetworkMode::Internal => format!("container from {} on an internal network (no egress)", self.image),
             NetworkMode::Published => format!(
-                "container from {} with its port published on 127.0.0.1 (egress is NOT blocked in this mode)",
-                self.image
+                "container from {} with its port published on {} (egress is NOT blocked in this mode)",
+                self.image,
+                self.sandbox.published_host()
             ),
         }
     }

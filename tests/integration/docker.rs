@@ -813,37 +813,61 @@ fn a_second_ctrl_c_removes_the_run_and_exits_at_once() {
     let spec = "title: t\nquestion: { number: 1, text: q }\nbrief: b\nrules: [{ id: r, text: t }]\nservice: { start_timeout: 60s }\nprobes:\n  - { id: p, title: t, category: c, rules: [r], why: w, hint: h, steps: [ { request: { path: / } } ] }\n";
     let dir = temp_dir(&[("forced-exit.yaml", spec)]);
     let never = submission("hostile", &["never-listen"], "");
-    let mut child = StdCommand::new(proctor_path())
-        .arg("run")
-        .arg(dir.path().join("forced-exit.yaml"))
-        .arg("--path")
-        .arg(never.path())
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("proctor starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let run_id = loop {
-        let labels = docker_lines(&[
-            "ps",
-            "--filter",
-            "label=dev.proctor.challenge=forced-exit",
-            "--format",
-            "{{.Label \"dev.proctor.run\"}}",
-        ]);
-        if let Some(run) = labels.into_iter().next() {
-            break run;
+    // `run` has one run open; `grade` one per submission being graded: a forced exit removes them all.
+    let submissions = temp_dir(&[]);
+    copy_into(never.path(), submissions.path(), "one");
+    copy_into(never.path(), submissions.path(), "two");
+    let spec_path = dir.path().join("forced-exit.yaml");
+    let run: Vec<std::ffi::OsString> = vec![
+        "run".into(),
+        spec_path.clone().into(),
+        "--path".into(),
+        never.path().into(),
+    ];
+    let grade: Vec<std::ffi::OsString> = vec![
+        "grade".into(),
+        spec_path.into(),
+        "--submissions".into(),
+        submissions.path().into(),
+        "--out".into(),
+        dir.path().join("out").into(),
+        "--jobs".into(),
+        "2".into(),
+    ];
+    for (args, runs) in [(run, 1), (grade, 2)] {
+        let mut child = StdCommand::new(proctor_path())
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("proctor starts");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let run_ids = loop {
+            let mut labels = docker_lines(&[
+                "ps",
+                "--filter",
+                "label=dev.proctor.challenge=forced-exit",
+                "--format",
+                "{{.Label \"dev.proctor.run\"}}",
+            ]);
+            labels.sort();
+            labels.dedup();
+            if labels.len() == runs {
+                break labels;
+            }
+            assert!(Instant::now() < deadline, "{runs} containers never started");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("first Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+        let (code, _) = crate::support::interrupt(&mut child, Duration::from_secs(30));
+        assert_eq!(code, Some(130), "{args:?}");
+        for run_id in run_ids {
+            assert!(leftovers(&run_id).is_empty(), "{args:?} left {:?}", leftovers(&run_id));
         }
-        assert!(Instant::now() < deadline, "the container never started");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("first Ctrl-C");
-    std::thread::sleep(Duration::from_millis(20));
-    let (code, _) = crate::support::interrupt(&mut child, Duration::from_secs(30));
-    assert_eq!(code, Some(130));
-    assert!(leftovers(&run_id).is_empty(), "left {:?}", leftovers(&run_id));
+    }
 }
 
 #[test]
@@ -1492,5 +1516,70 @@ fn a_folder_of_submissions_is_graded_into_reports_and_a_leaderboard_and_a_rerun_
     for entry in board["entries"].as_array().expect("entries") {
         let reports = merged.join(entry["reports"].as_str().expect("reports"));
         assert!(reports.join("report.html").is_file(), "{}", reports.display());
+    }
+}
+
+/// An engine reached over TCP, as a remote one is: a forwarder from a port on 127.0.0.1 to the local engine's
+/// socket, for as long as the test runs. `DOCKER_HOST=tcp://…` makes proctor treat the engine as remote.
+fn engine_over_tcp() -> String {
+    let socket = std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_string());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(engine) = std::os::unix::net::UnixStream::connect(&socket) else {
+                continue;
+            };
+            let (mut client_in, mut engine_out) =
+                (client.try_clone().expect("clone"), engine.try_clone().expect("clone"));
+            let (mut client_out, mut engine_in) = (client, engine);
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_in, &mut engine_out);
+                let _ = engine_out.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut engine_in, &mut client_out);
+                let _ = client_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    format!("tcp://{address}")
+}
+
+#[test]
+fn a_batch_on_a_remote_engine_builds_and_grades_through_published_ports() {
+    if !docker() {
+        return;
+    }
+    let submissions = temp_dir(&[]);
+    let alice = reference_image(crate::support::SOUND_IMAGE);
+    copy_into(alice.path(), submissions.path(), "alice");
+    let bob = reference_image(crate::support::SOUND_IMAGE);
+    copy_into(bob.path(), submissions.path(), "bob");
+    let out = temp_dir(&[]);
+    let graded = proctor()
+        .args(["grade", "status-codes", "stateless-replicas", "--submissions"])
+        .arg(submissions.path())
+        .arg("--out")
+        .arg(out.path())
+        .env("DOCKER_HOST", engine_over_tcp())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("runs");
+    let said = String::from_utf8_lossy(&graded.stderr).to_string();
+    assert_eq!(graded.status.code(), Some(0), "{said}");
+    for name in ["alice", "bob"] {
+        let report = read_report(&out.path().join(name).join("report.json"));
+        for challenge in report["challenges"].as_array().expect("challenges") {
+            // Published, as for any engine that is not a local socket: probes reach the ports on 127.0.0.1.
+            let target = challenge["target"].as_str().unwrap_or_default();
+            assert!(target.contains("published on 127.0.0.1"), "{name}: {target}");
+            assert_eq!(challenge["score"]["percent"], 100.0, "{name}: {challenge}");
+        }
+        let run_id = report["run_id"].as_str().expect("run id");
+        assert!(leftovers(run_id).is_empty(), "{name} left {:?}", leftovers(run_id));
     }
 }
