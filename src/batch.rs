@@ -289,8 +289,9 @@ struct Shares {
 
 impl Shares {
     fn new(budget: compose::Budget) -> Self {
+        // Counted in what `acquire_many` takes: a u32.
         let pool = |units: u64| {
-            let units = u32::try_from(units.clamp(1, u64::from(u32::MAX >> 3))).unwrap_or(1);
+            let units = u32::try_from(units.clamp(1, u64::from(u32::MAX))).unwrap_or(u32::MAX);
             (tokio::sync::Semaphore::new(units as usize), units)
         };
         Self {

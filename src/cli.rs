@@ -278,7 +278,7 @@ impl RunArgs {
             _ if self.compose.is_some() => DockerSource::Compose {
                 dir: self.compose.clone().unwrap_or_default(),
                 service: self.service.clone(),
-                budget: budget(self.budget_memory, self.budget_cpus)?,
+                budget: budget(self.budget_memory, self.budget_cpus, "--budget-cpus")?,
             },
             (Some(url), ..) if !matches!(url.scheme(), "http" | "https") => {
                 return Err(format!(
@@ -386,10 +386,15 @@ pub struct BatchArgs {
     pub grade: GradeArgs,
 }
 
-/// A Compose project's budget from `--budget-memory` and `--budget-cpus`, checked.
-pub fn budget(memory: Option<u64>, cpus: Option<f64>) -> Result<proctor::target::compose::Budget, String> {
+/// A budget from a memory and a CPU flag (`--budget-*` of a Compose project, `--max-*` of a batch), checked;
+/// `cpus_flag` names the CPU flag in the error.
+pub fn budget(
+    memory: Option<u64>,
+    cpus: Option<f64>,
+    cpus_flag: &str,
+) -> Result<proctor::target::compose::Budget, String> {
     if cpus.is_some_and(|c| !(c > 0.0 && c <= 1024.0)) {
-        return Err("--budget-cpus: a number of CPUs greater than 0".into());
+        return Err(format!("{cpus_flag}: a number of CPUs greater than 0"));
     }
     Ok(proctor::target::compose::Budget { memory, cpus })
 }

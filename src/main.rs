@@ -256,7 +256,7 @@ async fn grade_batch(args: cli::BatchArgs, color: bool) -> u8 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let budget = match cli::budget(args.budget_memory, args.budget_cpus) {
+    let budget = match cli::budget(args.budget_memory, args.budget_cpus, "--budget-cpus") {
         Ok(budget) => budget,
         Err(message) => return usage(&message),
     };
@@ -274,14 +274,14 @@ async fn grade_batch(args: cli::BatchArgs, color: bool) -> u8 {
         Ok(docker) => docker,
         Err(message) => return usage(&message),
     };
-    let batch_budget = match cli::budget(args.max_memory, args.max_cpus) {
+    let batch_budget = match cli::budget(args.max_memory, args.max_cpus, "--max-cpus") {
         Ok(budget) => budget,
-        Err(message) => return usage(&message.replace("--budget-cpus", "--max-cpus")),
+        Err(message) => return usage(&message),
     };
     let jobs = match args.grade.jobs {
         Some(jobs) => usize::from(jobs),
-        // One submission per CPU of the engine: a grading waits on the services most of the time, and more at
-        // once would starve timing probes.
+        // One submission per CPU of the engine: the engine's own CPU is what bounds a batch (bench/RESULTS.md),
+        // and a starved machine makes timing probes fail correct services.
         None => proctor::sandbox::engine_cpus().await.unwrap_or(2).clamp(1, 64),
     };
     let options = proctor::batch::BatchOptions {

@@ -27,7 +27,7 @@ pub use container::{Container, ImageFacts, Slot};
 pub const MANAGED_LABEL: &str = "dev.proctor.managed";
 /// ... and this one, with the run id.
 pub const RUN_LABEL: &str = "dev.proctor.run";
-/// How many containers a run creates and starts at once. Measured on two cores with the 24-challenge catalog: all
+/// How many containers a run creates and starts at once. Measured on two cores with the 25-challenge catalog: all
 /// at once, the last container answered after ~4 s and the longest challenge's after ~2 s; two at a time, the
 /// longest first, it answers after ~0.8 s and the catalog takes 19.4 s instead of 21.5 s (one at a time: 21 s,
 /// restarts queue).
