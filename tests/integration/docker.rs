@@ -167,6 +167,20 @@ fn read_report(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report written")).expect("report is JSON")
 }
 
+/// The message of probe `challenge/probe` in a report.
+fn probe_message(report: &serde_json::Value, id: &str) -> String {
+    let (challenge, probe) = id.split_once('/').unwrap_or((id, ""));
+    report["challenges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["id"] == challenge)
+        .flat_map(|c| c["probes"].as_array().into_iter().flatten())
+        .find(|p| p["id"] == probe)
+        .map(|p| p["message"].to_string())
+        .unwrap_or_default()
+}
+
 /// Verdicts per probe id, for comparing two runs.
 fn verdicts(report: &serde_json::Value) -> Vec<(String, String)> {
     let mut all = Vec::new();
@@ -219,7 +233,20 @@ fn the_whole_catalog_graded_in_docker_scores_exactly_as_with_cmd() {
         .into_iter()
         .map(|(id, v)| (id, v.replace("not_applicable", "passed")))
         .collect();
-    assert_eq!(verdicts(&docker_report), local_verdicts);
+    // On a difference, say why each differing probe ended as it did, in both runs.
+    let differ: Vec<String> = verdicts(&docker_report)
+        .iter()
+        .zip(&local_verdicts)
+        .filter(|(a, b)| a != b)
+        .map(|((id, v), _)| {
+            format!(
+                "{id}: {v} in Docker ({}); as a process: {}",
+                probe_message(&docker_report, id),
+                probe_message(&local_report, id)
+            )
+        })
+        .collect();
+    assert_eq!(verdicts(&docker_report), local_verdicts, "{differ:#?}");
     assert!(
         verdicts(&local_report).iter().any(|(_, v)| v == "\"not_applicable\""),
         "the image probes are not applicable to a process"
