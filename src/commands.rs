@@ -3,6 +3,7 @@
 use std::io::Write as _;
 
 use proctor::exit;
+use proctor::neutral;
 
 /// `proctor reference`: serves the reference service until Ctrl-C or SIGTERM; its env is proctor's own.
 pub async fn serve_reference(host: std::net::IpAddr, port: u16, defects: &str) -> u8 {
@@ -51,10 +52,18 @@ pub async fn clean(run: Option<&str>) -> u8 {
     match proctor::sandbox::connect().await {
         Ok(docker) => {
             let swept = proctor::sandbox::sweep(&docker, run).await;
-            crate::emit(&format!(
+            let code = crate::emit(&format!(
                 "removed {} container(s), {} network(s), {} image(s), {} volume(s)\n",
                 swept.containers, swept.networks, swept.images, swept.volumes
-            ))
+            ));
+            if swept.left.is_empty() {
+                return code;
+            }
+            let mut err = std::io::stderr().lock();
+            for what in &swept.left {
+                let _ = writeln!(err, "error: could not remove {}", neutral::terminal(what));
+            }
+            exit::TARGET
         }
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "error: {}", proctor::engine::error_chain(&e));

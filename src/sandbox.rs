@@ -138,6 +138,8 @@ pub struct Swept {
     pub images: usize,
     /// Volumes removed (a challenge's data folder).
     pub volumes: usize,
+    /// What could not be removed, each with the engine's reason: `network proctor-1a2b3c4d: …`.
+    pub left: Vec<String>,
 }
 
 /// Connects with `DOCKER_HOST` or the default socket and negotiates the API version.
@@ -172,9 +174,16 @@ fn label_filter(run: Option<&str>) -> HashMap<String, Vec<String>> {
 #[derive(Debug, Default)]
 struct Labelled {
     containers: Vec<String>,
-    networks: Vec<String>,
+    /// Ids and names.
+    networks: Vec<(String, String)>,
     images: Vec<String>,
     volumes: Vec<String>,
+}
+
+impl Labelled {
+    fn count(&self) -> usize {
+        self.containers.len() + self.networks.len() + self.images.len() + self.volumes.len()
+    }
 }
 
 async fn labelled(docker: &Docker, run: Option<&str>) -> Result<Labelled, bollard::errors::Error> {
@@ -200,7 +209,10 @@ async fn labelled(docker: &Docker, run: Option<&str>) -> Result<Labelled, bollar
         .await?;
     Ok(Labelled {
         containers: containers.into_iter().filter_map(|c| c.id).collect(),
-        networks: networks.into_iter().filter_map(|n| n.id).collect(),
+        networks: networks
+            .into_iter()
+            .filter_map(|n| Some((n.id?, n.name.unwrap_or_default())))
+            .collect(),
         images: images.into_iter().map(|i| i.id).collect(),
         volumes: volumes
             .volumes
@@ -223,33 +235,64 @@ pub async fn engine_cpus() -> Option<usize> {
 
 /// Removes every container, network and image labelled as proctor's (of one run, or all of them).
 pub async fn sweep(docker: &Docker, run: Option<&str>) -> Swept {
-    let found = labelled(docker, run).await.unwrap_or_default();
+    let found = match labelled(docker, run).await {
+        Ok(found) => found,
+        Err(e) => {
+            return Swept {
+                left: vec![format!("anything: listing what is labelled failed: {e}")],
+                ..Swept::default()
+            };
+        }
+    };
     let mut swept = Swept::default();
+    let mut tally = |removed: Result<(), bollard::errors::Error>, count: &mut usize, what: String| match removed {
+        Ok(()) => *count += 1,
+        // Gone already: an image's parent layers go with it, another task of the run removed it first.
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+        Err(e) => swept.left.push(format!("{what}: {}", engine_reason(&e))),
+    };
+    let (mut containers, mut networks, mut images, mut volumes) = (0, 0, 0, 0);
     for id in &found.containers {
         let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-        if docker.remove_container(id, Some(remove)).await.is_ok() {
-            swept.containers += 1;
-        }
+        let removed = docker.remove_container(id, Some(remove)).await;
+        tally(removed, &mut containers, format!("container {}", short(id)));
     }
-    for id in &found.networks {
-        if docker.remove_network(id).await.is_ok() {
-            swept.networks += 1;
-        }
+    for (id, name) in &found.networks {
+        let removed = docker.remove_network(id).await;
+        tally(removed, &mut networks, format!("network {name}"));
     }
     for id in &found.images {
         let remove = RemoveImageOptionsBuilder::default().force(true).build();
-        if docker.remove_image(id, Some(remove), None).await.is_ok() {
-            swept.images += 1;
-        }
+        let removed = docker.remove_image(id, Some(remove), None).await.map(drop);
+        tally(removed, &mut images, format!("image {}", short(id)));
     }
     // Volumes last: a volume in use by a container cannot go before the container.
     for name in &found.volumes {
         let remove = RemoveVolumeOptionsBuilder::default().force(true).build();
-        if docker.remove_volume(name, Some(remove)).await.is_ok() {
-            swept.volumes += 1;
-        }
+        let removed = docker.remove_volume(name, Some(remove)).await;
+        tally(removed, &mut volumes, format!("volume {name}"));
     }
-    swept
+    Swept {
+        containers,
+        networks,
+        images,
+        volumes,
+        ..swept
+    }
+}
+
+/// An id as `docker ps` shows it.
+fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.get(..12).unwrap_or(id)
+}
+
+/// The engine's own words for a refusal, else the error.
+fn engine_reason(error: &bollard::errors::Error) -> String {
+    match error {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Sweeps a run until nothing of it is left, retrying for up to `patience`: another task of the same run may be
@@ -263,10 +306,13 @@ pub async fn sweep_run(docker: &Docker, run: &str, patience: Duration) -> Swept 
         total.networks += swept.networks;
         total.images += swept.images;
         total.volumes += swept.volumes;
-        let left = labelled(docker, Some(run)).await.map_or(1, |l| {
-            l.containers.len() + l.networks.len() + l.images.len() + l.volumes.len()
-        });
-        if left == 0 || tokio::time::Instant::now() >= deadline {
+        let left = labelled(docker, Some(run)).await.map_or(1, |l| l.count());
+        if left == 0 {
+            return total;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            // What the last attempt could not remove (empty if it was made meanwhile: the next sweep has it).
+            total.left = swept.left;
             return total;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -231,7 +231,14 @@ pub fn fill_urls(text: &str, url: impl Fn(&str) -> Option<String>) -> String {
 
 impl Server {
     async fn start(name: &str, spec: &ServerSpec, address: SocketAddr) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(address).await?;
+        let runtime = runtime();
+        let listener = std::net::TcpListener::bind(address)?;
+        listener.set_nonblocking(true)?;
+        let listener = {
+            // Registered with the runtime whose threads will accept on it.
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let address = listener.local_addr()?;
         let url = match address.ip() {
             IpAddr::V6(ip) => format!("http://[{ip}]:{}", address.port()),
@@ -258,7 +265,7 @@ impl Server {
             last: None,
         }));
         let cancel = CancellationToken::new();
-        let task = tokio::spawn(accept(listener, Arc::clone(&state), cancel.clone()));
+        let task = runtime.spawn(accept(listener, Arc::clone(&state), cancel.clone()));
         Ok(Self {
             name: name.to_string(),
             url,
@@ -329,6 +336,25 @@ impl Drop for Server {
             task.abort();
         }
     }
+}
+
+/// The runtime every server answers on: threads of their own, so that no probe's work on proctor's other threads
+/// (a body of 200,000 items rendered, a large answer checked) delays an answer a service waits for with a
+/// time-out of its own. Seen in CI before: under load, a quotes server starved that way for over a second made a
+/// correct service answer 504. When its threads cannot be made, the servers share the caller's runtime.
+fn runtime() -> tokio::runtime::Handle {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("proctor-servers")
+                .enable_all()
+                .build()
+                .ok()
+        })
+        .as_ref()
+        .map_or_else(tokio::runtime::Handle::current, |r| r.handle().clone())
 }
 
 async fn accept(listener: tokio::net::TcpListener, state: Arc<Mutex<State>>, cancel: CancellationToken) {
@@ -806,6 +832,51 @@ mod tests {
         assert_eq!((calls.len(), overflow), (MAX_CALLS, 1));
         assert_eq!(calls[0].answer, "413");
         servers.stop().await;
+    }
+
+    #[test]
+    fn a_server_answers_while_every_thread_of_the_callers_runtime_is_busy() {
+        use std::io::{Read, Write};
+        let caller = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let servers = caller
+            .block_on(Servers::start(
+                &spec("up: { routes: [ { path: /q, respond: { status: 201 } } ] }"),
+                IpAddr::from([127, 0, 0, 1]),
+                &Default::default(),
+            ))
+            .expect("servers start");
+        // The caller's only thread works for 3 s without yielding, as a probe rendering a huge body does.
+        let (busy, started) = std::sync::mpsc::channel();
+        caller.spawn(async move {
+            let _ = busy.send(());
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        started.recv().expect("the busy task runs");
+        let address = servers
+            .get("up")
+            .expect("server")
+            .url()
+            .trim_start_matches("http://")
+            .to_string();
+        let asked = std::time::Instant::now();
+        let mut stream = std::net::TcpStream::connect(&address).expect("connect");
+        stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        stream
+            .write_all(b"GET /q HTTP/1.1\r\nHost: up\r\nConnection: close\r\n\r\n")
+            .expect("write");
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 201"), "{answer:?}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(1),
+            "answered after {:?}: the server waited for the caller's threads",
+            asked.elapsed()
+        );
+        caller.block_on(servers.stop());
     }
 
     #[tokio::test]

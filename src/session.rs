@@ -144,7 +144,7 @@ pub async fn run(
                 ),
             });
         } else {
-            sandbox.finish().await;
+            finish(&sandbox, events).await;
         }
     }
     if let Some(guard) = guard.as_mut() {
@@ -354,7 +354,7 @@ async fn build(
         Ok(tag) => Ok((tag, log.tail(200))),
         Err(error) => {
             if !docker.keep {
-                sandbox.finish().await;
+                finish(sandbox, events).await;
                 if error.is_none() {
                     // An interrupted build may still commit a layer or two after the connection closes (later on
                     // a loaded engine): sweep until two sweeps in a row find nothing, for at most about 5 s.
@@ -379,6 +379,23 @@ async fn build(
             };
             Err((reason, Some(log.tail(30))))
         }
+    }
+}
+
+/// Removes what the run made; says what the engine would not remove, rather than leaving it unsaid.
+async fn finish(sandbox: &Sandbox, events: &Events) {
+    let swept = sandbox.finish().await;
+    if !swept.left.is_empty() {
+        let run = sandbox.run_id();
+        let mut lines = vec![format!("the engine would not remove what run {run} made:")];
+        lines.extend(swept.left.iter().map(|what| format!("  {what}")));
+        lines.push(format!(
+            "try again with: proctor clean --run {run} (a network the engine still counts endpoints on, with no \
+             container left, goes only when the Docker daemon restarts)"
+        ));
+        events.send(Event::Notice {
+            message: lines.join("\n"),
+        });
     }
 }
 

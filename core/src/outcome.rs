@@ -194,18 +194,20 @@ pub struct StepReport {
 }
 
 impl StepReport {
-    /// One line for a step that did not pass: its error, or else its first failed check (expected vs actual).
+    /// One line for a step that did not pass: its error and its first failed check (expected vs actual), either or both.
     pub fn summary(&self) -> String {
-        if let Some(error) = &self.error {
-            return format!("step {} ({}): {error}", self.number, self.label);
-        }
-        match self.checks.iter().find(|c| !c.passed) {
-            Some(c) => format!(
-                "step {} ({}): {}: expected {}, got {}",
-                self.number, self.label, c.what, c.expected, c.actual
-            ),
-            None => format!("step {} ({})", self.number, self.label),
-        }
+        let check = self
+            .checks
+            .iter()
+            .find(|c| !c.passed)
+            .map(|c| format!("{}: expected {}, got {}", c.what, c.expected, c.actual));
+        let what = match (&self.error, check) {
+            (Some(error), Some(check)) => format!("{error}: {check}"),
+            (Some(error), None) => error.clone(),
+            (None, Some(check)) => check,
+            (None, None) => return format!("step {} ({})", self.number, self.label),
+        };
+        format!("step {} ({}): {what}", self.number, self.label)
     }
 }
 

@@ -427,14 +427,41 @@ fn isolation_and_limits_are_what_was_asked_and_keep_then_clean_removes_them() {
         ]),
         ["1"]
     );
+    // A volume of the run that something else still uses: the engine refuses to remove it, and clean names it
+    // with the engine's reason and exits 3 instead of counting what it removed as if that were all.
+    let volume = format!("proctor-{run_id}-held");
+    let labels = ["--label", "dev.proctor.managed=1", "--label"];
+    let run_label = format!("dev.proctor.run={run_id}");
+    docker_lines(&[&["volume", "create"][..], &labels, &[&run_label, &volume]].concat());
+    // Held by a container of an image without proctor's labels (a container inherits its image's labels): an
+    // empty file system imported as an image, created with a command it never runs.
+    let (holder, held_by) = (format!("holder-{run_id}"), format!("proctor-test-holder:{run_id}"));
+    let mut import = StdCommand::new("docker")
+        .args(["import", "-", &held_by])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("docker import runs");
+    let mut empty = tar::Builder::new(import.stdin.take().expect("stdin"));
+    empty.finish().expect("an empty tar archive");
+    drop(empty);
+    assert!(import.wait().expect("docker import ends").success());
+    let mount = format!("{volume}:/held");
+    let created = docker_lines(&["create", "--name", &holder, "-v", &mount, &held_by, "/none"]);
+    assert_eq!(created.len(), 1, "the holder is created");
     // Scoped to this run: a plain `proctor clean` would also remove what concurrent tests are using.
     proctor()
         .args(["clean", "--run", &run_id])
         .assert()
-        .code(0)
-        .stdout(predicate::str::contains(
-            "removed 1 container(s), 1 network(s), 1 image(s), 0 volume(s)",
-        ));
+        .code(3)
+        .stdout(predicate::str::contains("removed 1 container(s), 1 network(s)"))
+        .stderr(
+            predicate::str::contains(format!("error: could not remove volume {volume}: "))
+                .and(predicate::str::contains("in use")),
+        );
+    docker_lines(&["rm", &holder]);
+    docker_lines(&["rmi", &held_by]);
+    proctor().args(["clean", "--run", &run_id]).assert().code(0);
     assert!(leftovers(&run_id).is_empty());
 }
 

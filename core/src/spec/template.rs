@@ -219,6 +219,17 @@ impl<'a> BodyForm<'a> {
     }
 }
 
+/// Whether a request's JSON body holds a `$repeat` anywhere (rendering it may then take a while).
+pub fn has_repeat(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Array(items) => items.iter().any(has_repeat),
+        serde_json::Value::Object(map) => {
+            matches!(BodyForm::of(map), Some(BodyForm::Repeat(..))) || map.values().any(has_repeat)
+        }
+        _ => false,
+    }
+}
+
 /// Renders a request's JSON body as JSON text: placeholders in every string (keys included) and the typed forms
 /// of [`BodyForm`], written straight into the text (a `$repeat` of 200,000 items never exists as a value tree).
 /// The error says what is wrong (an undefined variable, a `$int` that is not a whole number, a body too big).
@@ -395,6 +406,12 @@ mod tests {
             render_body(&serde_json::json!({"$repeat": 0, "$each": 1}), &mut lookup),
             Ok("[]".to_string())
         );
+        assert!(has_repeat(&value), "a `$repeat` inside an object");
+        assert!(
+            has_repeat(&serde_json::json!([1, {"a": [too_many]}])),
+            "nested in arrays"
+        );
+        assert!(!has_repeat(&not_a_number) && !has_repeat(&serde_json::json!({"$repeat": 3, "x": 1})));
     }
 
     #[test]
