@@ -117,6 +117,53 @@ pub fn kill_orphans() {
     }
 }
 
+/// A command to start, the runtime its child belongs to, and where the result goes.
+type SpawnJob = (
+    Command,
+    tokio::runtime::Handle,
+    std::sync::mpsc::Sender<std::io::Result<Child>>,
+);
+
+/// Starts `command` from a thread that lives as long as proctor. `PR_SET_PDEATHSIG` fires when the *thread* that
+/// forked the child ends, not the process, and the runtime's threads come and go (`block_in_place` hands a
+/// worker's place to a new thread; idle threads end after 10 s): a service started from one of them was killed
+/// by signal 9 in the middle of its probes (seen in CI). When that thread cannot be had, the caller's is used.
+fn spawn_steadily(mut command: Command) -> std::io::Result<Child> {
+    static SPAWNER: Mutex<Option<std::sync::mpsc::Sender<SpawnJob>>> = Mutex::new(None);
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return command.spawn();
+    };
+    let (reply, result) = std::sync::mpsc::channel();
+    let sent = {
+        let mut spawner = SPAWNER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spawner.is_none() {
+            let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
+            let started = std::thread::Builder::new()
+                .name("proctor-spawner".into())
+                .spawn(move || {
+                    for (mut command, handle, reply) in queue {
+                        // The child is reaped by the runtime it belongs to.
+                        let _entered = handle.enter();
+                        let _ = reply.send(command.spawn());
+                    }
+                });
+            if started.is_ok() {
+                *spawner = Some(jobs);
+            }
+        }
+        match spawner.as_ref() {
+            Some(jobs) => jobs.send((command, handle, reply)).map_err(|e| e.0.0),
+            None => Err(command),
+        }
+    };
+    match sent {
+        Ok(()) => result
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the thread that starts services has ended"))),
+        Err(mut command) => command.spawn(),
+    }
+}
+
 /// Starts the service as `sh -c <command>` with `PORT` and the challenge's env.
 #[derive(Debug)]
 pub struct ProcessLauncher {
@@ -188,7 +235,7 @@ impl ServiceProcess {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn()?;
+        let mut child = spawn_steadily(cmd)?;
         let pgid = child.id().and_then(|id| i32::try_from(id).ok());
         if let Some(pgid) = pgid {
             register(pgid, true);
@@ -301,5 +348,35 @@ impl Reader {
                 Ok(n) => logs.push(&buffer[..n]),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_outlives_the_thread_that_started_it() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let handle = runtime.handle().clone();
+        // Started from a thread that then ends, as a runtime thread does after block_in_place or when idle.
+        let mut process = std::thread::spawn(move || {
+            let _entered = handle.enter();
+            ServiceProcess::spawn("exec sleep 30", &[], &[], LogBuffer::new(1024))
+        })
+        .join()
+        .expect("the thread ends")
+        .expect("the service starts");
+        std::thread::sleep(Duration::from_millis(300));
+        let exited = runtime.block_on(async { process.exited() });
+        assert_eq!(exited, None, "the service died with the thread that started it");
+        assert_eq!(
+            runtime.block_on(process.terminate(Duration::from_secs(2))),
+            Some(128 + 15)
+        );
     }
 }
