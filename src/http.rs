@@ -173,7 +173,8 @@ pub fn prepare(spec: &RequestSpec, vars: &mut Vars, base: &Url) -> Result<Prepar
 
 /// Runs `work`, which may keep a thread busy for a while (a body of 200,000 items rendered), so that the other
 /// tasks of a multi-threaded runtime (other challenges' probes, their time measurements) move to another thread
-/// meanwhile instead of waiting for this one.
+/// meanwhile instead of waiting for this one. The thread that hands its place over may end later, which is why
+/// services are not started from whichever thread runs (see `target::process::spawn_steadily`).
 fn heavy<T>(work: impl FnOnce() -> T) -> T {
     let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
     if matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread)) {

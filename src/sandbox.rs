@@ -239,7 +239,7 @@ pub async fn sweep(docker: &Docker, run: Option<&str>) -> Swept {
         Ok(found) => found,
         Err(e) => {
             return Swept {
-                left: vec![format!("anything: listing what is labelled failed: {e}")],
+                left: vec![format!("what carries proctor's label (listing it failed: {e})")],
                 ..Swept::default()
             };
         }

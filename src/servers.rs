@@ -340,8 +340,8 @@ impl Drop for Server {
 
 /// The runtime every server answers on: threads of their own, so that no probe's work on proctor's other threads
 /// (a body of 200,000 items rendered, a large answer checked) delays an answer a service waits for with a
-/// time-out of its own. Seen in CI before: under load, a quotes server starved that way for over a second made a
-/// correct service answer 504. When its threads cannot be made, the servers share the caller's runtime.
+/// time-out of its own (CI twice saw the correct reference fail resilient-upstream's breaker probe in Docker under
+/// load, the likely cause). When its threads cannot be made, the servers share the caller's runtime.
 fn runtime() -> tokio::runtime::Handle {
     static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
     RUNTIME
