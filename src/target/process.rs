@@ -295,8 +295,11 @@ impl ServiceProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        // Whatever is left of the group, and what escaped it, is killed.
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        // Whatever is left of the group, and what escaped it, is killed. A group found empty is not signalled:
+        // its id may already belong to a new group (the pid reused).
+        if killed {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
         for pid in tree {
             let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
