@@ -245,40 +245,57 @@ pub async fn sweep(docker: &Docker, run: Option<&str>) -> Swept {
         }
     };
     let mut swept = Swept::default();
-    let mut tally = |removed: Result<(), bollard::errors::Error>, count: &mut usize, what: String| match removed {
-        Ok(()) => *count += 1,
-        // Gone already: an image's parent layers go with it, another task of the run removed it first.
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
-        Err(e) => swept.left.push(format!("{what}: {}", engine_reason(&e))),
-    };
-    let (mut containers, mut networks, mut images, mut volumes) = (0, 0, 0, 0);
     for id in &found.containers {
         let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         let removed = docker.remove_container(id, Some(remove)).await;
-        tally(removed, &mut containers, format!("container {}", short(id)));
+        tally(removed, &mut swept.containers, &mut swept.left, || {
+            format!("container {}", short(id))
+        });
     }
     for (id, name) in &found.networks {
         let removed = docker.remove_network(id).await;
-        tally(removed, &mut networks, format!("network {name}"));
+        tally(removed, &mut swept.networks, &mut swept.left, || {
+            format!("network {name}")
+        });
     }
     for id in &found.images {
         let remove = RemoveImageOptionsBuilder::default().force(true).build();
         let removed = docker.remove_image(id, Some(remove), None).await.map(drop);
-        tally(removed, &mut images, format!("image {}", short(id)));
+        tally(removed, &mut swept.images, &mut swept.left, || {
+            format!("image {}", short(id))
+        });
     }
     // Volumes last: a volume in use by a container cannot go before the container.
     for name in &found.volumes {
         let remove = RemoveVolumeOptionsBuilder::default().force(true).build();
         let removed = docker.remove_volume(name, Some(remove)).await;
-        tally(removed, &mut volumes, format!("volume {name}"));
+        tally(removed, &mut swept.volumes, &mut swept.left, || {
+            format!("volume {name}")
+        });
     }
-    Swept {
-        containers,
-        networks,
-        images,
-        volumes,
-        ..swept
+    swept
+}
+
+/// Counts one removal, or keeps what the engine refused, with its reason, in `left`. Not found is neither: gone
+/// already (an image's parent layers go with it; another task of the run removed it first).
+fn tally(
+    removed: Result<(), bollard::errors::Error>,
+    count: &mut usize,
+    left: &mut Vec<String>,
+    what: impl FnOnce() -> String,
+) {
+    match removed {
+        Ok(()) => *count += 1,
+        Err(e) if not_found(&e) => {}
+        Err(e) => left.push(format!("{}: {}", what(), engine_reason(&e))),
     }
+}
+
+fn not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+    )
 }
 
 /// An id as `docker ps` shows it.
@@ -329,20 +346,6 @@ fn open_runs() -> std::sync::MutexGuard<'static, Vec<String>> {
 /// The runs of this process whose Docker resources may exist.
 pub fn open_run_ids() -> Vec<String> {
     open_runs().clone()
-}
-
-/// Sweeps runs side by side from synchronous code (a forced exit: `grade` may have several open).
-pub fn sweep_runs_blocking(runs: &[String]) {
-    let workers: Vec<_> = runs
-        .iter()
-        .map(|run| {
-            let run = run.clone();
-            std::thread::spawn(move || sweep_blocking(&run))
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.join();
-    }
 }
 
 impl Drop for Sandbox {
@@ -538,9 +541,15 @@ impl Drop for SweepGuard {
     }
 }
 
-/// Sweeps one run's resources from synchronous code (a `Drop`, a forced exit), waiting at most 20 s.
+/// Sweeps one run's resources from synchronous code (a `Drop`), waiting at most 20 s.
 pub fn sweep_blocking(run: &str) {
-    let run = run.to_string();
+    sweep_runs_blocking(&[run.to_string()]);
+}
+
+/// Sweeps runs side by side from synchronous code (a `Drop`; a forced exit, where `grade` may have several
+/// open), waiting at most 20 s in all.
+pub fn sweep_runs_blocking(runs: &[String]) {
+    let runs = runs.to_vec();
     let worker = std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
             return;
@@ -548,7 +557,8 @@ pub fn sweep_blocking(run: &str) {
         runtime.block_on(async {
             let attempt = async {
                 if let Ok(docker) = connect().await {
-                    sweep_run(&docker, &run, Duration::from_secs(10)).await;
+                    let sweeps = runs.iter().map(|run| sweep_run(&docker, run, Duration::from_secs(10)));
+                    futures::future::join_all(sweeps).await;
                 }
             };
             let _ = tokio::time::timeout(Duration::from_secs(20), attempt).await;

@@ -14,7 +14,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use url::Url;
 
-use super::{NetworkMode, Sandbox, SandboxError};
+use super::{NetworkMode, Sandbox, SandboxError, not_found};
 use crate::limits::{self, Resolved};
 use crate::logs::LogBuffer;
 use crate::spec::Challenge;
@@ -34,13 +34,6 @@ pub struct Container {
     /// Left in place when stopped: `--keep`, or a Compose project's container (it goes with the project).
     keep: bool,
     log_task: tokio::task::JoinHandle<()>,
-}
-
-fn not_found(error: &bollard::errors::Error) -> bool {
-    matches!(
-        error,
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
-    )
 }
 
 /// What an image's configuration says, for the image checks of a spec.

@@ -129,39 +129,33 @@ type SpawnJob = (
 /// worker's place to a new thread; idle threads end after 10 s): a service started from one of them was killed
 /// by signal 9 in the middle of its probes (seen in CI). When that thread cannot be had, the caller's is used.
 fn spawn_steadily(mut command: Command) -> std::io::Result<Child> {
-    static SPAWNER: Mutex<Option<std::sync::mpsc::Sender<SpawnJob>>> = Mutex::new(None);
+    static SPAWNER: std::sync::OnceLock<Option<std::sync::mpsc::Sender<SpawnJob>>> = std::sync::OnceLock::new();
     let Ok(handle) = tokio::runtime::Handle::try_current() else {
         return command.spawn();
     };
-    let (reply, result) = std::sync::mpsc::channel();
-    let sent = {
-        let mut spawner = SPAWNER.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if spawner.is_none() {
-            let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
-            let started = std::thread::Builder::new()
-                .name("proctor-spawner".into())
-                .spawn(move || {
-                    for (mut command, handle, reply) in queue {
-                        // The child is reaped by the runtime it belongs to.
-                        let _entered = handle.enter();
-                        let _ = reply.send(command.spawn());
-                    }
-                });
-            if started.is_ok() {
-                *spawner = Some(jobs);
+    let spawner = SPAWNER.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<SpawnJob>();
+        let thread = std::thread::Builder::new().name("proctor-spawner".into());
+        let started = thread.spawn(move || {
+            for (mut command, handle, reply) in queue {
+                // The child is reaped by the runtime it belongs to.
+                let _entered = handle.enter();
+                let _ = reply.send(command.spawn());
             }
-        }
-        match spawner.as_ref() {
-            Some(jobs) => jobs.send((command, handle, reply)).map_err(|e| e.0.0),
-            None => Err(command),
-        }
+        });
+        started.ok().map(|_| jobs)
+    });
+    let Some(jobs) = spawner else {
+        return command.spawn();
     };
-    match sent {
-        Ok(()) => result
-            .recv()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the thread that starts services has ended"))),
-        Err(mut command) => command.spawn(),
+    let (reply, result) = std::sync::mpsc::channel();
+    if let Err(unsent) = jobs.send((command, handle, reply)) {
+        let (mut command, ..) = unsent.0;
+        return command.spawn();
     }
+    result
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the thread that starts services has ended")))
 }
 
 /// Starts the service as `sh -c <command>` with `PORT` and the challenge's env.

@@ -1609,10 +1609,9 @@ fn a_batch_on_a_remote_engine_builds_and_grades_through_published_ports() {
         return;
     }
     let submissions = temp_dir(&[]);
-    let alice = reference_image(crate::support::SOUND_IMAGE);
-    copy_into(alice.path(), submissions.path(), "alice");
-    let bob = reference_image(crate::support::SOUND_IMAGE);
-    copy_into(bob.path(), submissions.path(), "bob");
+    let sound = reference_image(crate::support::SOUND_IMAGE);
+    copy_into(sound.path(), submissions.path(), "alice");
+    copy_into(sound.path(), submissions.path(), "bob");
     let out = temp_dir(&[]);
     let graded = proctor()
         .args(["grade", "status-codes", "stateless-replicas", "--submissions"])
